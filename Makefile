@@ -1,0 +1,44 @@
+# The two commands of the README:
+#   make demo   set up everything and run the whole gateway on embedded defaults with a simulated fleet
+#   make test   set up everything (including the system packages the tests use) and run lint, types and tests
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+DEMO_ARGS ?=
+
+.PHONY: demo test lint typecheck pytest system-deps bench clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+# Debian packages the tests start for real: the mosquitto broker.
+system-deps:
+	@if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then \
+		echo "installing mosquitto (Debian package) for the broker tests"; \
+		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto; \
+	fi
+
+demo: $(BIN)/.installed
+	$(BIN)/appliance-gateway demo $(DEMO_ARGS)
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check gateway firmware_sim tests benchmarks
+
+typecheck: $(BIN)/.installed
+	$(BIN)/mypy
+
+pytest: $(BIN)/.installed system-deps
+	$(BIN)/pytest
+
+test: lint typecheck pytest
+
+bench: $(BIN)/.installed system-deps
+	$(BIN)/python benchmarks/ingest_throughput.py
+	$(BIN)/python benchmarks/ticket_latency.py
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""The simulated world: appliance models, fault injection, MQTT peers, fleets and the service-platform stand-in."""

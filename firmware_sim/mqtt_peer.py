@@ -1,0 +1,72 @@
+"""A simulated appliance's MQTT side: retained meta and status, last will, telemetry and events."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from firmware_sim.models import ApplianceModel
+from gateway.protocol.topics import TopicKind, appliance_topic
+
+
+@dataclass(frozen=True)
+class Identity:
+    device_id: str
+    brand: str
+    model: str
+    serial: str
+    firmware: str = "1.0.0"
+
+
+class MqttAppliance:
+    def __init__(self, identity: Identity, model: ApplianceModel, host: str, port: int,
+                 prefix: str = "appliances") -> None:
+        self.identity = identity
+        self.model = model
+        self.prefix = prefix
+        self.published = 0
+        self._host, self._port = host, port
+        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"sim-{identity.device_id}",
+                                   protocol=mqtt.MQTTv311)
+        self._client.will_set(self._topic(TopicKind.STATUS), b"offline", qos=1, retain=True)
+
+    def _topic(self, kind: TopicKind) -> str:
+        return appliance_topic(self.identity.device_id, kind, self.prefix)
+
+    def connect(self) -> None:
+        self._client.connect(self._host, self._port, keepalive=15)
+        self._client.loop_start()
+        meta = {"type": self.model.appliance_type, "brand": self.identity.brand, "model": self.identity.model,
+                "serial": self.identity.serial, "firmware": self.identity.firmware}
+        self._client.publish(self._topic(TopicKind.META), orjson.dumps(meta), qos=1, retain=True)
+        self._client.publish(self._topic(TopicKind.STATUS), b"online", qos=1, retain=True)
+
+    def publish_sample(self, ts: float | None = None) -> None:
+        ts = time.time() if ts is None else ts
+        payload = {"ts": round(ts, 3), "type": self.model.appliance_type, "metrics": self.model.sample(ts)}
+        self._client.publish(self._topic(TopicKind.TELEMETRY), orjson.dumps(payload), qos=0)
+        self.published += 1
+
+    def publish_raw(self, kind: TopicKind, payload: bytes) -> None:
+        """Send arbitrary bytes on one of this appliance's topics (for malformed-input tests)."""
+        self._client.publish(self._topic(kind), payload, qos=1)
+
+    def publish_event(self, code: str, **detail: Any) -> None:
+        payload = {"ts": round(time.time(), 3), "code": code, **detail}
+        self._client.publish(self._topic(TopicKind.EVENT), orjson.dumps(payload), qos=1)
+
+    def disconnect(self, graceful: bool = True) -> None:
+        """Graceful: say offline and leave. Not graceful: drop the socket so the broker sends the last will."""
+        if graceful:
+            self._client.publish(self._topic(TopicKind.STATUS), b"offline", qos=1, retain=True).wait_for_publish(2)
+            self._client.disconnect()
+        else:
+            sock = self._client.socket()
+            if sock is not None:
+                sock.close()
+        self._client.loop_stop()

@@ -1,0 +1,3 @@
+"""Appliance diagnostics gateway: telemetry in, pre-diagnosed service tickets out."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,174 @@
+"""Composition root: builds every room from the config and runs them as named tasks in one TaskGroup.
+
+Start order: database -> profiles and rules (fail fast on a broken file) -> open incidents restored ->
+embedded broker -> web -> MQTT link -> ingest, sender, persistence. Stop is the reverse.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import replace
+from typing import Any
+
+from aiohttp import web
+
+from gateway.clock import Clock, SystemClock
+from gateway.config import GatewayConfig, resolve_path
+from gateway.engine.evaluator import Evaluator
+from gateway.engine.profiles import load_profiles
+from gateway.engine.rules import load_rules
+from gateway.incidents.episodes import IncidentManager
+from gateway.ingest.drops import DropCounter
+from gateway.ingest.pipeline import Ingest
+from gateway.ingest.registry import DeviceRegistry
+from gateway.outbox.sender import OutboxSender
+from gateway.protocol.payload import DropReason, PayloadLimits
+from gateway.store.db import Database, StorageError
+from gateway.store.window import WindowStore
+from gateway.transport.broker import EmbeddedBroker
+from gateway.transport.handoff import MessageHandoff
+from gateway.transport.mqtt import MqttLink
+from gateway.web.app import create_app
+
+log = logging.getLogger("gateway")
+
+PERSIST_INTERVAL_SECONDS = 2.0
+
+
+class Gateway:
+    def __init__(self, config: GatewayConfig, clock: Clock | None = None) -> None:
+        self.config = config
+        self.clock = clock or SystemClock()
+        self.profiles = load_profiles(resolve_path(config, config.rules.profiles))
+        self.rules = load_rules([resolve_path(config, p) for p in config.rules.paths], self.profiles)
+        self.db = Database(resolve_path(config, config.storage.database))
+        self.registry = DeviceRegistry(set(self.profiles))
+        self.registry.load(self.db.load_devices())
+        self.store = WindowStore({name: p.metric_names for name, p in self.profiles.items()},
+                                 config.window.slots, config.window.initial_devices)
+        self.evaluator = Evaluator(self.rules, self.store)
+        self.drops = DropCounter()
+        self.sender = OutboxSender(self.db, config.upstream, self.clock)
+        self.incidents = IncidentManager(self.db, self.store, self.registry, config.site, self.clock,
+                                         on_ticket=self.sender.wake)
+        self.incidents.restore(self.evaluator)
+        limits = PayloadLimits(config.ingest.max_payload_bytes, config.ingest.max_past_seconds,
+                               config.ingest.max_future_seconds)
+        self.ingest = Ingest(self.profiles, self.registry, self.store, self.drops, limits, self.clock,
+                             config.broker.topic_prefix, flush_rules=self.evaluate)
+        self.broker: EmbeddedBroker | None = None
+        self.link: MqttLink | None = None
+        self.web_port: int | None = None
+        self.internal_errors = 0
+        self._stop = asyncio.Event()
+
+    @property
+    def broker_url(self) -> str:
+        if self.broker is not None:
+            return self.broker.url
+        return self.config.broker.url
+
+    def evaluate(self) -> None:
+        """One rule pass over whatever arrived since the last one, and its incidents."""
+        transitions = self.evaluator.evaluate()
+        if transitions:
+            for failed in self.incidents.handle(transitions):
+                self.evaluator.rearm(failed.rule.rule_id, failed.device_id)
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def run(self, ready: asyncio.Event | None = None) -> None:
+        loop = asyncio.get_running_loop()
+        broker_config = self.config.broker
+        if broker_config.embedded:
+            self.broker = EmbeddedBroker(broker_config.embedded_host, broker_config.embedded_port)
+            await self.broker.start()
+            broker_config = replace(broker_config, embedded_port=self.broker.port)
+        runner = await self._start_web()
+        handoff = MessageHandoff(loop, broker_config.max_queued_messages, on_overflow=self._count_overflow)
+        self.link = MqttLink(broker_config, handoff.put)
+        self.link.start()
+        log.info("gateway running: %d rules over %d appliance types", len(self.rules), len(self.profiles))
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(self._ingest_loop(handoff), name="ingest")
+                tasks.create_task(self.sender.run(), name="outbox-sender")
+                tasks.create_task(self._persist_loop(), name="persist-devices")
+                if ready is not None:
+                    ready.set()
+                await self._stop.wait()
+                raise _Stopping
+        except* _Stopping:
+            pass
+        finally:
+            await asyncio.to_thread(self.link.stop)
+            self._persist_devices()
+            if runner is not None:
+                await runner.cleanup()
+            if self.broker is not None:
+                await self.broker.stop()
+            self.db.close()
+            log.info("gateway stopped")
+
+    async def _start_web(self) -> web.AppRunner | None:
+        if not self.config.web.enabled:
+            return None
+        runner = web.AppRunner(create_app(self.registry, self.db, self.status), access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, self.config.web.host, self.config.web.port)
+        await site.start()
+        self.web_port = int(runner.addresses[0][1]) if runner.addresses else self.config.web.port
+        return runner
+
+    async def _ingest_loop(self, handoff: MessageHandoff) -> None:
+        while True:
+            batch = await handoff.drain()
+            for topic, payload in batch:
+                try:
+                    self.ingest.handle(topic, payload)
+                except Exception:  # last line of defence: one bad message must never stop ingest
+                    self.internal_errors += 1
+                    log.exception("internal error while handling a message on %s; message dropped", topic)
+            self.evaluate()
+
+    async def _persist_loop(self) -> None:
+        while True:
+            await asyncio.sleep(PERSIST_INTERVAL_SECONDS)
+            self._persist_devices()
+
+    def _persist_devices(self) -> None:
+        changed = self.registry.take_changed()
+        if not changed:
+            return
+        try:
+            self.db.save_devices(changed)
+        except StorageError as exc:
+            log.error("could not save %d device(s), will retry: %s", len(changed), exc)
+            self.registry.mark_changed(d.device_id for d in changed)
+
+    def _count_overflow(self, count: int) -> None:
+        self.drops.drop(None, DropReason.QUEUE_FULL, "ingest queue full; gateway cannot keep up", count)
+
+    def status(self) -> dict[str, Any]:
+        outbox = self.db.outbox_counts()
+        return {
+            "devices": len(self.registry.devices),
+            "online": self.registry.online_count(),
+            "messages": self.ingest.messages,
+            "samples": self.ingest.samples,
+            "open_incidents": self.evaluator.firing_count(),
+            "incidents_opened": self.incidents.opened,
+            "tickets_delivered": outbox["delivered"],
+            "outbox": outbox,
+            "dropped_total": self.drops.total,
+            "dropped": self.drops.as_dict(),
+            "mqtt_connected": bool(self.link and self.link.connected),
+            "rule_pass_ms": round(self.evaluator.last_pass_seconds * 1000, 3),
+            "internal_errors": self.internal_errors,
+        }
+
+
+class _Stopping(Exception):
+    """Raised inside the TaskGroup to cancel its tasks on a requested stop."""

@@ -1,0 +1,186 @@
+"""The `appliance-gateway` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from gateway.config import ConfigError, GatewayConfig, load_config, resolve_path
+from gateway.engine.profiles import ProfileError, load_profiles
+from gateway.engine.rules import RuleFileError, load_rules
+from gateway.store.db import StorageError
+from gateway.transport.broker import BrokerStartError
+
+log = logging.getLogger("gateway.cli")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="appliance-gateway",
+        description="Read appliance telemetry over MQTT, detect faults with rules, open pre-diagnosed tickets.")
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run the gateway from a config file")
+    run.add_argument("--config", type=Path, help="gateway.toml (default: embedded defaults)")
+    run.add_argument("--broker", help="external broker mqtt://host:port or mqtts://host:port "
+                                      "(default: start the embedded broker on 127.0.0.1)")
+    run.add_argument("--username", help="broker user name")
+    run.add_argument("--password", help="broker password")
+    run.add_argument("--tls-ca", help="CA file to verify the broker's certificate (turns TLS on)")
+    run.add_argument("--tls-cert", help="client certificate file")
+    run.add_argument("--tls-key", help="client key file")
+    run.add_argument("--tls-insecure", action="store_true", help="do not check the broker's host name")
+    run.add_argument("--web-port", type=int, help="web page port (0 = any free port)")
+
+    demo = commands.add_parser("demo", help="embedded broker, platform stand-in, gateway and a simulated fleet")
+    demo.add_argument("--duration", type=float, help="stop after this many seconds and print a summary")
+    demo.add_argument("--fault-after", type=float, default=30.0, help="seconds until ac-01 develops the fault")
+    demo.add_argument("--data-dir", type=Path, default=Path("var/demo"), help="where the demo's SQLite files go")
+    demo.add_argument("--web-port", type=int, default=8080)
+    demo.add_argument("--platform-port", type=int, default=8081)
+    demo.add_argument("--broker-port", type=int, default=1883)
+
+    platform = commands.add_parser("platform", help="run the service-platform stand-in (upstream API)")
+    platform.add_argument("--port", type=int, default=8081)
+    platform.add_argument("--db", type=Path, default=Path("var/platform.db"))
+
+    sim = commands.add_parser("sim", help="run a simulated appliance fleet against a broker")
+    sim.add_argument("--broker", default="mqtt://127.0.0.1:1883")
+    sim.add_argument("--air-conditioners", type=int, default=8)
+    sim.add_argument("--refrigerators", type=int, default=7)
+    sim.add_argument("--washers", type=int, default=5)
+    sim.add_argument("--faulty-device", default="ac-01", help="device that develops a fault ('' for none)")
+    sim.add_argument("--fault-after", type=float, default=30.0)
+    sim.add_argument("--fault-ramp", type=float, default=10.0)
+    sim.add_argument("--seed", type=int, default=1)
+    sim.add_argument("--time-scale", type=float, default=1.0,
+                     help="simulated seconds per real second (the gateway must accept the timestamps)")
+    sim.add_argument("--duration", type=float, help="stop after this many real seconds")
+
+    rules = commands.add_parser("rules", help="rule-file tools")
+    rules_commands = rules.add_subparsers(dest="rules_command", required=True, metavar="ACTION")
+    check = rules_commands.add_parser("check", help="validate rule files; every error with file:line")
+    check.add_argument("paths", nargs="*", type=Path, help="rule files or folders (default: the configured ones)")
+    check.add_argument("--config", type=Path)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S")
+    try:
+        if args.command == "run":
+            return asyncio.run(_run(_run_config(args)))
+        if args.command == "demo":
+            return _demo(args)
+        if args.command == "platform":
+            return asyncio.run(_platform(args.port, args.db))
+        if args.command == "sim":
+            return asyncio.run(_sim(args))
+        return _rules_check(args)
+    except (ConfigError, ProfileError, RuleFileError, StorageError, BrokerStartError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _run_config(args: argparse.Namespace) -> GatewayConfig:
+    config = load_config(args.config)
+    broker = config.broker
+    if args.broker:
+        broker = replace(broker, url=args.broker)
+    overrides = {"username": args.username, "password": args.password, "tls_ca_file": args.tls_ca,
+                 "tls_cert_file": args.tls_cert, "tls_key_file": args.tls_key}
+    broker = replace(broker, **{k: v for k, v in overrides.items() if v is not None})
+    if args.tls_ca or args.tls_insecure:
+        broker = replace(broker, tls=True, tls_insecure=args.tls_insecure)
+    web = config.web if args.web_port is None else replace(config.web, port=args.web_port)
+    return replace(config, broker=broker, web=web)
+
+
+async def _run(config: GatewayConfig) -> int:
+    from gateway.app import Gateway
+
+    gateway = Gateway(config)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, gateway.request_stop)
+    ready = asyncio.Event()
+    task = asyncio.create_task(gateway.run(ready))
+    await asyncio.wait({task, asyncio.create_task(ready.wait())}, return_when=asyncio.FIRST_COMPLETED)
+    if ready.is_set():
+        log.info("web page on http://%s:%s/", config.web.host, gateway.web_port)
+    await task
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from firmware_sim.fleet import FleetSpec
+    from gateway.demo import DemoOptions, run_demo
+
+    for quiet in ("gateway.ingest", "gateway.registry", "firmware_sim"):
+        logging.getLogger(quiet).setLevel(logging.WARNING)
+    options = DemoOptions(duration=args.duration, data_dir=args.data_dir, web_port=args.web_port,
+                          platform_port=args.platform_port, broker_port=args.broker_port,
+                          fleet=FleetSpec(fault_after_seconds=args.fault_after))
+    return asyncio.run(run_demo(options))
+
+
+async def _platform(port: int, db: Path) -> int:
+    from firmware_sim.platform import PlatformServer
+
+    server = PlatformServer(db, port=port)
+    await server.start()
+    print(f"service platform stand-in on {server.url}/v1/tickets (tickets in {db})", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await server.stop()
+    return 0
+
+
+async def _sim(args: argparse.Namespace) -> int:
+    from firmware_sim.fleet import FleetSpec, SimClock, build_fleet, run_fleet
+    from gateway.config import BrokerConfig
+
+    host, port = BrokerConfig(url=args.broker).host_port()
+    spec = FleetSpec(args.air_conditioners, args.refrigerators, args.washers, args.seed,
+                     args.faulty_device or None, args.fault_after, args.fault_ramp)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    if args.duration:
+        loop.call_later(args.duration, stop.set)
+    clock = SimClock(args.time_scale)
+    fleet = build_fleet(spec, host, port, clock.start)
+    print(f"{len(fleet)} simulated appliances publishing to {host}:{port}", flush=True)
+    await run_fleet(fleet, stop, clock)
+    return 0
+
+
+def _rules_check(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    paths = args.paths or [resolve_path(config, p) for p in config.rules.paths]
+    try:
+        profiles = load_profiles(resolve_path(config, config.rules.profiles))
+        rules = load_rules(paths, profiles)
+    except RuleFileError as exc:
+        for error in exc.errors:
+            print(error)
+        print(f"{len(exc.errors)} error(s)")
+        return 1
+    print(f"ok: {len(rules)} rule(s) in {', '.join(str(p) for p in paths)}")
+    return 0

@@ -1,0 +1,241 @@
+"""Gateway configuration: frozen dataclasses read once from TOML.
+
+Every error names the file and the dotted key, because the person reading it is
+standing next to a gateway with a text editor, not a debugger.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+
+class ConfigError(Exception):
+    """A configuration value is missing, of the wrong type or out of range."""
+
+
+@dataclass(frozen=True)
+class BrokerConfig:
+    """Where the MQTT broker is. An empty `url` starts the embedded broker on loopback."""
+
+    url: str = ""
+    embedded_host: str = "127.0.0.1"
+    embedded_port: int = 1883
+    username: str = ""
+    password: str = ""
+    tls: bool = False
+    tls_ca_file: str = ""
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    tls_insecure: bool = False
+    client_id: str = "appliance-gateway"
+    keepalive_seconds: int = 30
+    topic_prefix: str = "appliances"
+    reconnect_min_seconds: float = 0.5
+    reconnect_max_seconds: float = 30.0
+    max_queued_messages: int = 200_000
+
+    @property
+    def embedded(self) -> bool:
+        return not self.url
+
+    def host_port(self) -> tuple[str, int]:
+        if self.embedded:
+            return self.embedded_host, self.embedded_port
+        parts = urlsplit(self.url)
+        default_port = 8883 if parts.scheme == "mqtts" else 1883
+        return parts.hostname or "127.0.0.1", parts.port or default_port
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.tls or self.url.startswith("mqtts://")
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    max_payload_bytes: int = 65_536
+    max_past_seconds: float = 86_400.0
+    max_future_seconds: float = 300.0
+
+
+@dataclass(frozen=True)
+class WindowConfig:
+    """How much recent telemetry each device keeps in memory for rules and evidence."""
+
+    slots: int = 900
+    initial_devices: int = 64
+
+
+@dataclass(frozen=True)
+class RulesConfig:
+    paths: tuple[str, ...] = ("rules",)
+    profiles: str = "rules/profiles"
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    database: str = "var/gateway.db"
+
+
+@dataclass(frozen=True)
+class UpstreamConfig:
+    url: str = "http://127.0.0.1:8081"
+    token: str = ""
+    timeout_seconds: float = 10.0
+    retry_min_seconds: float = 1.0
+    retry_max_seconds: float = 300.0
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 8080
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    site: str = "home"
+    broker: BrokerConfig = field(default_factory=BrokerConfig)
+    ingest: IngestConfig = field(default_factory=IngestConfig)
+    window: WindowConfig = field(default_factory=WindowConfig)
+    rules: RulesConfig = field(default_factory=RulesConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    upstream: UpstreamConfig = field(default_factory=UpstreamConfig)
+    web: WebConfig = field(default_factory=WebConfig)
+    source: str = "<defaults>"
+
+
+_SECTIONS: dict[str, type[Any]] = {
+    "broker": BrokerConfig,
+    "ingest": IngestConfig,
+    "window": WindowConfig,
+    "rules": RulesConfig,
+    "storage": StorageConfig,
+    "upstream": UpstreamConfig,
+    "web": WebConfig,
+}
+
+_POSITIVE = {
+    "broker.embedded_port", "broker.keepalive_seconds", "broker.reconnect_min_seconds",
+    "broker.reconnect_max_seconds", "broker.max_queued_messages", "ingest.max_payload_bytes",
+    "ingest.max_past_seconds", "ingest.max_future_seconds", "window.slots", "window.initial_devices",
+    "upstream.timeout_seconds", "upstream.retry_min_seconds", "upstream.retry_max_seconds",
+}
+
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def resolve_path(config: GatewayConfig, value: str) -> Path:
+    """Relative paths in a config file are relative to that file; without one, to the working folder,
+    falling back to the project checkout so `appliance-gateway demo` works from anywhere."""
+    path = Path(value)
+    if path.is_absolute():
+        return path
+    source = Path(config.source)
+    if source.is_file():
+        return source.parent / path
+    if (Path.cwd() / path).exists():
+        return Path.cwd() / path
+    return PROJECT_ROOT / path
+
+
+def load_config(path: str | Path | None) -> GatewayConfig:
+    """Read a TOML file into a GatewayConfig; `None` gives the embedded defaults."""
+    if path is None:
+        return GatewayConfig()
+    file = Path(path)
+    try:
+        raw = tomllib.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{file}: config file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{file}: not valid TOML: {exc}") from None
+    return config_from_dict(raw, source=str(file))
+
+
+def config_from_dict(raw: dict[str, Any], source: str = "<dict>") -> GatewayConfig:
+    errors: list[str] = []
+    top: dict[str, Any] = {"source": source}
+    for key, value in raw.items():
+        if key == "site":
+            if isinstance(value, str) and value:
+                top["site"] = value
+            else:
+                errors.append(f"{source}: key 'site' must be a non-empty string")
+        elif key in _SECTIONS:
+            if not isinstance(value, dict):
+                errors.append(f"{source}: key '{key}' must be a table ([{key}])")
+                continue
+            top[key] = _section(key, _SECTIONS[key], value, source, errors)
+        else:
+            errors.append(f"{source}: unknown key '{key}' (known: site, {', '.join(_SECTIONS)})")
+    if errors:
+        raise ConfigError("\n".join(errors))
+    config = GatewayConfig(**top)
+    _check_relations(config, errors)
+    if errors:
+        raise ConfigError("\n".join(errors))
+    return config
+
+
+def _section(name: str, cls: type[Any], values: dict[str, Any], source: str, errors: list[str]) -> Any:
+    known = {f.name: f for f in fields(cls)}
+    defaults = cls()
+    accepted: dict[str, Any] = {}
+    for key, value in values.items():
+        dotted = f"{name}.{key}"
+        if key not in known:
+            errors.append(f"{source}: unknown key '{dotted}' (known: {', '.join(known)})")
+            continue
+        expected = type(getattr(defaults, key))
+        checked = _coerce(value, expected)
+        if checked is None:
+            errors.append(
+                f"{source}: key '{dotted}' must be {_type_name(expected)}, got {type(value).__name__} {value!r}"
+            )
+            continue
+        if dotted in _POSITIVE and checked <= 0:
+            errors.append(f"{source}: key '{dotted}' must be greater than 0, got {value!r}")
+            continue
+        accepted[key] = checked
+    return replace(defaults, **accepted)
+
+
+def _coerce(value: Any, expected: type[Any]) -> Any:
+    if expected is bool:
+        return value if isinstance(value, bool) else None
+    if expected is int:
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+    if expected is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        return float(value) if ok else None
+    if expected is str:
+        return value if isinstance(value, str) else None
+    if expected is tuple:
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return tuple(value)
+        return None
+    return None
+
+
+def _type_name(expected: type[Any]) -> str:
+    return {bool: "true or false", int: "a whole number", float: "a number", str: "a string",
+            tuple: "a list of strings"}.get(expected, expected.__name__)
+
+
+def _check_relations(config: GatewayConfig, errors: list[str]) -> None:
+    src = config.source
+    url = config.broker.url
+    if url and urlsplit(url).scheme not in ("mqtt", "mqtts", "tcp"):
+        errors.append(f"{src}: key 'broker.url' must look like mqtt://host:port or mqtts://host:port, got {url!r}")
+    if config.broker.reconnect_min_seconds > config.broker.reconnect_max_seconds:
+        errors.append(f"{src}: key 'broker.reconnect_min_seconds' must not exceed 'broker.reconnect_max_seconds'")
+    if urlsplit(config.upstream.url).scheme not in ("http", "https"):
+        errors.append(f"{src}: key 'upstream.url' must be an http:// or https:// URL, got {config.upstream.url!r}")
+    if not config.rules.paths:
+        errors.append(f"{src}: key 'rules.paths' must name at least one rule folder or file")

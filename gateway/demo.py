@@ -1,0 +1,139 @@
+"""`appliance-gateway demo`: the whole system on one machine with embedded defaults.
+
+Embedded broker, service-platform stand-in, gateway with its web page, and a mixed fleet of simulated
+appliances of which one develops a condenser fan failure. Prints the URLs, a live status line, and at the
+end the ticket the platform received with its diagnosis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import signal
+import socket
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from firmware_sim.fleet import FleetSpec, SimClock, build_fleet, run_fleet
+from firmware_sim.platform import PlatformServer
+from gateway.app import Gateway
+from gateway.config import BrokerConfig, GatewayConfig, StorageConfig, UpstreamConfig, WebConfig
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    duration: float | None = None
+    data_dir: Path = Path("var/demo")
+    web_port: int = 8080
+    platform_port: int = 8081
+    broker_port: int = 1883
+    fleet: FleetSpec = FleetSpec()
+
+
+def port_or_free(port: int, host: str = "127.0.0.1") -> int:
+    """The wanted port if it is free, else any free one (so a second demo does not fail on a busy port)."""
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, port))
+            return port
+        except OSError:
+            sock.bind((host, 0))
+            return int(sock.getsockname()[1])
+
+
+async def run_demo(options: DemoOptions) -> int:
+    shutil.rmtree(options.data_dir, ignore_errors=True)
+    options.data_dir.mkdir(parents=True, exist_ok=True)
+    platform = PlatformServer(options.data_dir / "platform.db", port=port_or_free(options.platform_port))
+    await platform.start()
+    config = GatewayConfig(
+        site="demo-home",
+        broker=BrokerConfig(embedded_port=port_or_free(options.broker_port)),
+        storage=StorageConfig(database=str((options.data_dir / "gateway.db").resolve())),
+        upstream=UpstreamConfig(url=platform.url, retry_min_seconds=0.5, retry_max_seconds=5.0),
+        web=WebConfig(port=port_or_free(options.web_port)),
+    )
+    gateway = Gateway(config)
+    ready = asyncio.Event()
+    gateway_task = asyncio.create_task(gateway.run(ready), name="gateway")
+    await _wait_ready(ready, gateway_task)
+    broker_host, broker_port = replace(config.broker, embedded_port=gateway.broker.port if gateway.broker else 0
+                                       ).host_port()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    clock = SimClock()
+    fleet = build_fleet(options.fleet, broker_host, broker_port, clock.start)
+    fleet_task = asyncio.create_task(run_fleet(fleet, stop, clock), name="fleet")
+    print(f"web page:          http://127.0.0.1:{gateway.web_port}/")
+    print(f"MQTT broker:       {gateway.broker_url} (topics appliances/<id>/telemetry|event|status|meta)")
+    print(f"service platform:  {platform.url}/v1/tickets")
+    print(f"fleet:             {len(fleet)} appliances; {options.fleet.faulty_device} develops a condenser fan "
+          f"failure after {options.fleet.fault_after_seconds:.0f} s")
+    print("Ctrl-C stops." if options.duration is None else f"Running for {options.duration:.0f} s.")
+    started = time.monotonic()
+    try:
+        await _status_loop(gateway, stop, options.duration, started)
+    finally:
+        stop.set()
+        await fleet_task
+        await asyncio.sleep(0.5)
+        gateway.request_stop()
+        await gateway_task
+        tickets = platform.store.list()
+        details = [platform.store.get(t["ticket_id"]) for t in tickets]
+        await platform.stop()
+    print()
+    _print_summary(details, time.monotonic() - started)
+    return 0
+
+
+async def _wait_ready(ready: asyncio.Event, task: asyncio.Task[None]) -> None:
+    waiter = asyncio.create_task(ready.wait())
+    await asyncio.wait({waiter, task}, return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        waiter.cancel()
+        task.result()  # re-raises why the gateway could not start
+
+
+async def _status_loop(gateway: Gateway, stop: asyncio.Event, duration: float | None, started: float) -> None:
+    tty = sys.stdout.isatty()
+    last_messages, last_time = 0, time.monotonic()
+    period = 1.0 if tty else 5.0
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=period)
+        now = time.monotonic()
+        status = gateway.status()
+        rate = (status["messages"] - last_messages) / max(1e-6, now - last_time)
+        last_messages, last_time = status["messages"], now
+        line = (f"[{now - started:5.0f} s] {rate:6.0f} msg/s | {status['devices']} devices "
+                f"({status['online']} online) | {status['open_incidents']} open incidents | "
+                f"{status['tickets_delivered']} tickets delivered | {status['dropped_total']} dropped")
+        print("\r" + line if tty else line, end="" if tty else "\n", flush=True)
+        if duration is not None and now - started >= duration:
+            stop.set()
+
+
+def _print_summary(tickets: list[dict[str, Any] | None], elapsed: float) -> None:
+    print(f"Demo ran {elapsed:.0f} s. The service platform received {len(tickets)} ticket(s).")
+    for entry in tickets:
+        if entry is None:
+            continue
+        ticket = entry["ticket"]
+        appliance, fault = ticket["appliance"], ticket["fault"]
+        print(f"\n{entry['ticket_id']}: {appliance['device_id']} ({appliance['brand']} {appliance['model']}, "
+              f"{appliance['type']}, serial {appliance['serial']})")
+        print(f"  fault    {fault['code']} {fault['title']['en']} / {fault['title']['zh']} [{fault['severity']}]")
+        for cause in ticket["probable_causes"]:
+            print(f"  cause    {cause['likelihood']:.0%} {cause['cause']}: {cause['reason']}")
+        for obs in ticket["evidence"]["observed"]:
+            print(f"  evidence {obs['quantity']} = {obs['value']} (limit {obs['op']} {obs['threshold']})")
+        print(f"  window   {len(ticket['evidence']['window']['ts'])} samples of "
+              f"{len(ticket['evidence']['window']['metrics'])} metrics around the onset")

@@ -1,0 +1,1 @@
+"""What a fault means for the customer and the technician, and the evidence that proves it."""

@@ -1,0 +1,1 @@
+"""Fault episodes: one incident per (rule, device) episode, and the ticket it opens."""

@@ -1,0 +1,80 @@
+"""Turn alert transitions into incidents: one per fault episode, each with exactly one ticket."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from gateway.clock import Clock
+from gateway.diagnosis.evidence import build_evidence
+from gateway.engine.evaluator import AlertTransition, Evaluator, Transition
+from gateway.ingest.registry import DeviceRegistry
+from gateway.outbox.mapping import incident_fingerprint, ticket_payload
+from gateway.store.db import Database, StorageError
+from gateway.store.window import WindowStore
+
+log = logging.getLogger("gateway.incidents")
+
+
+class IncidentManager:
+    def __init__(self, db: Database, store: WindowStore, registry: DeviceRegistry, site: str, clock: Clock,
+                 on_ticket: Callable[[], None] | None = None) -> None:
+        self.db = db
+        self.store = store
+        self.registry = registry
+        self.site = site
+        self.clock = clock
+        self.on_ticket = on_ticket
+        self.opened = 0
+        self.resolved = 0
+
+    def restore(self, evaluator: Evaluator) -> int:
+        """Re-arm the episodes still open in the database (after a restart or a crash)."""
+        restored = 0
+        for incident in self.db.open_incidents():
+            if evaluator.restore_firing(incident.rule_id, incident.device_id, incident.onset_ts):
+                restored += 1
+        if restored:
+            log.info("resumed %d open incident(s) from the database", restored)
+        return restored
+
+    def handle(self, transitions: list[AlertTransition]) -> list[AlertTransition]:
+        """Record transitions; returns the firings that could not be stored, to be re-armed and retried."""
+        failed: list[AlertTransition] = []
+        for transition in transitions:
+            try:
+                if transition.kind is Transition.FIRING:
+                    self._open(transition)
+                else:
+                    self._resolve(transition)
+            except StorageError as exc:
+                log.error("could not record %s on %s, will retry on its next sample: %s",
+                          transition.rule.rule_id, transition.device_id, exc)
+                if transition.kind is Transition.FIRING:
+                    failed.append(transition)
+        return failed
+
+    def _open(self, transition: AlertTransition) -> None:
+        rule = transition.rule
+        fingerprint = incident_fingerprint(self.site, transition.device_id, rule.rule_id, transition.onset_ts)
+        evidence = build_evidence(transition, self.store.snapshot(transition.device_id))
+        payload = ticket_payload(
+            site=self.site, device_id=transition.device_id, appliance_type=rule.appliance,
+            device=self.registry.get(transition.device_id), rule=rule, fingerprint=fingerprint,
+            evidence=evidence, opened_at=self.clock.now(),
+        )
+        incident = self.db.open_incident(rule.rule_id, rule.version, transition.device_id, transition.onset_ts,
+                                         transition.at_ts, fingerprint, payload)
+        if incident is None:
+            return  # the episode is already open (restored state lost?); its ticket exists
+        self.opened += 1
+        observed = ", ".join(f"{o.quantity}={o.value:g} {o.op} {o.threshold:g}" for o in transition.observations)
+        log.warning("incident %d on %s: %s [%s] (%s)", incident.incident_id, transition.device_id,
+                    rule.diagnosis.title_en, rule.diagnosis.code, observed)
+        if self.on_ticket is not None:
+            self.on_ticket()
+
+    def _resolve(self, transition: AlertTransition) -> None:
+        if self.db.resolve_incident(transition.rule.rule_id, transition.device_id, transition.at_ts):
+            self.resolved += 1
+            log.info("incident of %s on %s resolved", transition.rule.rule_id, transition.device_id)

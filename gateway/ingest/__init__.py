@@ -1,0 +1,1 @@
+"""Raw messages to canonical Readings and DeviceEvents; the registry of who is out there."""

@@ -1,0 +1,37 @@
+"""Count what was dropped and why; log each (device, reason) once so a chatty broken device cannot flood logs."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+
+from gateway.protocol.payload import DropReason
+
+log = logging.getLogger("gateway.ingest")
+
+NO_DEVICE = "-"
+
+
+class DropCounter:
+    def __init__(self, max_logged_pairs: int = 10_000) -> None:
+        self.by_reason: Counter[DropReason] = Counter()
+        self.by_device: Counter[tuple[str, DropReason]] = Counter()
+        self._logged: set[tuple[str, DropReason]] = set()
+        self._max_logged = max_logged_pairs
+
+    def drop(self, device_id: str | None, reason: DropReason, detail: str, count: int = 1) -> None:
+        key = (device_id or NO_DEVICE, reason)
+        self.by_reason[reason] += count
+        if len(self.by_device) < self._max_logged or key in self.by_device:
+            self.by_device[key] += count
+        if key not in self._logged and len(self._logged) < self._max_logged:
+            self._logged.add(key)
+            log.warning("dropped input from %s: %s (%s); further drops of this kind are only counted",
+                        key[0], reason.value, detail)
+
+    @property
+    def total(self) -> int:
+        return sum(self.by_reason.values())
+
+    def as_dict(self) -> dict[str, int]:
+        return {reason.value: n for reason, n in sorted(self.by_reason.items())}

@@ -1,0 +1,133 @@
+"""Route one raw MQTT message: telemetry into the window store, meta/status into the registry, events out.
+
+Lenient at the edge, strict inside: anything malformed is counted with a reason and dropped, keeping every
+good value of the same message; nothing here raises into the ingest loop.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from gateway.clock import Clock
+from gateway.engine.profiles import Profile
+from gateway.ingest.drops import DropCounter
+from gateway.ingest.registry import DeviceRegistry
+from gateway.model import DeviceEvent
+from gateway.protocol.payload import (
+    DropReason,
+    PayloadLimits,
+    Rejection,
+    Sample,
+    decode_json_object,
+    decode_telemetry,
+)
+from gateway.protocol.topics import TopicKind, parse_topic
+from gateway.store.window import WindowStore
+
+log = logging.getLogger("gateway.ingest")
+
+
+class Ingest:
+    def __init__(self, profiles: dict[str, Profile], registry: DeviceRegistry, store: WindowStore,
+                 drops: DropCounter, limits: PayloadLimits, clock: Clock, topic_prefix: str = "appliances",
+                 flush_rules: Callable[[], None] | None = None,
+                 on_event: Callable[[DeviceEvent], None] | None = None) -> None:
+        self.profiles = profiles
+        self.registry = registry
+        self.store = store
+        self.drops = drops
+        self.limits = limits
+        self.clock = clock
+        self.prefix = topic_prefix
+        self.flush_rules = flush_rules
+        self.on_event = on_event
+        self.messages = 0
+        self.samples = 0
+        self._ranges = {
+            name: {m.name: (m.low, m.high) for m in profile.metrics} for name, profile in profiles.items()
+        }
+
+    def handle(self, topic: str, payload: bytes) -> None:
+        self.messages += 1
+        parsed = parse_topic(topic, self.prefix)
+        if parsed is None:
+            self.drops.drop(None, DropReason.UNKNOWN_TOPIC, topic[:120])
+            return
+        device_id = parsed.device_id
+        if parsed.kind is TopicKind.TELEMETRY:
+            self._telemetry(device_id, payload)
+        elif parsed.kind is TopicKind.STATUS:
+            self._status(device_id, payload)
+        elif parsed.kind is TopicKind.META:
+            self._meta(device_id, payload)
+        else:
+            self._event(device_id, payload)
+
+    def _telemetry(self, device_id: str, payload: bytes) -> None:
+        decoded = decode_telemetry(payload, self.clock.now(), self.limits)
+        for rejection in decoded.rejections:
+            self.drops.drop(device_id, rejection.reason, rejection.detail)
+        for sample in decoded.samples:
+            self._sample(device_id, sample)
+
+    def _sample(self, device_id: str, sample: Sample) -> None:
+        known = self.registry.appliance_type(device_id)
+        appliance = known or sample.appliance_type
+        if appliance is None:
+            self.drops.drop(device_id, DropReason.UNKNOWN_DEVICE,
+                            "no retained meta and no 'type' in the telemetry")
+            return
+        ranges = self._ranges.get(appliance)
+        if ranges is None or (known and sample.appliance_type not in (None, known)):
+            self.drops.drop(device_id, DropReason.UNKNOWN_TYPE,
+                            f"type {sample.appliance_type!r} (registered as {known!r})")
+            return
+        metrics: dict[str, float] = {}
+        for name, value in sample.metrics.items():
+            bounds = ranges.get(name)
+            if bounds is None:
+                self.drops.drop(device_id, DropReason.UNKNOWN_METRIC, f"{appliance} has no metric {name!r}")
+            elif not bounds[0] <= value <= bounds[1]:
+                self.drops.drop(device_id, DropReason.OUT_OF_RANGE, f"{name}={value} outside {bounds}")
+            else:
+                metrics[name] = value
+        if not metrics:
+            return
+        window = self.store.windows[appliance]
+        row = window.row(device_id)
+        if window.dirty[row] and self.flush_rules is not None:
+            self.flush_rules()  # this device already has an unevaluated sample: evaluate before the next one
+        window.append(row, sample.ts, metrics)
+        self.registry.seen(device_id, sample.ts)
+        self.samples += 1
+
+    def _status(self, device_id: str, payload: bytes) -> None:
+        text = payload.decode("utf-8", "replace").strip().lower()
+        if text not in ("online", "offline"):
+            self.drops.drop(device_id, DropReason.BAD_SCHEMA, f"status must be online or offline, got {text[:40]!r}")
+            return
+        self.registry.set_online(device_id, text == "online")
+
+    def _meta(self, device_id: str, payload: bytes) -> None:
+        doc = decode_json_object(payload, self.limits)
+        if isinstance(doc, Rejection):
+            self.drops.drop(device_id, doc.reason, f"meta: {doc.detail}")
+            return
+        error = self.registry.set_meta(device_id, doc)
+        if error:
+            self.drops.drop(device_id, DropReason.BAD_SCHEMA, error)
+
+    def _event(self, device_id: str, payload: bytes) -> None:
+        doc = decode_json_object(payload, self.limits)
+        if isinstance(doc, Rejection):
+            self.drops.drop(device_id, doc.reason, f"event: {doc.detail}")
+            return
+        code, ts = doc.get("code"), doc.get("ts", self.clock.now())
+        if not isinstance(code, str) or not isinstance(ts, int | float):
+            self.drops.drop(device_id, DropReason.BAD_SCHEMA, "event needs a string 'code' and a numeric 'ts'")
+            return
+        event = DeviceEvent(device_id, float(ts), code, {k: v for k, v in doc.items() if k not in ("code", "ts")})
+        log.info("appliance %s reported code %s", device_id, code)
+        if self.on_event is not None:
+            self.on_event(event)

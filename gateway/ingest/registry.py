@@ -1,0 +1,76 @@
+"""Which appliances exist, what they are, and whether they are online (from their retained status / last will)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from gateway.model import Device, DeviceMeta
+
+log = logging.getLogger("gateway.registry")
+
+
+class DeviceRegistry:
+    def __init__(self, known_types: set[str]) -> None:
+        self.known_types = known_types
+        self.devices: dict[str, Device] = {}
+        self._changed: set[str] = set()
+
+    def load(self, devices: list[Device]) -> None:
+        self.devices = {d.device_id: d for d in devices}
+
+    def get(self, device_id: str) -> Device | None:
+        return self.devices.get(device_id)
+
+    def _device(self, device_id: str) -> Device:
+        device = self.devices.get(device_id)
+        if device is None:
+            device = self.devices[device_id] = Device(device_id)
+        return device
+
+    def set_meta(self, device_id: str, doc: dict[str, Any]) -> str | None:
+        """Record an appliance's identity; returns an error text if the meta is unusable."""
+        appliance_type = doc.get("type")
+        if not isinstance(appliance_type, str) or appliance_type not in self.known_types:
+            return f"meta 'type' must be one of {sorted(self.known_types)}, got {appliance_type!r}"
+        fields = {k: doc.get(k, "") for k in ("brand", "model", "serial", "firmware")}
+        if not all(isinstance(v, str) for v in fields.values()):
+            return "meta brand, model, serial and firmware must be strings"
+        meta = DeviceMeta(appliance_type, **fields)
+        device = self._device(device_id)
+        if device.meta != meta:
+            device.meta = meta
+            self._changed.add(device_id)
+            log.info("appliance %s: %s %s %s", device_id, meta.brand, meta.model, meta.appliance_type)
+        return None
+
+    def set_online(self, device_id: str, online: bool) -> None:
+        device = self._device(device_id)
+        if device.online != online:
+            device.online = online
+            self._changed.add(device_id)
+            log.info("appliance %s is %s", device_id, "online" if online else "offline")
+
+    def seen(self, device_id: str, ts: float) -> None:
+        device = self._device(device_id)
+        if device.last_seen is None or ts > device.last_seen:
+            device.last_seen = ts
+            self._changed.add(device_id)
+
+    def appliance_type(self, device_id: str) -> str | None:
+        device = self.devices.get(device_id)
+        return device.meta.appliance_type if device and device.meta else None
+
+    def take_changed(self) -> list[Device]:
+        """Devices changed since the last call, for a batched write to the database."""
+        changed = [self.devices[d] for d in sorted(self._changed)]
+        self._changed.clear()
+        return changed
+
+    def mark_changed(self, device_ids: Iterable[str]) -> None:
+        """Put devices back on the to-save list (after a failed write)."""
+        self._changed.update(device_ids)
+
+    def online_count(self) -> int:
+        return sum(1 for d in self.devices.values() if d.online)

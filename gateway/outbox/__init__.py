@@ -1,0 +1,1 @@
+"""Durable delivery of tickets to the service platform: payload mapping, queue, sender."""

@@ -1,0 +1,145 @@
+"""Deliver queued tickets to the service platform over HTTP, idempotently, until each is accepted.
+
+5xx, 408, 429, timeouts and refused connections are retried with jittered exponential backoff (and
+Retry-After when given); any other 4xx means the platform will never accept that ticket, so it is
+dead-lettered with the reason and shown, not retried forever. The idempotency key makes every resend safe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from dataclasses import dataclass
+
+import aiohttp
+
+from gateway.clock import Clock
+from gateway.config import UpstreamConfig
+from gateway.store.db import Database, OutboxEntry, StorageError
+
+log = logging.getLogger("gateway.outbox")
+
+RETRYABLE_4XX = {408, 425, 429}
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    delivered: bool
+    retry: bool
+    detail: str
+    platform_ticket_id: str = ""
+    retry_after: float | None = None
+
+
+def backoff_seconds(attempts: int, minimum: float, maximum: float, rng: random.Random) -> float:
+    """Full-jitter exponential backoff: spread retries so a recovering platform is not hit all at once."""
+    ceiling = min(maximum, minimum * (2 ** min(attempts, 30)))
+    return rng.uniform(minimum, max(minimum, ceiling))
+
+
+def classify(status: int, body: dict[str, object] | None, retry_after: str | None) -> Outcome:
+    if status in (200, 201):
+        ticket_id = str((body or {}).get("ticket_id", ""))
+        return Outcome(True, False, f"HTTP {status}", ticket_id)
+    wait = _parse_retry_after(retry_after)
+    if status >= 500 or status in RETRYABLE_4XX:
+        return Outcome(False, True, f"HTTP {status}", retry_after=wait)
+    message = str((body or {}).get("error", "")) if body else ""
+    return Outcome(False, False, f"HTTP {status} {message}".strip())
+
+
+def _parse_retry_after(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+class OutboxSender:
+    def __init__(self, db: Database, config: UpstreamConfig, clock: Clock, batch_size: int = 20,
+                 rng: random.Random | None = None) -> None:
+        self.db = db
+        self.config = config
+        self.clock = clock
+        self.batch_size = batch_size
+        self.rng = rng or random.Random()
+        self._wake = asyncio.Event()
+        self.delivered = 0
+        self.failed_attempts = 0
+        self.dead_lettered = 0
+        self._upstream_ok: bool | None = None
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        timeout = aiohttp.ClientTimeout(total=self.config.timeout_seconds)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            while True:
+                try:
+                    due = self.db.due_outbox(self.clock.now(), self.batch_size)
+                except StorageError as exc:
+                    log.error("outbox unreadable, will retry: %s", exc)
+                    due = []
+                for entry in due:
+                    await self._deliver(session, entry)
+                if len(due) < self.batch_size:
+                    await self._sleep_until_due()
+
+    async def _sleep_until_due(self) -> None:
+        next_due = self.db.next_outbox_due()
+        wait = 1.0 if next_due is None else min(1.0, max(0.0, next_due - self.clock.now()))
+        self._wake.clear()
+        try:
+            await asyncio.wait_for(self._wake.wait(), timeout=wait)
+        except TimeoutError:
+            pass
+
+    async def _deliver(self, session: aiohttp.ClientSession, entry: OutboxEntry) -> None:
+        outcome = await self._post(session, entry)
+        now = self.clock.now()
+        if outcome.delivered:
+            self.db.mark_delivered(entry.outbox_id, outcome.platform_ticket_id, now)
+            self.delivered += 1
+            self._set_upstream(True, "")
+            log.info("ticket %d delivered as %s", entry.ticket_id, outcome.platform_ticket_id or "(no id)")
+        elif outcome.retry:
+            self.failed_attempts += 1
+            delay = backoff_seconds(entry.attempts, self.config.retry_min_seconds, self.config.retry_max_seconds,
+                                    self.rng)
+            if outcome.retry_after is not None:
+                delay = max(delay, min(outcome.retry_after, self.config.retry_max_seconds))
+            self.db.schedule_retry(entry.outbox_id, now + delay, outcome.detail)
+            self._set_upstream(False, outcome.detail)
+        else:
+            self.dead_lettered += 1
+            self.db.dead_letter(entry.outbox_id, outcome.detail)
+            log.error("ticket %d rejected by the platform and dead-lettered: %s", entry.ticket_id, outcome.detail)
+
+    async def _post(self, session: aiohttp.ClientSession, entry: OutboxEntry) -> Outcome:
+        headers = {"Content-Type": "application/json", "Idempotency-Key": entry.idempotency_key}
+        if self.config.token:
+            headers["Authorization"] = f"Bearer {self.config.token}"
+        url = self.config.url.rstrip("/") + "/v1/tickets"
+        try:
+            async with session.post(url, data=entry.payload, headers=headers) as response:
+                try:
+                    body = await response.json(content_type=None)
+                except (ValueError, aiohttp.ContentTypeError):
+                    body = None
+                return classify(response.status, body if isinstance(body, dict) else None,
+                                response.headers.get("Retry-After"))
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            return Outcome(False, True, f"{type(exc).__name__}: {exc}"[:200])
+
+    def _set_upstream(self, ok: bool, detail: str) -> None:
+        if ok == self._upstream_ok:
+            return
+        if ok and self._upstream_ok is False:
+            log.info("service platform reachable again at %s", self.config.url)
+        elif not ok:
+            log.warning("service platform not accepting tickets (%s); retrying with backoff", detail)
+        self._upstream_ok = ok

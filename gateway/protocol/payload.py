@@ -1,0 +1,145 @@
+"""Decode appliance JSON payloads into plain samples, rejecting malformed ones with a reason.
+
+Structure only: which metrics exist and their valid ranges are the profile's business (ingest).
+A message is one sample `{"ts", "type", "metrics"}` or a list of them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import json
+
+import orjson
+
+
+class DropReason(StrEnum):
+    OVERSIZED = "oversized"
+    MALFORMED_JSON = "malformed_json"
+    BAD_SCHEMA = "bad_schema"
+    WRONG_TYPE = "wrong_type"
+    NON_FINITE = "non_finite"
+    TS_TOO_OLD = "timestamp_too_old"
+    TS_IN_FUTURE = "timestamp_in_future"
+    UNKNOWN_TOPIC = "unknown_topic"
+    UNKNOWN_DEVICE = "unknown_device"
+    UNKNOWN_TYPE = "unknown_appliance_type"
+    UNKNOWN_METRIC = "unknown_metric"
+    OUT_OF_RANGE = "out_of_range"
+    QUEUE_FULL = "queue_full"
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    reason: DropReason
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    ts: float
+    appliance_type: str | None
+    metrics: dict[str, float]
+
+
+@dataclass(slots=True)
+class Decoded:
+    samples: list[Sample] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class PayloadLimits:
+    max_bytes: int = 65_536
+    max_past_seconds: float = 86_400.0
+    max_future_seconds: float = 300.0
+    max_samples: int = 1_000
+
+
+def decode_telemetry(payload: bytes, now: float, limits: PayloadLimits) -> Decoded:
+    """Decode one telemetry message. Bad samples or values are rejected one by one, the rest kept."""
+    out = Decoded()
+    if len(payload) > limits.max_bytes:
+        out.rejections.append(Rejection(DropReason.OVERSIZED, f"{len(payload)} bytes > {limits.max_bytes}"))
+        return out
+    doc = _loads(payload)
+    if isinstance(doc, Rejection):
+        out.rejections.append(doc)
+        return out
+    items = doc if isinstance(doc, list) else [doc]
+    if len(items) > limits.max_samples:
+        out.rejections.append(Rejection(DropReason.OVERSIZED, f"{len(items)} samples > {limits.max_samples}"))
+        return out
+    for item in items:
+        _decode_sample(item, now, limits, out)
+    return out
+
+
+def _decode_sample(item: Any, now: float, limits: PayloadLimits, out: Decoded) -> None:
+    if not isinstance(item, dict):
+        out.rejections.append(Rejection(DropReason.BAD_SCHEMA, f"sample is {type(item).__name__}, not an object"))
+        return
+    ts = item.get("ts")
+    metrics = item.get("metrics")
+    appliance_type = item.get("type")
+    if not _is_number(ts) or not isinstance(metrics, dict):
+        out.rejections.append(Rejection(DropReason.BAD_SCHEMA, "sample needs a numeric 'ts' and a 'metrics' object"))
+        return
+    if appliance_type is not None and not isinstance(appliance_type, str):
+        out.rejections.append(Rejection(DropReason.BAD_SCHEMA, "'type' must be a string"))
+        return
+    ts = float(ts)
+    if not math.isfinite(ts) or ts < now - limits.max_past_seconds:
+        out.rejections.append(Rejection(DropReason.TS_TOO_OLD, f"ts {ts!r} is more than "
+                                        f"{limits.max_past_seconds:.0f} s before the gateway clock"))
+        return
+    if ts > now + limits.max_future_seconds:
+        out.rejections.append(Rejection(DropReason.TS_IN_FUTURE, f"ts {ts!r} is more than "
+                                        f"{limits.max_future_seconds:.0f} s after the gateway clock"))
+        return
+    values: dict[str, float] = {}
+    for name, value in metrics.items():
+        if isinstance(value, bool):
+            value = 1.0 if value else 0.0
+        if not _is_number(value):
+            out.rejections.append(Rejection(DropReason.WRONG_TYPE, f"{name}={value!r:.40} is not a number"))
+            continue
+        number = float(value)
+        if not math.isfinite(number):
+            out.rejections.append(Rejection(DropReason.NON_FINITE, f"{name}={number!r}"))
+            continue
+        values[name] = number
+    if values:
+        out.samples.append(Sample(ts, appliance_type, values))
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def decode_json_object(payload: bytes, limits: PayloadLimits) -> dict[str, Any] | Rejection:
+    """Decode a small JSON object (meta, event); a Rejection says why it is not one."""
+    if len(payload) > limits.max_bytes:
+        return Rejection(DropReason.OVERSIZED, f"{len(payload)} bytes > {limits.max_bytes}")
+    doc = _loads(payload)
+    if isinstance(doc, Rejection):
+        return doc
+    if not isinstance(doc, dict):
+        return Rejection(DropReason.BAD_SCHEMA, f"expected a JSON object, got {type(doc).__name__}")
+    return doc
+
+
+def _loads(payload: bytes) -> Any:
+    """orjson on the hot path; the stdlib parser only for the NaN/Infinity literals some firmware writes,
+    so that one bad value costs that value and not the whole message."""
+    try:
+        return orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        error = str(exc)[:120]
+    try:
+        return json.loads(payload)
+    except (ValueError, RecursionError):
+        return Rejection(DropReason.MALFORMED_JSON, error)

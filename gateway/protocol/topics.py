@@ -1,0 +1,64 @@
+"""The MQTT topic scheme `{prefix}/{device_id}/{kind}` as pure functions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class TopicKind(StrEnum):
+    TELEMETRY = "telemetry"
+    EVENT = "event"
+    STATUS = "status"
+    META = "meta"
+
+
+@dataclass(frozen=True, slots=True)
+class ApplianceTopic:
+    device_id: str
+    kind: TopicKind
+
+
+_KINDS = {k.value: k for k in TopicKind}
+
+
+def parse_topic(topic: str, prefix: str = "appliances") -> ApplianceTopic | None:
+    """Split an appliance topic; None for anything outside the scheme (the caller counts it)."""
+    parts = topic.split("/")
+    if len(parts) != 3 or parts[0] != prefix:
+        return None
+    device_id, kind = parts[1], _KINDS.get(parts[2])
+    if kind is None or not is_valid_device_id(device_id):
+        return None
+    return ApplianceTopic(device_id, kind)
+
+
+def appliance_topic(device_id: str, kind: TopicKind, prefix: str = "appliances") -> str:
+    return f"{prefix}/{device_id}/{kind.value}"
+
+
+def subscription(prefix: str = "appliances") -> str:
+    """The one filter the gateway subscribes to."""
+    return f"{prefix}/+/+"
+
+
+def is_valid_device_id(device_id: str) -> bool:
+    return 0 < len(device_id) <= 128 and all(c.isalnum() or c in "-_.:" for c in device_id)
+
+
+def topic_matches(topic_filter: str, topic: str) -> bool:
+    """MQTT 3.1.1 filter matching (`+` one level, `#` the rest), for routing and tests."""
+    filter_parts = topic_filter.split("/")
+    topic_parts = topic.split("/")
+    for i, part in enumerate(filter_parts):
+        if part == "#":
+            return not topic_parts[0].startswith("$") or i > 0
+        if i >= len(topic_parts):
+            return False
+        if part == "+":
+            if i == 0 and topic_parts[0].startswith("$"):
+                return False
+            continue
+        if part != topic_parts[i]:
+            return False
+    return len(filter_parts) == len(topic_parts)

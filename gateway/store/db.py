@@ -1,0 +1,215 @@
+"""The gateway's SQLite file (WAL): devices, incidents, tickets and the outbox that delivers them.
+
+An incident, its ticket and the ticket's outbox entry are written in one transaction, so a ticket
+exists if and only if its incident does, across crashes. A partial unique index allows one open
+episode per (rule, device), so a restart can never open a second ticket for the same fault.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from gateway.model import Device, DeviceMeta, Incident, IncidentState
+
+
+class StorageError(Exception):
+    """The database cannot be opened or written (disk full, corrupt file, permissions)."""
+
+
+class DeliveryState(StrEnum):
+    QUEUED = "queued"
+    DELIVERED = "delivered"
+    DEAD = "dead"
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    outbox_id: int
+    ticket_id: int
+    idempotency_key: str
+    payload: bytes
+    attempts: int
+    next_attempt_at: float
+    state: DeliveryState
+    last_error: str
+    platform_ticket_id: str
+
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS devices (
+    device_id TEXT PRIMARY KEY,
+    appliance_type TEXT NOT NULL DEFAULT '',
+    brand TEXT NOT NULL DEFAULT '', model TEXT NOT NULL DEFAULT '',
+    serial TEXT NOT NULL DEFAULT '', firmware TEXT NOT NULL DEFAULT '',
+    online INTEGER, last_seen REAL
+);
+CREATE TABLE IF NOT EXISTS incidents (
+    incident_id INTEGER PRIMARY KEY,
+    fingerprint TEXT NOT NULL UNIQUE,
+    rule_id TEXT NOT NULL, rule_version TEXT NOT NULL,
+    device_id TEXT NOT NULL,
+    onset_ts REAL NOT NULL, detected_ts REAL NOT NULL,
+    state TEXT NOT NULL, resolved_ts REAL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS one_open_episode ON incidents(rule_id, device_id) WHERE state = 'firing';
+CREATE TABLE IF NOT EXISTS tickets (
+    ticket_id INTEGER PRIMARY KEY,
+    incident_id INTEGER NOT NULL UNIQUE REFERENCES incidents(incident_id),
+    payload BLOB NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS outbox (
+    outbox_id INTEGER PRIMARY KEY,
+    ticket_id INTEGER NOT NULL UNIQUE REFERENCES tickets(ticket_id),
+    idempotency_key TEXT NOT NULL UNIQUE,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL NOT NULL,
+    last_error TEXT NOT NULL DEFAULT '',
+    platform_ticket_id TEXT NOT NULL DEFAULT '',
+    delivered_at REAL
+);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox(state, next_attempt_at);
+"""
+
+
+class Database:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.execute("PRAGMA foreign_keys=ON")
+            self._conn.execute("PRAGMA busy_timeout=5000")
+            self._conn.executescript(SCHEMA)
+        except (sqlite3.Error, OSError) as exc:
+            raise StorageError(f"cannot open the gateway database {self.path}: {exc}") from exc
+
+    def close(self) -> None:
+        self._conn.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise StorageError(f"database {self.path}: {exc}") from exc
+
+    # devices ---------------------------------------------------------------------------------------------
+    def save_devices(self, devices: list[Device]) -> None:
+        rows = [
+            (d.device_id, d.meta.appliance_type if d.meta else "", d.meta.brand if d.meta else "",
+             d.meta.model if d.meta else "", d.meta.serial if d.meta else "", d.meta.firmware if d.meta else "",
+             None if d.online is None else int(d.online), d.last_seen)
+            for d in devices
+        ]
+        with self._transaction() as conn:
+            conn.executemany(
+                "INSERT INTO devices VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(device_id) DO UPDATE SET "
+                "appliance_type=excluded.appliance_type, brand=excluded.brand, model=excluded.model, "
+                "serial=excluded.serial, firmware=excluded.firmware, online=excluded.online, "
+                "last_seen=excluded.last_seen", rows)
+
+    def load_devices(self) -> list[Device]:
+        rows = self._conn.execute("SELECT * FROM devices ORDER BY device_id").fetchall()
+        return [
+            Device(r[0], DeviceMeta(r[1], r[2], r[3], r[4], r[5]) if r[1] else None,
+                   None if r[6] is None else bool(r[6]), r[7])
+            for r in rows
+        ]
+
+    # incidents and tickets ---------------------------------------------------------------------------------
+    def open_incident(self, rule_id: str, rule_version: str, device_id: str, onset_ts: float,
+                      detected_ts: float, fingerprint: str, ticket_payload: dict[str, Any]) -> Incident | None:
+        """Open an episode with its ticket and outbox entry at once; None if one is already open."""
+        with self._transaction() as conn:
+            exists = conn.execute("SELECT 1 FROM incidents WHERE rule_id=? AND device_id=? AND state='firing'",
+                                  (rule_id, device_id)).fetchone()
+            if exists:
+                return None
+            cursor = conn.execute(
+                "INSERT INTO incidents (fingerprint, rule_id, rule_version, device_id, onset_ts, detected_ts, state)"
+                " VALUES (?, ?, ?, ?, ?, ?, 'firing')",
+                (fingerprint, rule_id, rule_version, device_id, onset_ts, detected_ts))
+            incident_id = int(cursor.lastrowid or 0)
+            payload = orjson.dumps({**ticket_payload, "incident_id": incident_id})
+            cursor = conn.execute("INSERT INTO tickets (incident_id, payload, created_at) VALUES (?, ?, ?)",
+                                  (incident_id, payload, detected_ts))
+            conn.execute("INSERT INTO outbox (ticket_id, idempotency_key, state, next_attempt_at) "
+                         "VALUES (?, ?, 'queued', ?)", (cursor.lastrowid, fingerprint, detected_ts))
+        return Incident(incident_id, fingerprint, rule_id, device_id, onset_ts, detected_ts, IncidentState.FIRING)
+
+    def resolve_incident(self, rule_id: str, device_id: str, resolved_ts: float) -> bool:
+        with self._transaction() as conn:
+            cursor = conn.execute("UPDATE incidents SET state='resolved', resolved_ts=? "
+                                  "WHERE rule_id=? AND device_id=? AND state='firing'",
+                                  (resolved_ts, rule_id, device_id))
+            return cursor.rowcount > 0
+
+    def open_incidents(self) -> list[Incident]:
+        rows = self._conn.execute(
+            "SELECT incident_id, fingerprint, rule_id, device_id, onset_ts, detected_ts, state, resolved_ts "
+            "FROM incidents WHERE state='firing' ORDER BY incident_id").fetchall()
+        return [Incident(r[0], r[1], r[2], r[3], r[4], r[5], IncidentState(r[6]), r[7]) for r in rows]
+
+    def tickets(self, limit: int = 100) -> list[dict[str, Any]]:
+        """Newest tickets with their delivery state, for the web page and the demo summary."""
+        rows = self._conn.execute(
+            "SELECT t.ticket_id, t.payload, o.state, o.attempts, o.platform_ticket_id, o.last_error, i.state "
+            "FROM tickets t JOIN outbox o USING (ticket_id) JOIN incidents i USING (incident_id) "
+            "ORDER BY t.ticket_id DESC LIMIT ?", (limit,)).fetchall()
+        return [
+            {"ticket_id": r[0], "payload": orjson.loads(r[1]), "delivery": r[2], "attempts": r[3],
+             "platform_ticket_id": r[4], "last_error": r[5], "incident_state": r[6]}
+            for r in rows
+        ]
+
+    # outbox --------------------------------------------------------------------------------------------------
+    def due_outbox(self, now: float, limit: int) -> list[OutboxEntry]:
+        rows = self._conn.execute(
+            "SELECT o.outbox_id, o.ticket_id, o.idempotency_key, t.payload, o.attempts, o.next_attempt_at, "
+            "o.state, o.last_error, o.platform_ticket_id FROM outbox o JOIN tickets t USING (ticket_id) "
+            "WHERE o.state='queued' AND o.next_attempt_at <= ? ORDER BY o.next_attempt_at LIMIT ?",
+            (now, limit)).fetchall()
+        return [OutboxEntry(r[0], r[1], r[2], r[3], r[4], r[5], DeliveryState(r[6]), r[7], r[8]) for r in rows]
+
+    def next_outbox_due(self) -> float | None:
+        row = self._conn.execute("SELECT MIN(next_attempt_at) FROM outbox WHERE state='queued'").fetchone()
+        return None if row[0] is None else float(row[0])
+
+    def mark_delivered(self, outbox_id: int, platform_ticket_id: str, now: float) -> None:
+        with self._transaction() as conn:
+            conn.execute("UPDATE outbox SET state='delivered', platform_ticket_id=?, delivered_at=?, "
+                         "attempts=attempts+1, last_error='' WHERE outbox_id=?", (platform_ticket_id, now, outbox_id))
+
+    def schedule_retry(self, outbox_id: int, next_attempt_at: float, error: str) -> None:
+        with self._transaction() as conn:
+            conn.execute("UPDATE outbox SET attempts=attempts+1, next_attempt_at=?, last_error=? WHERE outbox_id=?",
+                         (next_attempt_at, error, outbox_id))
+
+    def dead_letter(self, outbox_id: int, error: str) -> None:
+        with self._transaction() as conn:
+            conn.execute("UPDATE outbox SET state='dead', attempts=attempts+1, last_error=? WHERE outbox_id=?",
+                         (error, outbox_id))
+
+    def outbox_counts(self) -> dict[str, int]:
+        rows = self._conn.execute("SELECT state, COUNT(*) FROM outbox GROUP BY state").fetchall()
+        counts = {s.value: 0 for s in DeliveryState}
+        counts.update({r[0]: r[1] for r in rows})
+        return counts

@@ -1,0 +1,118 @@
+"""MQTT link on paho-mqtt 2.x: its own network thread, reconnect with jittered backoff, resubscribe.
+
+Logs only when the connection state changes ("connected", "lost", "recovered"), never per retry.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import ssl
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.reasoncodes import ReasonCode
+
+from gateway.config import BrokerConfig
+from gateway.protocol.topics import subscription
+
+log = logging.getLogger("gateway.mqtt")
+
+
+class MqttLink:
+    def __init__(self, config: BrokerConfig, on_message: Callable[[str, bytes], None]) -> None:
+        self.config = config
+        self._on_message = on_message
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._state = "new"  # new -> connected <-> down
+        self.connects = 0
+        self.received = 0
+        self._client = self._make_client()
+
+    def _make_client(self) -> mqtt.Client:
+        cfg = self.config
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=cfg.client_id, clean_session=True,
+                             protocol=mqtt.MQTTv311)
+        if cfg.username:
+            client.username_pw_set(cfg.username, cfg.password or None)
+        if cfg.uses_tls:
+            client.tls_set(ca_certs=cfg.tls_ca_file or None, certfile=cfg.tls_cert_file or None,
+                           keyfile=cfg.tls_key_file or None, cert_reqs=ssl.CERT_REQUIRED)
+            client.tls_insecure_set(cfg.tls_insecure)
+        client.on_connect = self._handle_connect
+        client.on_message = self._handle_message
+        return client
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="mqtt-link", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        try:
+            self._client.disconnect()
+        except (OSError, ValueError):  # already gone; nothing left to close
+            pass
+
+    def _run(self) -> None:
+        host, port = self.config.host_port()
+        delay = self.config.reconnect_min_seconds
+        first = True
+        while not self._stop.is_set():
+            try:
+                if first:
+                    first = False
+                    self._client.connect(host, port, keepalive=self.config.keepalive_seconds)
+                else:
+                    self._client.reconnect()
+                rc = mqtt.MQTT_ERR_SUCCESS
+                while not self._stop.is_set() and rc == mqtt.MQTT_ERR_SUCCESS:
+                    rc = self._client.loop(timeout=0.2)
+                reason = mqtt.error_string(rc)
+            except (OSError, ssl.SSLError, ValueError) as exc:
+                reason = str(exc) or type(exc).__name__
+            if self._stop.is_set():
+                break
+            if self.connected:
+                delay = self.config.reconnect_min_seconds
+            self._set_state(False, reason)
+            self._stop.wait(random.uniform(self.config.reconnect_min_seconds, delay))
+            delay = min(self.config.reconnect_max_seconds, delay * 2)
+
+    def _handle_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode,
+                        properties: Any) -> None:
+        if reason.is_failure:
+            self._set_state(False, f"broker refused the connection: {reason}")
+            client.disconnect()
+            return
+        client.subscribe(subscription(self.config.topic_prefix), qos=1)
+        self._set_state(True, "")
+
+    def _handle_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        self.received += 1
+        self._on_message(message.topic, message.payload)
+
+    @property
+    def connected(self) -> bool:
+        return self._state == "connected"
+
+    def _set_state(self, connected: bool, reason: str) -> None:
+        new = "connected" if connected else "down"
+        if new == self._state:
+            return
+        previous, self._state = self._state, new
+        host, port = self.config.host_port()
+        if connected:
+            self.connects += 1
+            verb = "recovered" if previous == "down" and self.connects > 1 else "connected to"
+            log.info("%s MQTT broker %s:%d", verb, host, port)
+        elif previous == "connected":
+            log.warning("lost MQTT broker %s:%d: %s; reconnecting with backoff", host, port, reason)
+        else:
+            log.warning("cannot reach MQTT broker %s:%d: %s; retrying with backoff", host, port, reason)
