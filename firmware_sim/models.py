@@ -45,7 +45,7 @@ class AirConditionerModel:
     """Split inverter AC in cooling mode; injectable fault `condenser_fan_failure`."""
 
     appliance_type = "air_conditioner"
-    faults = ("condenser_fan_failure",)
+    faults: tuple[str, ...] = ("condenser_fan_failure",)
 
     def __init__(self, seed: int, fault: FaultSchedule | None = None, outdoor_base: float = 31.0) -> None:
         self.rng = random.Random(seed)
@@ -133,7 +133,8 @@ class WasherModel:
     appliance_type = "washer"
     faults: tuple[str, ...] = ()
     # phase code, duration (s), water level %, drum rpm, motor current A
-    PROGRAM = ((1, 90, 60.0, 0.0, 0.4), (2, 600, 60.0, 50.0, 1.8), (5, 60, 5.0, 0.0, 0.3),
+    PROGRAM: tuple[tuple[int, float, float, float, float], ...] = (
+               (1, 90, 60.0, 0.0, 0.4), (2, 600, 60.0, 50.0, 1.8), (5, 60, 5.0, 0.0, 0.3),
                (1, 90, 60.0, 0.0, 0.4), (3, 300, 60.0, 45.0, 1.6), (5, 60, 5.0, 0.0, 0.3),
                (4, 420, 0.0, 1200.0, 3.2), (0, 1800, 0.0, 0.0, 0.0))
 
@@ -141,13 +142,16 @@ class WasherModel:
         self.rng = random.Random(seed)
         self.offset = self.rng.uniform(0, sum(p[1] for p in self.PROGRAM))
 
+    def _step_at(self, ts: float) -> tuple[int, float, float, float, float]:
+        position = (ts + self.offset) % sum(p[1] for p in self.PROGRAM)
+        for step in self.PROGRAM:
+            if position < step[1]:
+                return step
+            position -= step[1]
+        return self.PROGRAM[-1]
+
     def sample(self, ts: float) -> dict[str, float]:
-        cycle = sum(p[1] for p in self.PROGRAM)
-        position = (ts + self.offset) % cycle
-        for phase, duration, level, rpm, current in self.PROGRAM:
-            if position < duration:
-                break
-            position -= duration
+        phase, _, level, rpm, current = self._step_at(ts)
         running = phase != 0
         noise = self.rng.gauss
         return {

@@ -14,7 +14,7 @@ import signal
 import socket
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ class DemoOptions:
     web_port: int = 8080
     platform_port: int = 8081
     broker_port: int = 1883
-    fleet: FleetSpec = FleetSpec()
+    fleet: FleetSpec = field(default_factory=FleetSpec)
 
 
 def port_or_free(port: int, host: str = "127.0.0.1") -> int:

@@ -29,6 +29,7 @@ FloatArray = npt.NDArray[np.float64]
 Columns = Mapping[str, FloatArray]
 Evaluate = Callable[[Columns], FloatArray]
 Kind = Literal["number", "bool"]
+_Binary = Callable[[FloatArray, FloatArray], FloatArray]
 
 
 class ExprError(Exception):
@@ -128,7 +129,7 @@ _COMPARE: dict[str, Callable[[FloatArray, FloatArray], npt.NDArray[np.bool_]]] =
     "<": np.less, "<=": np.less_equal, ">": np.greater, ">=": np.greater_equal,
     "==": np.equal, "!=": np.not_equal,
 }
-_ARITH: dict[str, Callable[[FloatArray, FloatArray], FloatArray]] = {
+_ARITH: dict[str, _Binary] = {
     "+": np.add, "-": np.subtract, "*": np.multiply, "/": np.divide,
 }
 _FUNCTIONS: dict[str, tuple[int, Callable[..., FloatArray]]] = {
@@ -173,25 +174,19 @@ class _Parser:
             raise ExprError(f"{token.text!r} needs {wanted}, but {node.text!r} is not", token.column)
 
     def parse_or(self) -> _Node:
-        left = self.parse_and()
-        while self.peek().text == "or":
-            op = self.take()
-            right = self.parse_and()
-            self.require(left, "bool", op)
-            self.require(right, "bool", op)
-            lf, rf = left.fn, right.fn
-            left = _Node("bool", lambda c, lf=lf, rf=rf: _kleene_or(lf(c), rf(c)), f"{left.text} or {right.text}")
-        return left
+        return self._logical(self.parse_and, "or", _kleene_or)
 
     def parse_and(self) -> _Node:
-        left = self.parse_not()
-        while self.peek().text == "and":
+        return self._logical(self.parse_not, "and", _kleene_and)
+
+    def _logical(self, operand: Callable[[], _Node], keyword: str, combine: _Binary) -> _Node:
+        left = operand()
+        while self.peek().text == keyword:
             op = self.take()
-            right = self.parse_not()
+            right = operand()
             self.require(left, "bool", op)
             self.require(right, "bool", op)
-            lf, rf = left.fn, right.fn
-            left = _Node("bool", lambda c, lf=lf, rf=rf: _kleene_and(lf(c), rf(c)), f"{left.text} and {right.text}")
+            left = _Node("bool", _combined(combine, left.fn, right.fn), f"{left.text} {keyword} {right.text}")
         return left
 
     def parse_not(self) -> _Node:
@@ -199,8 +194,7 @@ class _Parser:
             op = self.take()
             inner = self.parse_not()
             self.require(inner, "bool", op)
-            fn = inner.fn
-            return _Node("bool", lambda c, fn=fn: 1.0 - fn(c), f"not {inner.text}")
+            return _Node("bool", _combined(np.subtract, _constant(1.0), inner.fn), f"not {inner.text}")
         return self.parse_cmp()
 
     def parse_cmp(self) -> _Node:
@@ -239,23 +233,20 @@ class _Parser:
     def _arith(self, left: _Node, op: _Token, right: _Node) -> _Node:
         self.require(left, "number", op)
         self.require(right, "number", op)
-        fn, lf, rf = _ARITH[op.text], left.fn, right.fn
-        return _Node("number", lambda c: fn(lf(c), rf(c)), f"{left.text} {op.text} {right.text}")
+        return _Node("number", _combined(_ARITH[op.text], left.fn, right.fn), f"{left.text} {op.text} {right.text}")
 
     def parse_unary(self) -> _Node:
         if self.peek().text == "-":
             op = self.take()
             inner = self.parse_unary()
             self.require(inner, "number", op)
-            fn = inner.fn
-            return _Node("number", lambda c: -fn(c), f"-{inner.text}")
+            return _Node("number", _combined(np.subtract, _constant(0.0), inner.fn), f"-{inner.text}")
         return self.parse_atom()
 
     def parse_atom(self) -> _Node:
         token = self.take()
         if token.kind == "number":
-            value = float(token.text)
-            return _Node("number", lambda c: np.float64(value) + _zeros(c), token.text)
+            return _Node("number", _constant(float(token.text)), token.text)
         if token.text == "(":
             inner = self.parse_or()
             self.expect(")")
@@ -291,11 +282,21 @@ class _Parser:
         return _Node("number", lambda c: fn(*(f(c) for f in fns)), text)
 
 
-def _zeros(columns: Columns) -> FloatArray:
-    """A constant must broadcast to the batch's length, taken from any column."""
-    for column in columns.values():
-        return np.zeros(len(column))
-    return np.zeros(0)
+def _constant(value: float) -> Evaluate:
+    """A constant as a column of the batch's length (taken from any column), so results always align."""
+
+    def evaluate(columns: Columns) -> FloatArray:
+        length = len(next(iter(columns.values()))) if columns else 0
+        return np.full(length, value)
+
+    return evaluate
+
+
+def _combined(combine: _Binary, left: Evaluate, right: Evaluate) -> Evaluate:
+    def evaluate(columns: Columns) -> FloatArray:
+        return combine(left(columns), right(columns))
+
+    return evaluate
 
 
 def compile_expr(source: str, metrics: frozenset[str] | set[str]) -> CompiledExpr:

@@ -133,7 +133,7 @@ def _rule_files(paths: list[Path], errors: list[str]) -> list[Path]:
 def parse_rule_file(text: str, source: str, profiles: dict[str, Profile]) -> tuple[list[Rule], list[str]]:
     collect = _Collector(source)
     try:
-        doc = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - _LineLoader is a SafeLoader
+        doc = yaml.load(text, Loader=_LineLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else 1
@@ -231,7 +231,8 @@ def _parse_diagnosis(doc: Any, rule: _Map, where: str, category: str, collect: _
         return None
     before = len(collect.errors)
     for key in sorted(set(doc) - _DIAG_KEYS):
-        collect.error(doc.key_lines[key], where, f"unknown diagnosis key '{key}' (known: {', '.join(sorted(_DIAG_KEYS))})")
+        known = ", ".join(sorted(_DIAG_KEYS))
+        collect.error(doc.key_lines[key], where, f"unknown diagnosis key '{key}' (known: {known})")
     code, title, severity = doc.get("code"), doc.get("title"), doc.get("severity")
     if not isinstance(code, str) or not code:
         collect.error(doc.key_lines.get("code", doc.line), where, "diagnosis 'code' must be a non-empty string")

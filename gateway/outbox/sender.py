@@ -8,6 +8,7 @@ dead-lettered with the reason and shown, not retried forever. The idempotency ke
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from dataclasses import dataclass
@@ -93,10 +94,8 @@ class OutboxSender:
         next_due = self.db.next_outbox_due()
         wait = 1.0 if next_due is None else min(1.0, max(0.0, next_due - self.clock.now()))
         self._wake.clear()
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout=wait)
-        except TimeoutError:
-            pass
 
     async def _deliver(self, session: aiohttp.ClientSession, entry: OutboxEntry) -> None:
         outcome = await self._post(session, entry)

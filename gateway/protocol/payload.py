@@ -6,12 +6,11 @@ A message is one sample `{"ts", "type", "metrics"}` or a list of them.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
-
-import json
 
 import orjson
 
@@ -82,16 +81,16 @@ def _decode_sample(item: Any, now: float, limits: PayloadLimits, out: Decoded) -
     if not isinstance(item, dict):
         out.rejections.append(Rejection(DropReason.BAD_SCHEMA, f"sample is {type(item).__name__}, not an object"))
         return
-    ts = item.get("ts")
+    raw_ts = item.get("ts")
     metrics = item.get("metrics")
     appliance_type = item.get("type")
-    if not _is_number(ts) or not isinstance(metrics, dict):
+    if not isinstance(raw_ts, int | float) or isinstance(raw_ts, bool) or not isinstance(metrics, dict):
         out.rejections.append(Rejection(DropReason.BAD_SCHEMA, "sample needs a numeric 'ts' and a 'metrics' object"))
         return
     if appliance_type is not None and not isinstance(appliance_type, str):
         out.rejections.append(Rejection(DropReason.BAD_SCHEMA, "'type' must be a string"))
         return
-    ts = float(ts)
+    ts = float(raw_ts)
     if not math.isfinite(ts) or ts < now - limits.max_past_seconds:
         out.rejections.append(Rejection(DropReason.TS_TOO_OLD, f"ts {ts!r} is more than "
                                         f"{limits.max_past_seconds:.0f} s before the gateway clock"))

@@ -5,6 +5,7 @@ Logs only when the connection state changes ("connected", "lost", "recovered"), 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import ssl
@@ -55,10 +56,8 @@ class MqttLink:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
-        try:
+        with contextlib.suppress(OSError, ValueError):  # already gone; nothing left to close
             self._client.disconnect()
-        except (OSError, ValueError):  # already gone; nothing left to close
-            pass
 
     def _run(self) -> None:
         host, port = self.config.host_port()
@@ -96,7 +95,7 @@ class MqttLink:
 
     def _handle_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         self.received += 1
-        self._on_message(message.topic, message.payload)
+        self._on_message(message.topic, bytes(message.payload))
 
     @property
     def connected(self) -> bool:

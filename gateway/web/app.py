@@ -79,7 +79,8 @@ def _index_html(devices: list[dict[str, Any]], tickets: list[dict[str, Any]], st
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <meta http-equiv="refresh" content="5"><title>Appliance gateway</title>
-<style>body{{font-family:system-ui,sans-serif;margin:1rem;}} table{{border-collapse:collapse;width:100%;margin-bottom:2rem}}
+<style>body{{font-family:system-ui,sans-serif;margin:1rem;}}
+table{{border-collapse:collapse;width:100%;margin-bottom:2rem}}
 td,th{{border-bottom:1px solid #ddd;padding:.3rem .5rem;text-align:left}} .on{{color:#070}} .off{{color:#a00}}
 .stat{{color:#555}}</style></head><body>
 <h1>Appliance gateway</h1>

@@ -1,0 +1,85 @@
+from gateway.engine.evaluator import Evaluator, Transition
+from gateway.engine.rules import Rule
+from gateway.store.window import WindowStore
+from tests.unit.helpers import PROFILES, washer_rule
+
+
+def make(rule: Rule) -> tuple[Evaluator, WindowStore]:
+    store = WindowStore({n: p.metric_names for n, p in PROFILES.items()}, slots=16, initial_devices=2)
+    return Evaluator([rule], store), store
+
+
+def feed(evaluator: Evaluator, store: WindowStore, device: str, ts: float, vibration: float) -> list[str]:
+    window = store.windows["washer"]
+    window.append(window.row(device), ts, {"vibration": vibration})
+    return [f"{t.kind.value}@{t.at_ts:g}" for t in evaluator.evaluate()]
+
+
+def test_for_delays_firing_until_the_condition_has_held_long_enough() -> None:
+    evaluator, store = make(washer_rule(for_="10s"))
+    assert feed(evaluator, store, "w", 100, 3) == []      # pending since 100
+    assert feed(evaluator, store, "w", 105, 3) == []
+    assert feed(evaluator, store, "w", 110, 3) == ["firing@110"]
+    assert feed(evaluator, store, "w", 111, 3) == []      # already firing: no second transition
+    assert feed(evaluator, store, "w", 112, 1) == ["resolved@112"]
+
+
+def test_a_dip_resets_pending() -> None:
+    evaluator, store = make(washer_rule(for_="10s"))
+    feed(evaluator, store, "w", 100, 3)
+    feed(evaluator, store, "w", 108, 1)                    # back to inactive
+    assert feed(evaluator, store, "w", 112, 3) == []       # pending again since 112
+    assert feed(evaluator, store, "w", 121, 3) == []
+    assert feed(evaluator, store, "w", 122, 3) == ["firing@122"]
+
+
+def test_keep_firing_for_bridges_short_gaps() -> None:
+    evaluator, store = make(washer_rule(for_="0s", keep="5s"))
+    assert feed(evaluator, store, "w", 100, 3) == ["firing@100"]
+    assert feed(evaluator, store, "w", 103, 1) == []       # within keep_firing_for
+    assert feed(evaluator, store, "w", 104, 3) == []
+    assert feed(evaluator, store, "w", 108, 1) == []
+    assert feed(evaluator, store, "w", 109, 1) == ["resolved@109"]
+
+
+def test_devices_are_independent_and_evaluated_together() -> None:
+    evaluator, store = make(washer_rule(for_="0s"))
+    window = store.windows["washer"]
+    for i in range(50):  # forces the arrays to grow past their initial 2 rows
+        window.append(window.row(f"w{i}"), 100.0, {"vibration": 3.0 if i % 10 == 0 else 0.5})
+    transitions = evaluator.evaluate()
+    assert sorted(t.device_id for t in transitions) == ["w0", "w10", "w20", "w30", "w40"]
+    assert evaluator.firing_count() == 5
+    assert evaluator.rows_evaluated == 50
+
+
+def test_observations_record_value_against_threshold() -> None:
+    evaluator, store = make(washer_rule(expr="vibration > 2 and drum_speed >= 800", for_="0s"))
+    window = store.windows["washer"]
+    window.append(window.row("w"), 100.0, {"vibration": 2.5, "drum_speed": 1200.0})
+    [transition] = evaluator.evaluate()
+    assert transition.kind is Transition.FIRING
+    assert [(o.quantity, o.op, o.threshold, o.value) for o in transition.observations] == [
+        ("vibration", ">", 2.0, 2.5), ("drum_speed", ">=", 800.0, 1200.0)]
+
+
+def test_missing_metric_never_fires() -> None:
+    evaluator, store = make(washer_rule(expr="not vibration < 2", for_="0s"))
+    window = store.windows["washer"]
+    window.append(window.row("w"), 100.0, {"drum_speed": 10.0})
+    assert evaluator.evaluate() == []
+
+
+def test_restored_episode_resolves_instead_of_reopening() -> None:
+    evaluator, store = make(washer_rule(for_="0s"))
+    assert evaluator.restore_firing("shaky", "w", 90.0)
+    assert feed(evaluator, store, "w", 100, 3) == []       # still firing: no new episode
+    assert feed(evaluator, store, "w", 101, 1) == ["resolved@101"]
+    assert not evaluator.restore_firing("no_such_rule", "w", 90.0)
+
+
+def test_rearm_lets_a_failed_firing_fire_again() -> None:
+    evaluator, store = make(washer_rule(for_="0s"))
+    assert feed(evaluator, store, "w", 100, 3) == ["firing@100"]
+    evaluator.rearm("shaky", "w")
+    assert feed(evaluator, store, "w", 101, 3) == ["firing@101"]

@@ -1,0 +1,110 @@
+"""Incidents, tickets and the outbox against a real SQLite file."""
+
+from pathlib import Path
+
+import orjson
+import pytest
+
+from gateway.clock import FakeClock
+from gateway.engine.evaluator import Evaluator
+from gateway.incidents.episodes import IncidentManager
+from gateway.ingest.registry import DeviceRegistry
+from gateway.outbox.mapping import incident_fingerprint
+from gateway.store.db import Database, StorageError
+from gateway.store.window import WindowStore
+from tests.unit.helpers import PROFILES, washer_rule
+
+NOW = 1_750_000_000.0
+
+
+@pytest.fixture
+def parts(tmp_path: Path) -> tuple[Database, WindowStore, Evaluator, IncidentManager]:
+    db = Database(tmp_path / "gw.db")
+    store = WindowStore({n: p.metric_names for n, p in PROFILES.items()}, slots=32)
+    registry = DeviceRegistry(set(PROFILES))
+    registry.set_meta("w1", {"type": "washer", "brand": "Haier", "model": "EG100", "serial": "S1"})
+    evaluator = Evaluator([washer_rule(for_="0s")], store)
+    manager = IncidentManager(db, store, registry, "home", FakeClock(NOW))
+    yield db, store, evaluator, manager
+    db.close()
+
+
+def step(store: WindowStore, evaluator: Evaluator, manager: IncidentManager, ts: float, vibration: float) -> None:
+    window = store.windows["washer"]
+    window.append(window.row("w1"), ts, {"vibration": vibration, "drum_speed": 1000.0})
+    assert manager.handle(evaluator.evaluate()) == []
+
+
+def test_one_episode_one_ticket_with_diagnosis_and_evidence(parts) -> None:  # type: ignore[no-untyped-def]
+    db, store, evaluator, manager = parts
+    for i in range(10):
+        step(store, evaluator, manager, NOW - 20 + i, 0.5)
+    for i in range(5):
+        step(store, evaluator, manager, NOW - 10 + i, 3.0)
+    [ticket] = db.tickets()
+    payload = ticket["payload"]
+    assert payload["idempotency_key"] == incident_fingerprint("home", "w1", "shaky", NOW - 10)
+    assert payload["appliance"] == {"device_id": "w1", "type": "washer", "brand": "Haier", "model": "EG100",
+                                    "serial": "S1", "firmware": "", "site": "home"}
+    assert payload["fault"]["code"] == "T-1" and payload["fault"]["title"] == {"en": "Shaky", "zh": "抖动"}
+    assert payload["probable_causes"] == [{"cause": "c", "likelihood": 1.0, "reason": "r"}]
+    evidence = payload["evidence"]
+    assert evidence["observed"] == [{"quantity": "vibration", "op": ">", "threshold": 2.0, "value": 3.0}]
+    assert evidence["rule"]["id"] == "shaky" and evidence["onset_ts"] == NOW - 10
+    assert len(evidence["window"]["ts"]) == 11  # all of the window up to detection
+    assert evidence["window"]["metrics"]["vibration"][-1] == 3.0
+    assert ticket["delivery"] == "queued"
+    assert db.outbox_counts()["queued"] == 1
+
+
+def test_resolve_then_new_episode_opens_a_second_ticket(parts) -> None:  # type: ignore[no-untyped-def]
+    db, store, evaluator, manager = parts
+    step(store, evaluator, manager, NOW, 3.0)
+    step(store, evaluator, manager, NOW + 1, 0.5)
+    assert db.open_incidents() == []
+    step(store, evaluator, manager, NOW + 2, 3.0)
+    assert len(db.tickets()) == 2
+    assert manager.opened == 2 and manager.resolved == 1
+
+
+def test_restart_restores_open_episodes_and_opens_no_duplicate(parts, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    db, store, evaluator, manager = parts
+    step(store, evaluator, manager, NOW, 3.0)
+    # a new gateway process: fresh windows and alert state, same database file
+    store2 = WindowStore({n: p.metric_names for n, p in PROFILES.items()}, slots=32)
+    evaluator2 = Evaluator([washer_rule(for_="0s")], store2)
+    manager2 = IncidentManager(db, store2, DeviceRegistry(set(PROFILES)), "home", FakeClock(NOW))
+    assert manager2.restore(evaluator2) == 1
+    step(store2, evaluator2, manager2, NOW + 5, 3.0)
+    assert len(db.tickets()) == 1
+    step(store2, evaluator2, manager2, NOW + 6, 0.5)
+    assert db.open_incidents() == []
+
+
+def test_database_refuses_a_second_open_episode(tmp_path: Path) -> None:
+    db = Database(tmp_path / "gw.db")
+    first = db.open_incident("r", "1", "d", NOW, NOW, "fp1", {"x": 1})
+    assert first is not None
+    assert db.open_incident("r", "1", "d", NOW + 1, NOW + 1, "fp2", {"x": 1}) is None
+    assert orjson.loads(orjson.dumps(db.tickets()[0]["payload"]))["incident_id"] == first.incident_id
+    db.close()
+
+
+def test_outbox_lifecycle(tmp_path: Path) -> None:
+    db = Database(tmp_path / "gw.db")
+    db.open_incident("r", "1", "d", NOW, NOW, "fp1", {"x": 1})
+    [entry] = db.due_outbox(NOW, 10)
+    assert entry.idempotency_key == "fp1" and orjson.loads(entry.payload)["x"] == 1
+    db.schedule_retry(entry.outbox_id, NOW + 60, "HTTP 500")
+    assert db.due_outbox(NOW + 1, 10) == [] and db.next_outbox_due() == NOW + 60
+    db.mark_delivered(entry.outbox_id, "SVC-1", NOW + 61)
+    assert db.outbox_counts() == {"queued": 0, "delivered": 1, "dead": 0}
+    [ticket] = db.tickets()
+    assert ticket["platform_ticket_id"] == "SVC-1" and ticket["attempts"] == 2
+    db.close()
+
+
+def test_unopenable_database_says_where(tmp_path: Path) -> None:
+    (tmp_path / "not-a-db").write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StorageError, match="not-a-db"):
+        Database(tmp_path / "not-a-db")

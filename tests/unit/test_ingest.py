@@ -1,0 +1,111 @@
+import logging
+
+import orjson
+import pytest
+
+from gateway.clock import FakeClock
+from gateway.ingest.drops import DropCounter
+from gateway.ingest.pipeline import Ingest
+from gateway.ingest.registry import DeviceRegistry
+from gateway.model import DeviceEvent
+from gateway.protocol.payload import DropReason, PayloadLimits
+from gateway.store.window import WindowStore
+from tests.unit.helpers import PROFILES
+
+NOW = 1_750_000_000.0
+
+
+def make(flush: list[int] | None = None) -> tuple[Ingest, list[DeviceEvent]]:
+    events: list[DeviceEvent] = []
+    store = WindowStore({n: p.metric_names for n, p in PROFILES.items()}, slots=8)
+
+    def flush_rules() -> None:
+        if flush is not None:
+            flush.append(1)
+        for window in store.windows.values():
+            window.take_dirty()
+
+    ingest = Ingest(PROFILES, DeviceRegistry(set(PROFILES)), store, DropCounter(), PayloadLimits(),
+                    FakeClock(NOW), flush_rules=flush_rules, on_event=events.append)
+    return ingest, events
+
+
+def telemetry(metrics: dict[str, object], ts: float = NOW, **extra: object) -> bytes:
+    return orjson.dumps({"ts": ts, "metrics": metrics, **extra})
+
+
+def test_meta_then_telemetry_lands_in_the_type_window() -> None:
+    ingest, _ = make()
+    ingest.handle("appliances/w1/meta", b'{"type": "washer", "brand": "Haier", "model": "EG100"}')
+    ingest.handle("appliances/w1/status", b"online")
+    ingest.handle("appliances/w1/telemetry", telemetry({"vibration": 0.4, "phase": 2}))
+    window = ingest.store.windows["washer"]
+    row = window.rows["w1"]
+    assert window.latest[row, window.metric_index["vibration"]] == 0.4
+    device = ingest.registry.get("w1")
+    assert device is not None and device.online and device.last_seen == NOW
+    assert device.meta is not None and device.meta.brand == "Haier"
+    assert ingest.drops.total == 0
+
+
+def test_type_in_payload_is_enough_without_meta() -> None:
+    ingest, _ = make()
+    ingest.handle("appliances/f1/telemetry", telemetry({"door_open": 1}, type="refrigerator"))
+    assert "f1" in ingest.store.windows["refrigerator"].rows
+
+
+def test_every_kind_of_bad_input_is_counted_and_ingest_continues() -> None:
+    ingest, _ = make()
+    ingest.handle("appliances/w1/meta", b'{"type": "washer"}')
+    bad = [
+        ("appliances/w1/telemetry", b"{oops"),
+        ("appliances/w1/telemetry", telemetry({"vibration": "high"})),
+        ("appliances/w1/telemetry", b'{"ts": 1750000000, "metrics": {"vibration": NaN}}'),
+        ("appliances/w1/telemetry", telemetry({"vibration": 0.1}, ts=NOW - 10 * 86400)),
+        ("appliances/w1/telemetry", telemetry({"vibration": 0.1}, ts=NOW + 3600)),
+        ("appliances/w1/telemetry", telemetry({"colour": 3})),
+        ("appliances/w1/telemetry", telemetry({"vibration": 99.0})),
+        ("appliances/w1/telemetry", b"x" * 70_000),
+        ("appliances/ghost/telemetry", telemetry({"vibration": 0.1})),
+        ("appliances/w1/telemetry", telemetry({"vibration": 0.1}, type="refrigerator")),
+        ("elsewhere/w1/telemetry", telemetry({"vibration": 0.1})),
+        ("appliances/w1/status", b"maybe"),
+        ("appliances/w2/meta", b'{"type": "toaster"}'),
+        ("appliances/w1/event", b'{"ts": 1}'),
+    ]
+    for topic, payload in bad:
+        ingest.handle(topic, payload)
+    assert ingest.drops.as_dict() == {
+        "bad_schema": 3, "malformed_json": 1, "non_finite": 1, "out_of_range": 1, "oversized": 1,
+        "timestamp_in_future": 1, "timestamp_too_old": 1, "unknown_appliance_type": 1, "unknown_device": 1,
+        "unknown_metric": 1, "unknown_topic": 1, "wrong_type": 1,
+    }
+    ingest.handle("appliances/w1/telemetry", telemetry({"vibration": 0.2}))
+    assert ingest.samples == 1
+
+
+def test_a_second_sample_of_the_same_device_flushes_rules_first() -> None:
+    flushes: list[int] = []
+    ingest, _ = make(flushes)
+    ingest.handle("appliances/w1/meta", b'{"type": "washer"}')
+    samples = [{"ts": NOW - 2 + i, "metrics": {"vibration": float(i)}} for i in range(3)]
+    ingest.handle("appliances/w1/telemetry", orjson.dumps(samples))
+    assert ingest.samples == 3
+    assert len(flushes) == 2  # every sample is evaluated, none is overwritten unseen
+
+
+def test_events_are_decoded() -> None:
+    ingest, events = make()
+    ingest.handle("appliances/w1/event", b'{"ts": 1750000000, "code": "E21", "text": "drain"}')
+    assert events == [DeviceEvent("w1", 1750000000.0, "E21", {"text": "drain"})]
+
+
+def test_drops_are_logged_once_per_device_and_reason(caplog: pytest.LogCaptureFixture) -> None:
+    ingest, _ = make()
+    with caplog.at_level(logging.WARNING, logger="gateway.ingest"):
+        for _ in range(5):
+            ingest.handle("appliances/w1/telemetry", b"{oops")
+        ingest.handle("appliances/w2/telemetry", b"{oops")
+    assert ingest.drops.by_reason[DropReason.MALFORMED_JSON] == 6
+    assert [r.getMessage().split(":")[0] for r in caplog.records] == [
+        "dropped input from w1", "dropped input from w2"]

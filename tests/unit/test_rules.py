@@ -1,0 +1,96 @@
+from pathlib import Path
+
+import pytest
+
+from gateway.config import PROJECT_ROOT
+from gateway.engine.profiles import ProfileError, load_profiles, parse_profile
+from gateway.engine.rules import RuleFileError, load_rules, parse_duration, parse_rule_file
+
+PROFILES = load_profiles(PROJECT_ROOT / "rules" / "profiles")
+
+GOOD = """
+groups:
+  - name: g
+    appliance: washer
+    rules:
+      - alert: too_much_vibration
+        expr: vibration > 2 and drum_speed > 800
+        for: 30s
+        diagnosis:
+          code: WM-VIB-01
+          title: {en: Unbalanced drum, zh: 滚筒不平衡}
+          severity: minor
+          causes:
+            - {cause: Load unbalanced, likelihood: 0.6, reason: Vibration only at high spin}
+            - {cause: Worn shock absorbers, likelihood: 0.3, reason: Persists across loads}
+"""
+
+
+def test_shipped_rules_and_profiles_load() -> None:
+    rules = load_rules([PROJECT_ROOT / "rules"], PROFILES)
+    assert {r.rule_id for r in rules} >= {"condenser_airflow_loss"}
+    assert set(PROFILES) >= {"air_conditioner", "refrigerator", "washer"}
+
+
+def test_good_rule_parses() -> None:
+    rules, errors = parse_rule_file(GOOD, "good.yaml", PROFILES)
+    assert errors == []
+    [rule] = rules
+    assert rule.for_seconds == 30
+    assert rule.diagnosis.code == "WM-VIB-01"
+    assert [c.cause for c in rule.diagnosis.causes] == ["Load unbalanced", "Worn shock absorbers"]
+    assert rule.diagnosis.category == "fault"
+    assert rule.source == "good.yaml:6"
+    assert len(rule.version) == 12
+
+
+def test_version_changes_with_the_rule_text() -> None:
+    [a], _ = parse_rule_file(GOOD, "x.yaml", PROFILES)
+    [b], _ = parse_rule_file(GOOD.replace("vibration > 2", "vibration > 3"), "x.yaml", PROFILES)
+    assert a.version != b.version
+
+
+def test_every_error_is_reported_with_file_line_group_and_rule() -> None:
+    broken = (GOOD.replace("for: 30s", "for: soon\n        colour: red")
+              .replace("drum_speed > 800", "drum_rpm > 800")
+              .replace("severity: minor", "severity: awful"))
+    rules, errors = parse_rule_file(broken, "broken.yaml", PROFILES)
+    assert rules == []
+    assert len(errors) == 4, errors
+    text = "\n".join(errors)
+    assert "broken.yaml:7: group 'g', rule 'too_much_vibration': bad expr: column 19: unknown metric 'drum_rpm'" in text
+    assert "broken.yaml:8: group 'g', rule 'too_much_vibration': key 'for' must be a duration" in text
+    assert "broken.yaml:9: group 'g', rule 'too_much_vibration': unknown key 'colour'" in text
+    assert "broken.yaml:13: group 'g', rule 'too_much_vibration': diagnosis 'severity' must be one of" in text
+
+
+def test_unknown_appliance_and_invalid_yaml() -> None:
+    _, errors = parse_rule_file(GOOD.replace("appliance: washer", "appliance: toaster"), "t.yaml", PROFILES)
+    assert any("t.yaml:4: group 'g': key 'appliance' must be one of" in e for e in errors)
+    _, errors = parse_rule_file("groups: [\n", "y.yaml", PROFILES)
+    assert errors and errors[0].startswith("y.yaml:") and "not valid YAML" in errors[0]
+
+
+def test_likelihoods_must_not_exceed_one() -> None:
+    _, errors = parse_rule_file(GOOD.replace("likelihood: 0.3", "likelihood: 0.6"), "l.yaml", PROFILES)
+    assert any("add up to more than 1" in e for e in errors)
+
+
+def test_duplicate_rule_names_across_files(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text(GOOD)
+    (tmp_path / "b.yaml").write_text(GOOD)
+    with pytest.raises(RuleFileError) as info:
+        load_rules([tmp_path], PROFILES)
+    assert "already defined" in str(info.value)
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("30s", 30), ("5m", 300), ("1h30m", 5400), ("250ms", 0.25),
+                                               (12, 12), ("0s", 0), ("soon", None), ("-5", None), (-1, None)])
+def test_parse_duration(text: str | int, seconds: float | None) -> None:
+    assert parse_duration(text) == seconds
+
+
+def test_profile_errors_name_the_file_and_metric() -> None:
+    with pytest.raises(ProfileError, match=r"p.yaml: metric 'x': key 'valid' must be \[low, high\]"):
+        parse_profile({"appliance": "a", "interval_seconds": 1, "metrics": {"x": {"unit": "C", "valid": [5, 1]}}},
+                      "p.yaml")
