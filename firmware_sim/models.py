@@ -66,7 +66,10 @@ class AirConditionerModel:
         heat_gain = 0.0002 * (outdoor - self.room)
         cooling = 0.0012 * frequency / 45.0 * (1.0 - 0.3 * severity)
         self.room += (heat_gain - cooling) * dt
-        condensing = outdoor + 11.0 + 0.05 * (frequency - 45.0) + 20.0 * severity
+        # Losing condenser airflow divides the coil's heat rejection: the approach to outdoor air grows until
+        # the high-pressure switch would trip (about 4.15 MPa, 64 degC for R32), whatever the weather.
+        approach = (11.0 + 0.05 * (frequency - 45.0)) / max(0.2, 1.0 - 0.8 * severity)
+        condensing = min(outdoor + approach, max(outdoor + 11.0, 63.5))
         evaporating = 8.0 - 0.04 * (frequency - 45.0)
         return {
             "local_temperature": round(self.room + noise(0, 0.05), 2),

@@ -58,13 +58,14 @@ class IncidentManager:
         rule = transition.rule
         fingerprint = incident_fingerprint(self.site, transition.device_id, rule.rule_id, transition.onset_ts)
         evidence = build_evidence(transition, self.store.snapshot(transition.device_id))
+        now = self.clock.now()
         payload = ticket_payload(
             site=self.site, device_id=transition.device_id, appliance_type=rule.appliance,
             device=self.registry.get(transition.device_id), rule=rule, fingerprint=fingerprint,
-            evidence=evidence, opened_at=self.clock.now(),
+            evidence=evidence, opened_at=now,
         )
         incident = self.db.open_incident(rule.rule_id, rule.version, transition.device_id, transition.onset_ts,
-                                         transition.at_ts, fingerprint, payload)
+                                         transition.at_ts, fingerprint, payload, queued_at=now)
         if incident is None:
             return  # the episode is already open (restored state lost?); its ticket exists
         self.opened += 1

@@ -136,8 +136,12 @@ class Database:
 
     # incidents and tickets ---------------------------------------------------------------------------------
     def open_incident(self, rule_id: str, rule_version: str, device_id: str, onset_ts: float,
-                      detected_ts: float, fingerprint: str, ticket_payload: dict[str, Any]) -> Incident | None:
-        """Open an episode with its ticket and outbox entry at once; None if one is already open."""
+                      detected_ts: float, fingerprint: str, ticket_payload: dict[str, Any],
+                      queued_at: float) -> Incident | None:
+        """Open an episode with its ticket and outbox entry at once; None if one is already open.
+
+        `onset_ts`/`detected_ts` are the appliance's sample times; `queued_at` is the gateway's clock, which
+        alone schedules delivery (a device clock running ahead must not hold a ticket back)."""
         with self._transaction() as conn:
             exists = conn.execute("SELECT 1 FROM incidents WHERE rule_id=? AND device_id=? AND state='firing'",
                                   (rule_id, device_id)).fetchone()
@@ -150,9 +154,9 @@ class Database:
             incident_id = int(cursor.lastrowid or 0)
             payload = orjson.dumps({**ticket_payload, "incident_id": incident_id})
             cursor = conn.execute("INSERT INTO tickets (incident_id, payload, created_at) VALUES (?, ?, ?)",
-                                  (incident_id, payload, detected_ts))
+                                  (incident_id, payload, queued_at))
             conn.execute("INSERT INTO outbox (ticket_id, idempotency_key, state, next_attempt_at) "
-                         "VALUES (?, ?, 'queued', ?)", (cursor.lastrowid, fingerprint, detected_ts))
+                         "VALUES (?, ?, 'queued', ?)", (cursor.lastrowid, fingerprint, queued_at))
         return Incident(incident_id, fingerprint, rule_id, device_id, onset_ts, detected_ts, IncidentState.FIRING)
 
     def resolve_incident(self, rule_id: str, device_id: str, resolved_ts: float) -> bool:

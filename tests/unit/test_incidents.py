@@ -83,16 +83,24 @@ def test_restart_restores_open_episodes_and_opens_no_duplicate(parts, tmp_path: 
 
 def test_database_refuses_a_second_open_episode(tmp_path: Path) -> None:
     db = Database(tmp_path / "gw.db")
-    first = db.open_incident("r", "1", "d", NOW, NOW, "fp1", {"x": 1})
+    first = db.open_incident("r", "1", "d", NOW, NOW, "fp1", {"x": 1}, queued_at=NOW)
     assert first is not None
-    assert db.open_incident("r", "1", "d", NOW + 1, NOW + 1, "fp2", {"x": 1}) is None
+    assert db.open_incident("r", "1", "d", NOW + 1, NOW + 1, "fp2", {"x": 1}, queued_at=NOW) is None
     assert orjson.loads(orjson.dumps(db.tickets()[0]["payload"]))["incident_id"] == first.incident_id
+    db.close()
+
+
+def test_delivery_is_scheduled_on_the_gateway_clock_not_the_device_clock(tmp_path: Path) -> None:
+    db = Database(tmp_path / "gw.db")
+    device_clock_ahead = NOW + 250  # within the accepted skew
+    db.open_incident("r", "1", "d", device_clock_ahead, device_clock_ahead, "fp1", {"x": 1}, queued_at=NOW)
+    assert [e.idempotency_key for e in db.due_outbox(NOW, 10)] == ["fp1"]
     db.close()
 
 
 def test_outbox_lifecycle(tmp_path: Path) -> None:
     db = Database(tmp_path / "gw.db")
-    db.open_incident("r", "1", "d", NOW, NOW, "fp1", {"x": 1})
+    db.open_incident("r", "1", "d", NOW, NOW, "fp1", {"x": 1}, queued_at=NOW)
     [entry] = db.due_outbox(NOW, 10)
     assert entry.idempotency_key == "fp1" and orjson.loads(entry.payload)["x"] == 1
     db.schedule_retry(entry.outbox_id, NOW + 60, "HTTP 500")

@@ -1,0 +1,163 @@
+"""Real parts for end-to-end tests: brokers, the platform stand-in, gateways on real SQLite files."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pytest
+
+from firmware_sim.platform import PlatformServer
+from gateway.app import Gateway
+from gateway.config import BrokerConfig, GatewayConfig, StorageConfig, UpstreamConfig, WebConfig
+from gateway.transport.broker import free_port
+
+MOSQUITTO_PATHS = ("/usr/sbin/mosquitto", "/usr/bin/mosquitto")
+
+
+def mosquitto_binary() -> str:
+    found = shutil.which("mosquitto") or next((p for p in MOSQUITTO_PATHS if Path(p).exists()), None)
+    if found is None:
+        pytest.fail("mosquitto is not installed; `make test` installs it (apt-get install mosquitto)")
+    return found
+
+
+def wait_for_port(port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    pytest.fail(f"nothing is listening on 127.0.0.1:{port} after {timeout} s")
+
+
+class Mosquitto:
+    """A mosquitto process on a loopback port, restartable on the same port."""
+
+    def __init__(self, folder: Path) -> None:
+        self.port = free_port()
+        self.config = folder / "mosquitto.conf"
+        self.config.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log = folder / "mosquitto.log"
+
+    def start(self) -> None:
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen([mosquitto_binary(), "-c", str(self.config)], stdout=log, stderr=log)
+        try:
+            wait_for_port(self.port)
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+
+@pytest.fixture
+def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
+    broker = Mosquitto(tmp_path)
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture
+async def platform(tmp_path: Path) -> AsyncIterator[PlatformServer]:
+    server = PlatformServer(tmp_path / "platform.db")
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@dataclass
+class RunningGateway:
+    gateway: Gateway
+    task: asyncio.Task[None]
+    broker_host: str
+    broker_port: int
+
+    async def stop(self) -> None:
+        self.gateway.request_stop()
+        await asyncio.wait_for(self.task, timeout=15)
+
+
+def gateway_config(tmp_path: Path, platform: PlatformServer, broker_url: str = "") -> GatewayConfig:
+    return GatewayConfig(
+        site="test-home",
+        broker=BrokerConfig(url=broker_url, embedded_port=0 if not broker_url else 1883,
+                            reconnect_min_seconds=0.1, reconnect_max_seconds=1.0),
+        storage=StorageConfig(database=str(tmp_path / "gateway.db")),
+        upstream=UpstreamConfig(url=platform.url, retry_min_seconds=0.2, retry_max_seconds=1.0),
+        web=WebConfig(port=0),
+    )
+
+
+StartGateway = Callable[..., Awaitable[RunningGateway]]
+
+
+@pytest.fixture
+async def start_gateway(tmp_path: Path, platform: PlatformServer) -> AsyncIterator[StartGateway]:
+    """Start a gateway in this event loop; `broker_url=""` makes it start its embedded amqtt broker."""
+    running: list[RunningGateway] = []
+
+    async def start(broker_url: str = "", **changes: object) -> RunningGateway:
+        config = replace(gateway_config(tmp_path, platform, broker_url), **changes)  # type: ignore[arg-type]
+        gateway = Gateway(config)
+        ready = asyncio.Event()
+        task = asyncio.create_task(gateway.run(ready))
+        waiter = asyncio.create_task(ready.wait())
+        await asyncio.wait({task, waiter}, timeout=15, return_when=asyncio.FIRST_COMPLETED)
+        if task.done():
+            task.result()
+        assert ready.is_set(), "gateway did not start within 15 s"
+        host, port = (gateway.broker.host, gateway.broker.port) if gateway.broker else config.broker.host_port()
+        handle = RunningGateway(gateway, task, host, port)
+        running.append(handle)
+        await eventually(lambda: gateway.link is not None and gateway.link.connected, 10, "gateway connects")
+        return handle
+
+    yield start
+    for handle in running:
+        if not handle.task.done():
+            await handle.stop()
+
+
+async def eventually(predicate: Callable[[], bool], seconds: float, what: str) -> None:
+    """Poll until `predicate` holds; fail with `what` if it does not within `seconds`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        await asyncio.sleep(0.05)
+    pytest.fail(f"timed out after {seconds} s waiting until: {what}")
+
+
+@pytest.fixture(params=["amqtt", "mosquitto"])
+def broker_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def broker_url(broker_kind: str, request: pytest.FixtureRequest) -> str:
+    """'' for the gateway's embedded amqtt broker, or the URL of a real mosquitto process."""
+    if broker_kind == "amqtt":
+        return ""
+    mosquitto: Mosquitto = request.getfixturevalue("mosquitto")
+    return f"mqtt://127.0.0.1:{mosquitto.port}"
+
+
