@@ -43,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--duration", type=float, help="stop after this many seconds and print a summary")
     demo.add_argument("--fault-after", type=float, default=30.0, help="seconds until ac-01 develops the fault")
     demo.add_argument("--data-dir", type=Path, default=Path("var/demo"), help="where the demo's SQLite files go")
+    demo.add_argument("--time-scale", type=float, default=1.0,
+                      help="simulated seconds per real second (10 shows the fault ten times sooner)")
     demo.add_argument("--web-port", type=int, default=8080)
     demo.add_argument("--platform-port", type=int, default=8081)
     demo.add_argument("--broker-port", type=int, default=1883)
@@ -132,6 +134,7 @@ def _demo(args: argparse.Namespace) -> int:
         logging.getLogger(quiet).setLevel(logging.WARNING)
     options = DemoOptions(duration=args.duration, data_dir=args.data_dir, web_port=args.web_port,
                           platform_port=args.platform_port, broker_port=args.broker_port,
+                          time_scale=args.time_scale,
                           fleet=FleetSpec(fault_after_seconds=args.fault_after))
     return asyncio.run(run_demo(options))
 

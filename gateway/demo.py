@@ -21,7 +21,7 @@ from typing import Any
 from firmware_sim.fleet import FleetSpec, SimClock, build_fleet, run_fleet
 from firmware_sim.platform import PlatformServer
 from gateway.app import Gateway
-from gateway.config import BrokerConfig, GatewayConfig, StorageConfig, UpstreamConfig, WebConfig
+from gateway.config import BrokerConfig, GatewayConfig, IngestConfig, StorageConfig, UpstreamConfig, WebConfig
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,7 @@ class DemoOptions:
     web_port: int = 8080
     platform_port: int = 8081
     broker_port: int = 1883
+    time_scale: float = 1.0
     fleet: FleetSpec = field(default_factory=FleetSpec)
 
 
@@ -56,6 +57,8 @@ async def run_demo(options: DemoOptions) -> int:
         storage=StorageConfig(database=str((options.data_dir / "gateway.db").resolve())),
         upstream=UpstreamConfig(url=platform.url, retry_min_seconds=0.5, retry_max_seconds=5.0),
         web=WebConfig(port=port_or_free(options.web_port)),
+        # a faster simulated clock runs ahead of the wall clock; accept it for the demo's length
+        ingest=IngestConfig(max_future_seconds=max(300.0, (options.duration or 0) * options.time_scale)),
     )
     gateway = Gateway(config)
     ready = asyncio.Event()
@@ -68,7 +71,7 @@ async def run_demo(options: DemoOptions) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
-    clock = SimClock()
+    clock = SimClock(options.time_scale)
     fleet = build_fleet(options.fleet, broker_host, broker_port, clock.start)
     fleet_task = asyncio.create_task(run_fleet(fleet, stop, clock), name="fleet")
     print(f"web page:          http://127.0.0.1:{gateway.web_port}/")

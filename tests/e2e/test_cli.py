@@ -1,0 +1,60 @@
+"""The command line as a user runs it: real processes, real output, real exit codes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gateway.config import PROJECT_ROOT
+
+pytestmark = pytest.mark.e2e
+
+
+def cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "gateway", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=PROJECT_ROOT)
+
+
+def test_demo_opens_a_diagnosed_ticket_and_prints_it(tmp_path: Path) -> None:
+    result = cli("demo", "--duration", "8", "--time-scale", "10", "--fault-after", "5", "--data-dir",
+                 str(tmp_path), "--web-port", "0", "--platform-port", "0", "--broker-port", "0", timeout=90)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
+    assert "web page:          http://127.0.0.1:" in out
+    assert "The service platform received 1 ticket(s)." in out, out[-3000:]
+    assert "AC-CND-01 Condenser airflow loss" in out
+    assert "cause    50% Outdoor fan motor failed" in out
+    assert "evidence discharge_pressure" in out
+    assert "Traceback" not in result.stderr
+
+
+def test_broken_config_names_the_key_and_file(tmp_path: Path) -> None:
+    config = tmp_path / "gateway.toml"
+    config.write_text("[upstream]\ntimeout_seconds = -1\n")
+    result = cli("run", "--config", str(config))
+    assert result.returncode == 2
+    assert f"error: {config}: key 'upstream.timeout_seconds' must be greater than 0" in result.stderr
+
+
+def test_rules_check_lists_every_error_with_file_and_line(tmp_path: Path) -> None:
+    assert cli("rules", "check").returncode == 0
+    bad = tmp_path / "bad.yaml"
+    bad.write_text((PROJECT_ROOT / "rules" / "air_conditioner.yaml").read_text()
+                   .replace("discharge_pressure > 3800", "discharge_presure > 3800")
+                   .replace("for: 10s", "for: ten seconds"))
+    result = cli("rules", "check", str(bad))
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    assert any(line.startswith(f"{bad}:") and "unknown metric 'discharge_presure'" in line for line in lines)
+    assert any(line.startswith(f"{bad}:") and "key 'for' must be a duration" in line for line in lines)
+    assert lines[-1] == "2 error(s)"
+
+
+def test_help_lists_the_commands() -> None:
+    result = cli("--help")
+    assert result.returncode == 0
+    for command in ("run", "demo", "platform", "sim", "rules"):
+        assert command in result.stdout
