@@ -60,6 +60,10 @@ class Evaluator:
         self.rules_by_type: dict[str, list[Rule]] = {}
         for rule in rules:
             self.rules_by_type.setdefault(rule.appliance, []).append(rule)
+        self._used_metrics = {
+            appliance: sorted(set().union(*(r.expr.metrics for r in type_rules)))
+            for appliance, type_rules in self.rules_by_type.items()
+        }
         self._states = {
             rule.rule_id: _AlertState(store.windows[rule.appliance].capacity) for rule in rules
         }
@@ -75,7 +79,8 @@ class Evaluator:
             rules = self.rules_by_type.get(appliance)
             if rows.size == 0 or not rules:
                 continue
-            columns = {name: window.latest[rows, i] for name, i in window.metric_index.items()}
+            latest = window.latest[rows]
+            columns = {name: latest[:, window.metric_index[name]] for name in self._used_metrics[appliance]}
             ts = window.latest_ts[rows]
             for rule in rules:
                 holds = rule.expr.holds(columns)

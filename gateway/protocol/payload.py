@@ -84,7 +84,7 @@ def _decode_sample(item: Any, now: float, limits: PayloadLimits, out: Decoded) -
     raw_ts = item.get("ts")
     metrics = item.get("metrics")
     appliance_type = item.get("type")
-    if not isinstance(raw_ts, int | float) or isinstance(raw_ts, bool) or not isinstance(metrics, dict):
+    if not (type(raw_ts) is int or type(raw_ts) is float) or type(metrics) is not dict:
         out.rejections.append(Rejection(DropReason.BAD_SCHEMA, "sample needs a numeric 'ts' and a 'metrics' object"))
         return
     if appliance_type is not None and not isinstance(appliance_type, str):
@@ -100,23 +100,19 @@ def _decode_sample(item: Any, now: float, limits: PayloadLimits, out: Decoded) -
                                         f"{limits.max_future_seconds:.0f} s after the gateway clock"))
         return
     values: dict[str, float] = {}
+    isfinite = math.isfinite
     for name, value in metrics.items():
-        if isinstance(value, bool):
-            value = 1.0 if value else 0.0
-        if not _is_number(value):
+        kind = type(value)  # exact types on the hot path: ~3x cheaper than isinstance chains
+        if kind is float or kind is int or kind is bool:
+            number = float(value)
+            if isfinite(number):
+                values[name] = number
+            else:
+                out.rejections.append(Rejection(DropReason.NON_FINITE, f"{name}={number!r}"))
+        else:
             out.rejections.append(Rejection(DropReason.WRONG_TYPE, f"{name}={value!r:.40} is not a number"))
-            continue
-        number = float(value)
-        if not math.isfinite(number):
-            out.rejections.append(Rejection(DropReason.NON_FINITE, f"{name}={number!r}"))
-            continue
-        values[name] = number
     if values:
         out.samples.append(Sample(ts, appliance_type, values))
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def decode_json_object(payload: bytes, limits: PayloadLimits) -> dict[str, Any] | Rejection:

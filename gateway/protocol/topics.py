@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -42,8 +43,12 @@ def subscription(prefix: str = "appliances") -> str:
     return f"{prefix}/+/+"
 
 
+_DEVICE_ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
+
+
 def is_valid_device_id(device_id: str) -> bool:
-    return 0 < len(device_id) <= 128 and all(c.isalnum() or c in "-_.:" for c in device_id)
+    """ASCII letters, digits and -_.: only, 1-128 characters: safe in topics, file names and URLs."""
+    return _DEVICE_ID.fullmatch(device_id) is not None
 
 
 def topic_matches(topic_filter: str, topic: str) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -38,6 +39,7 @@ class TypeWindow:
         self.slots = slots
         self.device_ids: list[str] = []
         self.rows: dict[str, int] = {}
+        self._index_cache: dict[tuple[str, ...], npt.NDArray[np.intp]] = {}
         self._allocate(max(capacity, 1))
 
     def _allocate(self, capacity: int) -> None:
@@ -54,13 +56,14 @@ class TypeWindow:
         return int(self.head.shape[0])
 
     def _grow(self) -> None:
-        old = (self.values, self.ts, self.head, self.latest, self.latest_ts, self.dirty)
+        old = self._arrays()
         n = self.capacity
         self._allocate(n * 2)
-        for new, previous in zip(
-            (self.values, self.ts, self.head, self.latest, self.latest_ts, self.dirty), old, strict=True
-        ):
+        for new, previous in zip(self._arrays(), old, strict=True):
             new[:n] = previous
+
+    def _arrays(self) -> list[npt.NDArray[Any]]:
+        return [self.values, self.ts, self.head, self.latest, self.latest_ts, self.dirty]
 
     def row(self, device_id: str) -> int:
         """The row of a device, allocating one (and growing the arrays) the first time it is seen."""
@@ -76,10 +79,13 @@ class TypeWindow:
     def append(self, row: int, ts: float, metrics: Mapping[str, float]) -> None:
         """Write one sample; metrics must all be names of this type (ingest checked them)."""
         slot = int(self.head[row])
-        index = [self.metric_index[name] for name in metrics]
-        values = list(metrics.values())
+        names = tuple(metrics)
+        index = self._index_cache.get(names)
+        if index is None:  # devices of one type send the same metric set, so this is computed a few times
+            index = self._index_cache[names] = np.array([self.metric_index[n] for n in names], dtype=np.intp)
+        values = np.fromiter(metrics.values(), dtype=np.float64, count=len(names))
         column = self.values[row, :, slot]
-        column[:] = np.nan
+        column.fill(np.nan)
         column[index] = values
         self.ts[row, slot] = ts
         self.head[row] = (slot + 1) % self.slots

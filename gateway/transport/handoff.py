@@ -37,9 +37,12 @@ class MessageHandoff:
         await self._event.wait()
         self._event.clear()
         self._signalled = False
+        return self.take_nowait()
+
+    def take_nowait(self) -> list[tuple[str, bytes]]:
+        """Whatever has arrived, without waiting."""
         items = self._items
-        batch = [items.popleft() for _ in range(len(items))]
-        return batch
+        return [items.popleft() for _ in range(len(items))]
 
     def __len__(self) -> int:
         return len(self._items)

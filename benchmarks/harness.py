@@ -1,0 +1,143 @@
+"""Real processes for benchmarks: mosquitto, the gateway CLI, the platform stand-in, load publishers."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listening on 127.0.0.1:{port} after {timeout} s")
+
+
+def stop(process: subprocess.Popen[Any]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@contextlib.contextmanager
+def mosquitto(folder: Path) -> Iterator[int]:
+    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    port = free_port()
+    config = folder / "mosquitto.conf"
+    config.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\n")
+    process = subprocess.Popen([binary, "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port)
+        yield port
+    finally:
+        stop(process)
+
+
+@contextlib.contextmanager
+def platform(folder: Path) -> Iterator[str]:
+    port = free_port()
+    process = subprocess.Popen([PYTHON, "-m", "gateway", "platform", "--port", str(port), "--db",
+                                str(folder / "platform.db")], cwd=ROOT, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop(process)
+
+
+@contextlib.contextmanager
+def gateway(folder: Path, broker_port: int, upstream: str, rules: Path | None = None,
+            slots: int = 120) -> Iterator[tuple[psutil.Process, str]]:
+    web_port = free_port()
+    rules_line = f'paths = ["{rules}"]' if rules else f'paths = ["{ROOT / "rules"}"]'
+    config = folder / "gateway.toml"
+    config.write_text(f"""
+[broker]
+url = "mqtt://127.0.0.1:{broker_port}"
+[rules]
+{rules_line}
+profiles = "{ROOT / 'rules' / 'profiles'}"
+[window]
+slots = {slots}
+[storage]
+database = "{folder / 'gateway.db'}"
+[upstream]
+url = "{upstream}"
+retry_min_seconds = 0.1
+retry_max_seconds = 1.0
+[web]
+port = {web_port}
+""")
+    log = (folder / "gateway.log").open("wb")
+    process = subprocess.Popen([PYTHON, "-m", "gateway", "--log-level", "WARNING", "run", "--config", str(config)],
+                               cwd=ROOT, stdout=log, stderr=log)
+    try:
+        wait_for_port(web_port)
+        base = f"http://127.0.0.1:{web_port}"
+        deadline = time.monotonic() + 10
+        while not status(base)["mqtt_connected"]:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the gateway did not connect to the broker")
+            time.sleep(0.05)
+        yield psutil.Process(process.pid), base
+    finally:
+        stop(process)
+        log.close()
+
+
+def status(base: str) -> dict[str, Any]:
+    with urllib.request.urlopen(base + "/api/status", timeout=5) as response:
+        result: dict[str, Any] = json.loads(response.read())
+        return result
+
+
+def get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def publish(port: int, rate: float, seconds: float, devices: int, processes: int = 1) -> dict[str, Any]:
+    """Publish `rate` msg/s for `seconds`, split over `processes` publisher processes; returns totals."""
+    workers = [
+        subprocess.Popen([PYTHON, str(ROOT / "benchmarks" / "publisher.py"), "--port", str(port), "--rate",
+                          str(rate / processes), "--seconds", str(seconds), "--devices", str(devices)],
+                         stdout=subprocess.PIPE, text=True)
+        for _ in range(processes)
+    ]
+    results = [json.loads(w.communicate()[0].strip().splitlines()[-1]) for w in workers]
+    sent = sum(r["sent"] for r in results)
+    elapsed = max(r["seconds"] for r in results)
+    return {"sent": sent, "seconds": elapsed, "achieved_rate": sent / elapsed}
+
+
+def scratch() -> tempfile.TemporaryDirectory[str]:
+    return tempfile.TemporaryDirectory(prefix="gateway-bench-")
