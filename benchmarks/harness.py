@@ -75,10 +75,11 @@ def platform(folder: Path) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def gateway(folder: Path, broker_port: int, upstream: str, rules: Path | None = None,
+def gateway(folder: Path, broker_port: int, upstream: str, extra_rules: tuple[Path, ...] = (),
             slots: int = 120) -> Iterator[tuple[psutil.Process, str]]:
+    """`appliance-gateway run` with the shipped rules (plus `extra_rules`) against an external broker."""
     web_port = free_port()
-    rules_line = f'paths = ["{rules}"]' if rules else f'paths = ["{ROOT / "rules"}"]'
+    rules_line = "paths = " + json.dumps([str(ROOT / "rules"), *(str(p) for p in extra_rules)])
     config = folder / "gateway.toml"
     config.write_text(f"""
 [broker]
@@ -125,14 +126,23 @@ def get_json(url: str) -> Any:
         return json.loads(response.read())
 
 
-def publish(port: int, rate: float, seconds: float, devices: int, processes: int = 1) -> dict[str, Any]:
-    """Publish `rate` msg/s for `seconds`, split over `processes` publisher processes; returns totals."""
-    workers = [
+def start_publishers(port: int, rate: float, seconds: float, devices: int,
+                     processes: int = 1) -> list[subprocess.Popen[str]]:
+    """Start `processes` publisher processes sharing `rate` msg/s for `seconds`."""
+    return [
         subprocess.Popen([PYTHON, str(ROOT / "benchmarks" / "publisher.py"), "--port", str(port), "--rate",
                           str(rate / processes), "--seconds", str(seconds), "--devices", str(devices)],
                          stdout=subprocess.PIPE, text=True)
         for _ in range(processes)
     ]
+
+
+def publish(port: int, rate: float, seconds: float, devices: int, processes: int = 1) -> dict[str, Any]:
+    """Publish `rate` msg/s for `seconds`, split over `processes` publisher processes; returns totals."""
+    return collect(start_publishers(port, rate, seconds, devices, processes))
+
+
+def collect(workers: list[subprocess.Popen[str]]) -> dict[str, Any]:
     results = [json.loads(w.communicate()[0].strip().splitlines()[-1]) for w in workers]
     sent = sum(r["sent"] for r in results)
     elapsed = max(r["seconds"] for r in results)
