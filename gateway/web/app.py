@@ -82,14 +82,19 @@ def _index_html(devices: list[dict[str, Any]], tickets: list[dict[str, Any]], st
 <style>body{{font-family:system-ui,sans-serif;margin:1rem;}}
 table{{border-collapse:collapse;width:100%;margin-bottom:2rem}}
 td,th{{border-bottom:1px solid #ddd;padding:.3rem .5rem;text-align:left}} .on{{color:#070}} .off{{color:#a00}}
-.stat{{color:#555}}</style></head><body>
+.stat{{color:#555}} .scroll{{overflow-x:auto}} td{{vertical-align:top}}</style></head><body>
 <h1>Appliance gateway</h1>
-<p class="stat">{status.get('devices', 0)} appliances, {status.get('messages', 0)} messages,
-{status.get('open_incidents', 0)} open incidents, {status.get('tickets_delivered', 0)} tickets delivered,
-{status.get('dropped_total', 0)} inputs dropped</p>
+<p class="stat">{_count(status.get('devices', 0), 'appliance')}, {_count(status.get('messages', 0), 'message')},
+{_count(status.get('open_incidents', 0), 'open incident')},
+{_count(status.get('tickets_delivered', 0), 'ticket')} delivered,
+{_count(status.get('dropped_total', 0), 'input')} dropped</p>
 <h2>Open tickets</h2>
-<table id="tickets"><tr><th>#</th><th>Appliance</th><th>Code</th><th>Fault</th><th>Severity</th>
-<th>Most likely cause</th><th>Delivery</th></tr>{ticket_rows}</table>
+<div class="scroll"><table id="tickets"><tr><th>#</th><th>Appliance</th><th>Code</th><th>Fault</th><th>Severity</th>
+<th>Most likely cause</th><th>Delivery</th></tr>{ticket_rows}</table></div>
 <h2>Appliances</h2>
-<table id="devices"><tr><th>Device</th><th>Type</th><th>Brand / model</th><th>State</th><th>Last seen</th></tr>
-{device_rows}</table></body></html>"""
+<div class="scroll"><table id="devices"><tr><th>Device</th><th>Type</th><th>Brand / model</th><th>State</th>
+<th>Last seen</th></tr>{device_rows}</table></div></body></html>"""
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
