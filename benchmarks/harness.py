@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -17,48 +15,20 @@ from typing import Any
 
 import psutil
 
+from firmware_sim.localnet import MosquittoProcess, free_port, stop_process, wait_for_port
+
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for_port(port: int, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"nothing listening on 127.0.0.1:{port} after {timeout} s")
-
-
-def stop(process: subprocess.Popen[Any]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 @contextlib.contextmanager
 def mosquitto(folder: Path) -> Iterator[int]:
-    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    port = free_port()
-    config = folder / "mosquitto.conf"
-    config.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\n")
-    process = subprocess.Popen([binary, "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    broker = MosquittoProcess(folder, extra_config="max_queued_messages 0\n")
+    broker.start()
     try:
-        wait_for_port(port)
-        yield port
+        yield broker.port
     finally:
-        stop(process)
+        broker.stop()
 
 
 @contextlib.contextmanager
@@ -71,7 +41,7 @@ def platform(folder: Path) -> Iterator[str]:
         wait_for_port(port)
         yield f"http://127.0.0.1:{port}"
     finally:
-        stop(process)
+        stop_process(process)
 
 
 @contextlib.contextmanager
@@ -111,7 +81,7 @@ port = {web_port}
             time.sleep(0.05)
         yield psutil.Process(process.pid), base
     finally:
-        stop(process)
+        stop_process(process)
         log.close()
 
 

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
-import socket
-import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, replace
@@ -13,59 +10,19 @@ from pathlib import Path
 
 import pytest
 
+from firmware_sim.localnet import LocalServiceError, MosquittoProcess
 from firmware_sim.platform import PlatformServer
 from gateway.app import Gateway
 from gateway.config import BrokerConfig, GatewayConfig, StorageConfig, UpstreamConfig, WebConfig
-from gateway.transport.broker import free_port
-
-MOSQUITTO_PATHS = ("/usr/sbin/mosquitto", "/usr/bin/mosquitto")
 
 
-def mosquitto_binary() -> str:
-    found = shutil.which("mosquitto") or next((p for p in MOSQUITTO_PATHS if Path(p).exists()), None)
-    if found is None:
-        pytest.fail("mosquitto is not installed; `make test` installs it (apt-get install mosquitto)")
-    return found
-
-
-def wait_for_port(port: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    pytest.fail(f"nothing is listening on 127.0.0.1:{port} after {timeout} s")
-
-
-class Mosquitto:
-    """A mosquitto process on a loopback port, restartable on the same port."""
-
-    def __init__(self, folder: Path) -> None:
-        self.port = free_port()
-        self.config = folder / "mosquitto.conf"
-        self.config.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
-        self.process: subprocess.Popen[bytes] | None = None
-        self.log = folder / "mosquitto.log"
-
+class Mosquitto(MosquittoProcess):
     def start(self) -> None:
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen([mosquitto_binary(), "-c", str(self.config)], stdout=log, stderr=log)
+        """A broker a test needs that cannot start fails the test with the reason; it is never skipped."""
         try:
-            wait_for_port(self.port)
-        except BaseException:
-            self.stop()
-            raise
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.process = None
+            super().start()
+        except LocalServiceError as exc:
+            pytest.fail(str(exc))
 
 
 @pytest.fixture

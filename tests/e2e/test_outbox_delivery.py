@@ -10,12 +10,12 @@ import aiohttp
 import orjson
 import pytest
 
+from firmware_sim.localnet import free_port
 from firmware_sim.platform import PlatformServer
 from gateway.clock import SystemClock
 from gateway.config import UpstreamConfig
 from gateway.outbox.sender import OutboxSender
 from gateway.store.db import Database
-from gateway.transport.broker import free_port
 from tests.e2e.conftest import eventually
 
 pytestmark = pytest.mark.e2e

@@ -1,0 +1,78 @@
+"""Local processes of the simulated world, shared by tests and benchmarks: loopback ports and a mosquitto broker."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from gateway.transport.broker import free_port
+
+MOSQUITTO_PATHS = ("/usr/sbin/mosquitto", "/usr/bin/mosquitto")
+
+__all__ = ["MosquittoProcess", "free_port", "mosquitto_binary", "stop_process", "wait_for_port"]
+
+
+class LocalServiceError(Exception):
+    """A local server could not be found or started; the message says what to install or check."""
+
+
+def wait_for_port(port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise LocalServiceError(f"nothing is listening on 127.0.0.1:{port} after {timeout} s")
+
+
+def stop_process(process: subprocess.Popen[bytes] | subprocess.Popen[str]) -> None:
+    """Terminate, then kill if it does not exit within 10 s."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def mosquitto_binary() -> str:
+    found = shutil.which("mosquitto") or next((p for p in MOSQUITTO_PATHS if Path(p).exists()), None)
+    if found is None:
+        raise LocalServiceError("mosquitto is not installed; `make test` installs it (apt-get install mosquitto)")
+    return found
+
+
+class MosquittoProcess:
+    """A mosquitto broker on a loopback port, restartable on the same port."""
+
+    def __init__(self, folder: Path, extra_config: str = "") -> None:
+        self.port = free_port()
+        self.config = folder / "mosquitto.conf"
+        self.config.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+                               + extra_config)
+        self.log = folder / "mosquitto.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen([mosquitto_binary(), "-c", str(self.config)], stdout=log, stderr=log)
+        try:
+            wait_for_port(self.port)
+        except LocalServiceError as exc:
+            self.stop()
+            detail = self.log.read_text(errors="replace")[-500:]
+            raise LocalServiceError(f"mosquitto did not start on port {self.port}: {detail}") from exc
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop_process(self.process)
+        self.process = None
