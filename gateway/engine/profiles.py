@@ -20,6 +20,7 @@ class MetricSpec:
     low: float
     high: float
     description: str
+    uart_id: int | None = None  # the metric's id in the open UART dialect (docs/uart-protocol.md)
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,9 @@ class Profile:
 
     def metric(self, name: str) -> MetricSpec | None:
         return next((m for m in self.metrics if m.name == name), None)
+
+    def metric_by_uart_id(self) -> dict[int, str]:
+        return {m.uart_id: m.name for m in self.metrics if m.uart_id is not None}
 
 
 def load_profiles(folder: Path) -> dict[str, Profile]:
@@ -72,6 +76,9 @@ def parse_profile(doc: Any, source: str) -> Profile:
     if not isinstance(metrics, dict) or not metrics:
         raise ProfileError(f"{source}: key 'metrics' must map metric names to specs")
     specs = [_metric(name, spec, source) for name, spec in metrics.items()]
+    ids = [m.uart_id for m in specs if m.uart_id is not None]
+    if len(ids) != len(set(ids)):
+        raise ProfileError(f"{source}: two metrics share a uart_id")
     return Profile(appliance, float(interval), tuple(specs))
 
 
@@ -79,7 +86,7 @@ def _metric(name: str, spec: Any, source: str) -> MetricSpec:
     where = f"{source}: metric '{name}'"
     if not isinstance(spec, dict):
         raise ProfileError(f"{where} must be a mapping with unit, valid and description")
-    unknown = set(spec) - {"unit", "valid", "description"}
+    unknown = set(spec) - {"unit", "valid", "description", "uart_id"}
     if unknown:
         raise ProfileError(f"{where}: unknown key(s) {sorted(unknown)}")
     valid = spec.get("valid")
@@ -89,4 +96,7 @@ def _metric(name: str, spec: Any, source: str) -> MetricSpec:
     unit = spec.get("unit")
     if not isinstance(unit, str) or not unit:
         raise ProfileError(f"{where}: key 'unit' must be a non-empty string")
-    return MetricSpec(name, unit, float(valid[0]), float(valid[1]), str(spec.get("description", "")))
+    uart_id = spec.get("uart_id")
+    if uart_id is not None and (not isinstance(uart_id, int) or not 1 <= uart_id <= 255):
+        raise ProfileError(f"{where}: key 'uart_id' must be a whole number from 1 to 255")
+    return MetricSpec(name, unit, float(valid[0]), float(valid[1]), str(spec.get("description", "")), uart_id)
