@@ -8,7 +8,7 @@ Grammar (lowest precedence first):
     sum    := term (('+' | '-') term)*
     term   := unary (('*' | '/') unary)*
     unary  := '-' unary | atom
-    atom   := NUMBER | METRIC | FUNC '(' expr (',' expr)* ')' | '(' expr ')'
+    atom   := NUMBER | METRIC | FUNC '(' expr (',' expr)* ')' | 'missing' '(' METRIC ')' | '(' expr ')'
 
 Every node is evaluated for all devices of one appliance type at once. Booleans are float arrays in
 three-valued logic (1 true, 0 false, NaN unknown) so a missing metric makes a rule *unknown*, never true:
@@ -263,6 +263,8 @@ class _Parser:
         raise ExprError(f"unexpected {token.text or 'end of expression'!r}", token.column)
 
     def parse_call(self, name: _Token) -> _Node:
+        if name.text == "missing":
+            return self.parse_missing(name)
         if name.text not in _FUNCTIONS:
             raise ExprError(f"unknown function {name.text!r} (known: {', '.join(sorted(_FUNCTIONS))})",
                             name.column)
@@ -280,6 +282,22 @@ class _Parser:
         fns = [a.fn for a in args]
         text = f"{name.text}({', '.join(a.text for a in args)})"
         return _Node("number", lambda c: fn(*(f(c) for f in fns)), text)
+
+    def parse_missing(self, name: _Token) -> _Node:
+        """missing(metric): a known condition, true where the device has never reported that metric, so a rule
+        can apply only to appliances without a sensor (it is never unknown itself)."""
+        self.expect("(")
+        metric = self.take()
+        if metric.kind != "name" or metric.text not in self.known_metrics:
+            raise ExprError(f"missing() takes one metric name, got {metric.text!r}", metric.column)
+        self.expect(")")
+        self.used.add(metric.text)
+        column = metric.text
+
+        def evaluate(c: Columns) -> FloatArray:
+            return np.isnan(c[column]).astype(np.float64)
+
+        return _Node("bool", evaluate, f"missing({column})")
 
 
 def _constant(value: float) -> Evaluate:

@@ -286,3 +286,47 @@ def decode_fridge_faults(body: bytes) -> frozenset[str]:
     if len(body) < 4 or body[0] != 0x01:
         raise FrameError("bad_body", "not a 0xCA exception body")
     return frozenset(fault for (index, mask), fault in FRIDGE_FAULT_BITS.items() if body[index] & mask)
+
+
+# --- encoders, for simulated appliances ------------------------------------------------------------------------
+
+def _temperature_bytes(value: float, offset: int) -> tuple[int, int]:
+    """(raw half-degree byte, tenths digit) so that decoding gives `value` to 0.1 degC."""
+    value = round(value, 1)
+    tenths = round(abs(value - int(value)) * 10) % 10
+    if tenths == 0:
+        raw = round(value * 2) + offset
+    else:  # decoders add the tenths to the whole part of (raw - offset) / 2, keeping the sign of that half-value
+        raw = offset + 2 * int(value) - (1 if value < 0 else 0)
+    return max(0, min(254, raw)), tenths
+
+
+def state_body(state: ACState) -> bytes:
+    """A 0xC0 state body (with CRC) that `decode_state` reads back as `state` (Celsius)."""
+    target_whole = int(state.target_temperature)
+    indoor, indoor_tenths = _temperature_bytes(state.indoor_temperature or 0.0, 50)
+    outdoor, outdoor_tenths = _temperature_bytes(state.outdoor_temperature or 0.0, 50)
+    body = bytearray(22)
+    body[0] = MessageId.STATE
+    body[1] = 0x01 if state.power_on else 0x00
+    body[2] = ((target_whole - 16) & 0x0F) | (0x10 if state.target_temperature % 1 else 0) | (state.mode << 5)
+    body[3] = state.fan_speed & 0x7F
+    body[11] = indoor if state.indoor_temperature is not None else 0xFF
+    body[12] = outdoor if state.outdoor_temperature is not None else 0xFF
+    body[13] = 0x20 if state.filter_alert else 0
+    body[15] = indoor_tenths | (outdoor_tenths << 4)
+    body[16] = state.error_code & 0xFF
+    return with_body_crc(bytes(body))
+
+
+def compressor_group_body(group: CompressorGroup) -> bytes:
+    body = bytearray(24)
+    body[0:4] = bytes([MessageId.GROUP_DATA, 0x21, 0x01, 0x41])
+    body[4], body[5] = group.compressor_frequency & 0xFF, group.target_frequency & 0xFF
+    body[7], body[8] = group.compressor_current & 0xFF, group.compressor_voltage & 0xFF
+    body[10] = max(0, min(255, int(group.indoor_temperature * 2) + 30))
+    body[11] = max(0, min(255, int(group.indoor_coil_temperature * 2) + 30))
+    body[12] = max(0, min(255, int(group.outdoor_coil_temperature * 2) + 50))
+    body[13] = max(0, min(255, int(group.outdoor_temperature * 2) + 50))
+    body[14] = max(0, min(255, group.discharge_temperature))
+    return with_body_crc(bytes(body))

@@ -35,6 +35,13 @@ def test_functions() -> None:
     assert holds("clamp(a, 0, 10) == 10", a=[50, 5]) == [True, False]
 
 
+def test_missing_is_a_known_condition() -> None:
+    assert holds("missing(a)", a=[NAN, 1.0]) == [True, False]
+    assert holds("b > 1 and missing(a)", a=[NAN, NAN, 2], b=[2, 0, 2]) == [True, False, False]
+    with pytest.raises(ExprError, match="missing\\(\\) takes one metric name"):
+        compile_expr("missing(3) and a > 1", METRICS)
+
+
 def test_and_or_not() -> None:
     assert holds("a > 0 and b > 0", a=[1, 1, 0], b=[1, 0, 1]) == [True, False, False]
     assert holds("a > 0 or b > 0", a=[1, 0, 0], b=[0, 1, 0]) == [True, True, False]
