@@ -23,6 +23,7 @@ from gateway.incidents.episodes import IncidentManager
 from gateway.ingest.drops import DropCounter
 from gateway.ingest.pipeline import Ingest
 from gateway.ingest.registry import DeviceRegistry
+from gateway.ingest.uart import adapter_for
 from gateway.outbox.sender import OutboxSender
 from gateway.protocol.payload import DropReason, PayloadLimits
 from gateway.store.db import Database, StorageError
@@ -30,6 +31,7 @@ from gateway.store.window import WindowStore
 from gateway.transport.broker import EmbeddedBroker
 from gateway.transport.handoff import MessageHandoff
 from gateway.transport.mqtt import MqttLink
+from gateway.transport.serial import SerialLink
 from gateway.web.app import create_app
 
 log = logging.getLogger("gateway")
@@ -63,6 +65,7 @@ class Gateway:
                              config.broker.topic_prefix, flush_rules=self.evaluate)
         self.broker: EmbeddedBroker | None = None
         self.link: MqttLink | None = None
+        self.serial_links: list[SerialLink] = []
         self.web_port: int | None = None
         self.internal_errors = 0
         self._stop = asyncio.Event()
@@ -94,6 +97,12 @@ class Gateway:
         handoff = MessageHandoff(loop, broker_config.max_queued_messages, on_overflow=self._count_overflow)
         self.link = MqttLink(broker_config, handoff.put)
         self.link.start()
+        self.serial_links = [
+            SerialLink(port, adapter_for(port.dialect, self.profiles), handoff.put, broker_config.topic_prefix)
+            for port in self.config.serial_ports
+        ]
+        for serial_link in self.serial_links:
+            serial_link.start()
         log.info("gateway running: %d rules over %d appliance types", len(self.rules), len(self.profiles))
         try:
             async with asyncio.TaskGroup() as tasks:
@@ -108,6 +117,8 @@ class Gateway:
             pass
         finally:
             await asyncio.to_thread(self.link.stop)
+            for serial_link in self.serial_links:
+                await asyncio.to_thread(serial_link.stop)
             self._persist_devices()
             if runner is not None:
                 await runner.cleanup()
@@ -179,6 +190,7 @@ class Gateway:
             "mqtt_connected": bool(self.link and self.link.connected),
             "rule_pass_ms": round(self.evaluator.last_pass_seconds * 1000, 3),
             "internal_errors": self.internal_errors,
+            "serial_ports": {link.name: link.snapshot() for link in self.serial_links},
         }
 
 

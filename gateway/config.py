@@ -96,6 +96,29 @@ class WebConfig:
     port: int = 8080
 
 
+DIALECTS = ("midea", "haier", "open")
+_DEFAULT_BAUD = {"midea": 9600, "haier": 9600, "open": 115200}
+
+
+@dataclass(frozen=True)
+class SerialPortConfig:
+    """One appliance on a UART: where, which dialect, and who it is (vendor dialects do not say)."""
+
+    url: str = ""
+    dialect: str = "open"
+    device_id: str = ""
+    appliance: str = ""
+    brand: str = ""
+    model: str = ""
+    serial_number: str = ""
+    baudrate: int = 0  # 0: the dialect's usual rate (9600 Midea and Haier, 115200 open)
+    poll_interval_seconds: float = 1.0
+    response_timeout_seconds: float = 0.5
+    watchdog_polls: int = 10
+    reconnect_min_seconds: float = 0.5
+    reconnect_max_seconds: float = 10.0
+
+
 @dataclass(frozen=True)
 class GatewayConfig:
     site: str = "home"
@@ -106,6 +129,7 @@ class GatewayConfig:
     storage: StorageConfig = field(default_factory=StorageConfig)
     upstream: UpstreamConfig = field(default_factory=UpstreamConfig)
     web: WebConfig = field(default_factory=WebConfig)
+    serial_ports: tuple[SerialPortConfig, ...] = ()
     source: str = "<defaults>"
 
 
@@ -119,6 +143,8 @@ _SECTIONS: dict[str, type[Any]] = {
     "web": WebConfig,
 }
 
+_POSITIVE_SERIAL = {"poll_interval_seconds", "response_timeout_seconds", "watchdog_polls",
+                    "reconnect_min_seconds", "reconnect_max_seconds"}
 _POSITIVE = {
     "broker.embedded_port", "broker.keepalive_seconds", "broker.reconnect_min_seconds",
     "broker.reconnect_max_seconds", "broker.max_queued_messages", "ingest.max_payload_bytes",
@@ -167,13 +193,15 @@ def config_from_dict(raw: dict[str, Any], source: str = "<dict>") -> GatewayConf
                 top["site"] = value
             else:
                 errors.append(f"{source}: key 'site' must be a non-empty string")
+        elif key == "serial":
+            top["serial_ports"] = _serial_ports(value, source, errors)
         elif key in _SECTIONS:
             if not isinstance(value, dict):
                 errors.append(f"{source}: key '{key}' must be a table ([{key}])")
                 continue
             top[key] = _section(key, _SECTIONS[key], value, source, errors)
         else:
-            errors.append(f"{source}: unknown key '{key}' (known: site, {', '.join(_SECTIONS)})")
+            errors.append(f"{source}: unknown key '{key}' (known: site, serial, {', '.join(_SECTIONS)})")
     if errors:
         raise ConfigError("\n".join(errors))
     config = GatewayConfig(**top)
@@ -199,11 +227,39 @@ def _section(name: str, cls: type[Any], values: dict[str, Any], source: str, err
                 f"{source}: key '{dotted}' must be {_type_name(expected)}, got {type(value).__name__} {value!r}"
             )
             continue
-        if dotted in _POSITIVE and checked <= 0:
+        if (dotted in _POSITIVE or (name.startswith("serial.") and key in _POSITIVE_SERIAL)) and checked <= 0:
             errors.append(f"{source}: key '{dotted}' must be greater than 0, got {value!r}")
             continue
         accepted[key] = checked
     return replace(defaults, **accepted)
+
+
+def _serial_ports(value: Any, source: str, errors: list[str]) -> tuple[SerialPortConfig, ...]:
+    if not isinstance(value, dict) or set(value) - {"ports"} or not isinstance(value.get("ports", []), list):
+        errors.append(f"{source}: key 'serial' takes one key, 'ports': a list of [[serial.ports]] tables")
+        return ()
+    ports = []
+    for index, table in enumerate(value.get("ports", [])):
+        name = f"serial.ports[{index}]"
+        if not isinstance(table, dict):
+            errors.append(f"{source}: key '{name}' must be a table")
+            continue
+        before = len(errors)
+        port = _section(name, SerialPortConfig, table, source, errors)
+        for key in ("url", "device_id"):
+            if not getattr(port, key):
+                errors.append(f"{source}: key '{name}.{key}' is required")
+        if port.dialect not in DIALECTS:
+            errors.append(f"{source}: key '{name}.dialect' must be one of {list(DIALECTS)}, got {port.dialect!r}")
+        if port.dialect in ("midea", "haier") and not port.appliance:
+            errors.append(f"{source}: key '{name}.appliance' is required for the {port.dialect} dialect")
+        if len(errors) == before:
+            baud = port.baudrate or _DEFAULT_BAUD[port.dialect]
+            ports.append(replace(port, baudrate=baud))
+    names = [p.device_id for p in ports]
+    if len(names) != len(set(names)):
+        errors.append(f"{source}: two serial ports have the same device_id")
+    return tuple(ports)
 
 
 def _coerce(value: Any, expected: type[Any]) -> Any:

@@ -91,9 +91,25 @@ td,th{{border-bottom:1px solid #ddd;padding:.3rem .5rem;text-align:left}} .on{{c
 <h2>Open tickets</h2>
 <div class="scroll"><table id="tickets"><tr><th>#</th><th>Appliance</th><th>Code</th><th>Fault</th><th>Severity</th>
 <th>Most likely cause</th><th>Delivery</th></tr>{ticket_rows}</table></div>
+{_ports_html(status.get('serial_ports', {}))}
 <h2>Appliances</h2>
 <div class="scroll"><table id="devices"><tr><th>Device</th><th>Type</th><th>Brand / model</th><th>State</th>
 <th>Last seen</th></tr>{device_rows}</table></div></body></html>"""
+
+
+def _ports_html(ports: dict[str, dict[str, Any]]) -> str:
+    if not ports:
+        return ""
+    esc = html.escape
+    keys = ("frames", "bad_checksum", "bad_crc", "resyncs", "timeouts", "reconnects", "watchdog_resets")
+    rows = "".join(
+        f"<tr><td>{esc(name)}</td><td>{esc(p['url'])}</td><td>{esc(p['dialect'])}</td><td>{esc(p['state'])}</td>"
+        + "".join(f"<td>{p.get(k, 0)}</td>" for k in keys) + "</tr>"
+        for name, p in sorted(ports.items())
+    )
+    head = "".join(f"<th>{k.replace('_', ' ')}</th>" for k in keys)
+    return (f"<h2>Serial ports</h2><div class='scroll'><table id='serial'><tr><th>Appliance</th><th>Port</th>"
+            f"<th>Dialect</th><th>State</th>{head}</tr>{rows}</table></div>")
 
 
 def _count(n: int, noun: str) -> str:
