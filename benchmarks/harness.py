@@ -46,7 +46,7 @@ def platform(folder: Path) -> Iterator[str]:
 
 @contextlib.contextmanager
 def gateway(folder: Path, broker_port: int, upstream: str, extra_rules: tuple[Path, ...] = (),
-            slots: int = 120) -> Iterator[tuple[psutil.Process, str]]:
+            slots: int = 120, extra_toml: str = "") -> Iterator[tuple[psutil.Process, str]]:
     """`appliance-gateway run` with the shipped rules (plus `extra_rules`) against an external broker."""
     web_port = free_port()
     rules_line = "paths = " + json.dumps([str(ROOT / "rules"), *(str(p) for p in extra_rules)])
@@ -67,6 +67,7 @@ retry_min_seconds = 0.1
 retry_max_seconds = 1.0
 [web]
 port = {web_port}
+{extra_toml}
 """)
     log = (folder / "gateway.log").open("wb")
     process = subprocess.Popen([PYTHON, "-m", "gateway", "--log-level", "WARNING", "run", "--config", str(config)],

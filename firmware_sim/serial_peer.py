@@ -60,7 +60,8 @@ class SerialIdentity:
 class PtyAppliance:
     def __init__(self, path: Path, dialect: str, model: ApplianceModel, profile: Profile | None = None,
                  faults: LineFaults = LineFaults(), seed: int = 0, clock: Callable[[], float] = time.time,
-                 identity: SerialIdentity = SerialIdentity(), report_interval: float = 1.0) -> None:
+                 identity: SerialIdentity = SerialIdentity(), report_interval: float = 1.0,
+                 unsolicited: bool = False) -> None:
         self.path = path
         self.dialect = dialect
         self.model = model
@@ -69,6 +70,7 @@ class PtyAppliance:
         self.clock = clock
         self.identity = identity
         self.report_interval = report_interval
+        self.unsolicited = unsolicited or dialect == "haier"  # the Haier washer always reports unasked
         self.silent = False
         self.counters: Counter[str] = Counter()
         self._rng = random.Random(seed)
@@ -119,13 +121,14 @@ class PtyAppliance:
     def _run(self) -> None:
         decoder = self._decoder()
         next_report = time.monotonic()
+        wait = min(0.02, self.report_interval) if self.unsolicited else 0.02
         while not self._stop.is_set():
             master = self._master
             if master is None:
                 time.sleep(0.02)
                 continue
             try:
-                readable, _, _ = select.select([master], [], [], 0.02)
+                readable, _, _ = select.select([master], [], [], wait)
                 data = os.read(master, 4096) if readable else b""
             except OSError:
                 time.sleep(0.02)  # unplugged under our feet, or the gateway side is not open yet
@@ -134,9 +137,15 @@ class PtyAppliance:
                 for frame in decoder.feed(data):
                     self.counters["requests"] += 1
                     self._answer(frame)
-            if self.dialect == "haier" and time.monotonic() >= next_report:
-                next_report = time.monotonic() + self.report_interval
-                self._send(self._haier_status().to_wire())
+            while self.unsolicited and time.monotonic() >= next_report:  # catch up: keeps line rate over time
+                next_report += self.report_interval
+                self._send(self._report())
+
+    def _report(self) -> bytes:
+        if self.dialect == "haier":
+            return self._haier_status().to_wire()
+        reply = self._open_reply(open_dialect.poll(0, open_dialect.MessageType.TELEMETRY))
+        return reply or b""
 
     def _decoder(self) -> StreamDecoder[Any] | None:
         if self.dialect == "midea":

@@ -101,6 +101,13 @@ async def test_unplugged_port_comes_back_without_a_restart(
                      > samples_while_away, 15, "fridge telemetry resumes")
     assert registry.get("fridge-serial").online is True
     assert link.counters["reconnects"] >= 1
+
+    fridge.silent = True  # the appliance stops answering: the watchdog reopens the port and marks it offline
+    await eventually(lambda: link.counters["watchdog_resets"] >= 1, 10, "the watchdog notices the silence")
+    assert registry.get("fridge-serial").online is False
+    assert link.counters["timeouts"] > 0
+    fridge.silent = False
+    await eventually(lambda: registry.get("fridge-serial").online is True, 10, "the fridge answers again")
     await eventually(lambda: gateway.status()["serial_ports"]["washer-serial"]["frames"] > 5, 10,
                      "the washer's unsolicited status reports keep arriving")
     washer = gateway.store.windows["washer"]
