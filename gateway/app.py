@@ -46,8 +46,8 @@ class Gateway:
     def __init__(self, config: GatewayConfig, clock: Clock | None = None) -> None:
         self.config = config
         self.clock = clock or SystemClock()
-        self.profiles = load_profiles(resolve_path(config, config.rules.profiles))
-        self.rules = load_rules([resolve_path(config, p) for p in config.rules.paths], self.profiles)
+        self.profiles = load_profiles(resolve_path(config, config.rules.profiles, existing=True))
+        self.rules = load_rules([resolve_path(config, p, existing=True) for p in config.rules.paths], self.profiles)
         self.db = Database(resolve_path(config, config.storage.database))
         self.registry = DeviceRegistry(set(self.profiles))
         self.registry.load(self.db.load_devices())

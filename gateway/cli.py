@@ -66,6 +66,17 @@ def build_parser() -> argparse.ArgumentParser:
                      help="simulated seconds per real second (the gateway must accept the timestamps)")
     sim.add_argument("--duration", type=float, help="stop after this many real seconds")
 
+    serial_sim = commands.add_parser("serial-sim", help="a simulated appliance on a pseudo-terminal (UART)")
+    serial_sim.add_argument("--dialect", choices=("midea", "haier", "open"), default="midea")
+    serial_sim.add_argument("--path", type=Path, default=Path("var/ttySIM0"),
+                            help="symlink to the pty, for the gateway's serial.ports url")
+    serial_sim.add_argument("--appliance", choices=("air_conditioner", "refrigerator", "washer"),
+                            help="open dialect only (midea is an AC, haier a washer)")
+    serial_sim.add_argument("--fault-after", type=float, help="AC only: seconds until a condenser fan failure")
+    serial_sim.add_argument("--corrupt", type=float, default=0.0,
+                            help="fraction of bytes damaged on the line (bit flips, drops, duplicates)")
+    serial_sim.add_argument("--duration", type=float, help="stop after this many seconds")
+
     rules = commands.add_parser("rules", help="rule-file tools")
     rules_commands = rules.add_subparsers(dest="rules_command", required=True, metavar="ACTION")
     check = rules_commands.add_parser("check", help="validate rule files; every error with file:line")
@@ -87,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(_platform(args.port, args.db))
         if args.command == "sim":
             return asyncio.run(_sim(args))
+        if args.command == "serial-sim":
+            return _serial_sim(args)
         return _rules_check(args)
     except (ConfigError, ProfileError, RuleFileError, StorageError, BrokerStartError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -174,11 +187,44 @@ async def _sim(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serial_sim(args: argparse.Namespace) -> int:
+    import threading
+    import time
+
+    from firmware_sim.models import AirConditionerModel, ApplianceModel, FaultSchedule, RefrigeratorModel, WasherModel
+    from firmware_sim.serial_peer import LineFaults, PtyAppliance
+
+    appliance = {"midea": "air_conditioner", "haier": "washer"}.get(args.dialect, args.appliance or "air_conditioner")
+    model: ApplianceModel
+    if appliance == "air_conditioner":
+        fault = FaultSchedule("condenser_fan_failure", time.time() + args.fault_after, 10) if args.fault_after else None
+        model = AirConditionerModel(1, fault)
+    else:
+        model = RefrigeratorModel(1) if appliance == "refrigerator" else WasherModel(1)
+    share = args.corrupt / 3
+    faults = LineFaults(bit_flip_rate=share, drop_rate=share, duplicate_rate=share)
+    profile = load_profiles(resolve_path(load_config(None), "rules/profiles", existing=True))[appliance]
+    args.path.parent.mkdir(parents=True, exist_ok=True)
+    link = args.path.absolute()
+    peer = PtyAppliance(link, args.dialect, model, profile=profile, faults=faults)
+    peer.start()
+    print(f"simulated {appliance} speaking {args.dialect} on {link} -> {link.readlink()}")
+    print(f'gateway.toml:\n[[serial.ports]]\nurl = "{link}"\ndialect = "{args.dialect}"\n'
+          f'device_id = "{appliance}-uart"' + (f'\nappliance = "{appliance}"' if args.dialect != "open" else ""),
+          flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with contextlib.suppress(KeyboardInterrupt):
+        stop.wait(args.duration)
+    peer.stop()
+    return 0
+
+
 def _rules_check(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    paths = args.paths or [resolve_path(config, p) for p in config.rules.paths]
+    paths = args.paths or [resolve_path(config, p, existing=True) for p in config.rules.paths]
     try:
-        profiles = load_profiles(resolve_path(config, config.rules.profiles))
+        profiles = load_profiles(resolve_path(config, config.rules.profiles, existing=True))
         rules = load_rules(paths, profiles)
     except RuleFileError as exc:
         for error in exc.errors:

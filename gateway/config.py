@@ -156,18 +156,18 @@ _POSITIVE = {
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
-def resolve_path(config: GatewayConfig, value: str) -> Path:
-    """Relative paths in a config file are relative to that file; without one, to the working folder,
-    falling back to the project checkout so `appliance-gateway demo` works from anywhere."""
+def resolve_path(config: GatewayConfig, value: str, existing: bool = False) -> Path:
+    """Relative paths are relative to the config file (or, without one, the working folder). Inputs that
+    must exist (`existing`: rules, profiles) fall back to the project's own, so the shipped rules are found
+    wherever the gateway is started from."""
     path = Path(value)
     if path.is_absolute():
         return path
     source = Path(config.source)
-    if source.is_file():
-        return source.parent / path
-    if (Path.cwd() / path).exists():
-        return Path.cwd() / path
-    return PROJECT_ROOT / path
+    base = source.parent if source.is_file() else Path.cwd()
+    if existing and not (base / path).exists() and (PROJECT_ROOT / path).exists():
+        return PROJECT_ROOT / path
+    return base / path
 
 
 def load_config(path: str | Path | None) -> GatewayConfig:

@@ -59,6 +59,10 @@ class SerialLink:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        log.info("serial port %s (%s) stopped [%s]", self.config.url, self.name, self._counter_text())
+
+    def _counter_text(self) -> str:
+        return ", ".join(f"{k} {v}" for k, v in sorted(self.counters.items()))
 
     def snapshot(self) -> dict[str, Any]:
         return {"url": self.config.url, "dialect": self.config.dialect, "state": self.state,
@@ -152,9 +156,8 @@ class SerialLink:
         if state == self.state:
             return
         previous, self.state = self.state, state
-        counters = ", ".join(f"{k} {v}" for k, v in sorted(self.counters.items()))
         if state == "open":
             log.info("serial port %s (%s, %s) %s", self.config.url, self.name, self.config.dialect,
                      "reopened" if previous == "closed" else "open")
         else:
-            log.warning("serial port %s (%s): %s [%s]", self.config.url, self.name, reason, counters)
+            log.warning("serial port %s (%s): %s [%s]", self.config.url, self.name, reason, self._counter_text())

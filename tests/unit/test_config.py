@@ -61,3 +61,15 @@ def test_all_errors_at_once(tmp_path: Path) -> None:
 def test_missing_file() -> None:
     with pytest.raises(ConfigError, match="config file not found"):
         load_config("/nonexistent/gateway.toml")
+
+
+def test_relative_paths_follow_the_config_file_and_shipped_rules_are_found(tmp_path: Path) -> None:
+    from gateway.config import PROJECT_ROOT, resolve_path
+
+    path = tmp_path / "gateway.toml"
+    path.write_text('[storage]\ndatabase = "data/gw.db"\n')
+    config = load_config(path)
+    assert resolve_path(config, config.storage.database) == tmp_path / "data" / "gw.db"
+    assert resolve_path(config, config.rules.profiles, existing=True) == PROJECT_ROOT / "rules" / "profiles"
+    (tmp_path / "rules").mkdir()
+    assert resolve_path(config, "rules", existing=True) == tmp_path / "rules"  # a local folder wins
