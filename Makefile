@@ -37,8 +37,10 @@ pytest: $(BIN)/.installed system-deps
 test: lint typecheck pytest
 
 bench: $(BIN)/.installed system-deps
-	$(BIN)/python benchmarks/ingest_throughput.py
-	$(BIN)/python benchmarks/ticket_latency.py
+	$(BIN)/python -m benchmarks.ingest_throughput
+	$(BIN)/python -m benchmarks.ticket_latency
+	$(BIN)/python -m benchmarks.serial_decoders
+	$(BIN)/python -m benchmarks.serial_ports
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

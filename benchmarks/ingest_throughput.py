@@ -1,6 +1,6 @@
 """Sustained MQTT ingest through decode -> window store -> rules, against the bare-paho ceiling.
 
-    .venv/bin/python benchmarks/ingest_throughput.py [--seconds 5] [--rates 1000,2000,...]
+    .venv/bin/python -m benchmarks.ingest_throughput [--seconds 5] [--rates 1000,2000,...]
 
 Real processes on loopback: mosquitto, one load publisher (air-conditioner telemetry, 11 metrics, 1,000
 devices), and either a bare paho subscriber that only counts (the ceiling on this machine) or the gateway
@@ -83,7 +83,7 @@ def main() -> int:
     rates = [float(r) for r in args.rates.split(",")]
 
     print(f"ingest throughput: {args.devices} devices, 11 metrics per message, {args.seconds:.0f} s per step")
-    print(f"command: .venv/bin/python benchmarks/ingest_throughput.py --seconds {args.seconds:g} "
+    print(f"command: .venv/bin/python -m benchmarks.ingest_throughput --seconds {args.seconds:g} "
           f"--rates {args.rates}")
     best_ceiling = best_gateway = 0.0
     with harness.scratch() as tmp:

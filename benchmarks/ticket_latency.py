@@ -1,6 +1,6 @@
 """Latency from the publish of a threshold-crossing sample to its ticket arriving at the service platform.
 
-    .venv/bin/python benchmarks/ticket_latency.py [--rates 1000,10000] [--seconds 10] [--probes-per-second 20]
+    .venv/bin/python -m benchmarks.ticket_latency [--rates 1000,10000] [--seconds 10] [--probes-per-second 20]
 
 Real processes on loopback: mosquitto, the gateway (`appliance-gateway run`, shipped rules plus one `for: 0s`
 probe rule), the platform stand-in, and a publisher process offering background air-conditioner telemetry at
@@ -71,7 +71,7 @@ def main() -> int:
     parser.add_argument("--probes-per-second", type=float, default=20.0)
     args = parser.parse_args()
     print("publish -> ticket at the platform, for a for=0 rule, under background load")
-    print(f"command: .venv/bin/python benchmarks/ticket_latency.py --rates {args.rates} --seconds {args.seconds:g} "
+    print(f"command: .venv/bin/python -m benchmarks.ticket_latency --rates {args.rates} --seconds {args.seconds:g} "
           f"--probes-per-second {args.probes_per_second:g}")
     print(f"{'load msg/s':>10} {'probes':>7} {'tickets':>8} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7}")
     with harness.scratch() as tmp:
