@@ -112,6 +112,9 @@ class HaierAdapter:
         return None
 
     def records(self, frame: haier.HaierFrame, now: float) -> list[Record]:
+        if frame.frame_type in haier.ALARM_TYPES:
+            return [(TopicKind.EVENT, {"ts": now, "code": f"HAIER-{frame.frame_type:02X}",
+                                       "raw": frame.data.hex(), "interpreted": False})]
         status = haier.decode_washer_status(frame)
         if status is None:
             return []

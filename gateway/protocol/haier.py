@@ -90,6 +90,9 @@ class WasherStatus:
 
 
 STATUS_TYPES = {0x02, 0x06}
+# "reset/alarm-status related report" and "query alarm response" (type names from the capture's upstream docs);
+# no public source establishes what their bits mean, so they are passed on raw, never interpreted.
+ALARM_TYPES = {0x04, 0x74}
 _RUN_STATES = {b"\x30\x30": MachineState.STANDBY, b"\x30\x10": MachineState.READY, b"\xb0\x31": MachineState.RUNNING}
 
 

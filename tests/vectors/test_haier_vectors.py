@@ -76,3 +76,16 @@ def test_hand_written_vectors() -> None:
     stuffed = bytes.fromhex("ff ff 09 00 00 00 00 00 00 05 ff 55 0d")
     [frame] = HaierDecoder().feed(stuffed)
     assert frame.data == b"\xff" and frame.to_wire() == stuffed
+
+
+def test_alarm_frames_become_raw_events() -> None:
+    from gateway.ingest.uart import HaierAdapter
+    from gateway.protocol.topics import TopicKind
+
+    alarms = [f for c in captures().values() for f in c["frames"] if int(f["type"], 16) in (0x04, 0x74)]
+    assert alarms, "the capture has reset/alarm reports"
+    [frame] = HaierDecoder().feed(bytes.fromhex(alarms[0]["wire_hex"]))
+    [(kind, event)] = HaierAdapter().records(frame, 1.0)
+    assert kind is TopicKind.EVENT
+    assert event["code"] == f"HAIER-{frame.frame_type:02X}" and event["raw"] == frame.data.hex()
+    assert event["interpreted"] is False

@@ -157,3 +157,13 @@ def test_refrigerator_fault_bits() -> None:
             "fridge_defrost_overtime", "freezer_defrost_overtime", "zero_crossing_error"} <= active
     assert {f for f in midea.FRIDGE_FAULT_BITS.values() if f.endswith("sensor_error")} <= active
     assert midea.decode_fridge_faults(bytes.fromhex(nothing["body_hex"])) == frozenset()
+
+
+def test_hand_written_vector() -> None:
+    """From the frame layout, computed by hand: an AC query frame whose body is the single byte 0x41.
+    Checksum: 0B + AC + 03 + 41 = 0xFB; its two's complement is 0x05."""
+    raw = bytes.fromhex("aa 0b ac 00 00 00 00 00 00 03 41 05")
+    [frame] = MideaDecoder().feed(b"\x00\x01" + raw)
+    assert (frame.appliance, frame.frame_type, frame.body) == (midea.AIR_CONDITIONER, midea.FrameType.QUERY, b"\x41")
+    assert frame.to_bytes() == raw
+    assert MideaDecoder().feed(raw[:-1] + b"\x06") == []  # one off in the checksum
