@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from dataclasses import replace
 from typing import Any
@@ -17,8 +18,8 @@ from aiohttp import web
 from gateway.clock import Clock, SystemClock
 from gateway.config import GatewayConfig, resolve_path
 from gateway.engine.evaluator import Evaluator
-from gateway.engine.profiles import load_profiles
-from gateway.engine.rules import load_rules
+from gateway.engine.profiles import Profile, load_profiles
+from gateway.engine.rules import Rule, load_rules
 from gateway.incidents.episodes import IncidentManager
 from gateway.ingest.drops import DropCounter
 from gateway.ingest.pipeline import Ingest
@@ -52,7 +53,8 @@ class Gateway:
         self.registry = DeviceRegistry(set(self.profiles))
         self.registry.load(self.db.load_devices())
         self.store = WindowStore({name: p.metric_names for name, p in self.profiles.items()},
-                                 config.window.slots, config.window.initial_devices)
+                                 window_slots(self.profiles, self.rules, config.window.slots),
+                                 config.window.initial_devices)
         self.evaluator = Evaluator(self.rules, self.store)
         self.drops = DropCounter()
         self.sender = OutboxSender(self.db, config.upstream, self.clock)
@@ -192,6 +194,16 @@ class Gateway:
             "internal_errors": self.internal_errors,
             "serial_ports": {link.name: link.snapshot() for link in self.serial_links},
         }
+
+
+def window_slots(profiles: dict[str, Profile], rules: list[Rule], minimum: int) -> dict[str, int]:
+    """Slots per appliance type: the configured minimum, or more when a rule reads a longer window
+    (samples at the profile's interval, with a quarter more for jitter and bursts)."""
+    slots = {}
+    for name, profile in profiles.items():
+        longest = max((s for r in rules if r.appliance == name for s in r.expr.windows.values()), default=0.0)
+        slots[name] = max(minimum, math.ceil(longest / profile.interval_seconds * 1.25) + 1)
+    return slots
 
 
 class _Stopping(Exception):

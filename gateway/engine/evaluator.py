@@ -15,9 +15,47 @@ from enum import StrEnum
 import numpy as np
 import numpy.typing as npt
 
+from gateway.engine.expr import FloatArray, WindowView
 from gateway.engine.rules import Rule
 from gateway.model import Observation
 from gateway.store.window import TypeWindow, WindowStore
+
+
+class RowContext:
+    """Expression inputs for a batch of rows of one type window: latest values and time-ordered windows.
+
+    Windows are cut at each device's own latest sample time, and cached for the pass (rules share them)."""
+
+    def __init__(self, window: TypeWindow, rows: npt.NDArray[np.intp]) -> None:
+        self._window = window
+        self._rows = rows
+        self._latest = window.latest[rows]
+        self._now = window.latest_ts[rows]
+        self._cache: dict[tuple[str, float], WindowView] = {}
+        self._ordered: tuple[FloatArray, npt.NDArray[np.intp]] | None = None
+
+    def column(self, name: str) -> FloatArray:
+        result: FloatArray = self._latest[:, self._window.metric_index[name]]
+        return result
+
+    def window(self, name: str, seconds: float) -> WindowView:
+        key = (name, seconds)
+        view = self._cache.get(key)
+        if view is None:
+            ts, order = self._time_order()
+            stored = self._window.values[self._rows, self._window.metric_index[name], :]
+            values: FloatArray = np.take_along_axis(stored, order, axis=1).astype(np.float64)
+            valid = (ts > self._now[:, None] - seconds) & (ts <= self._now[:, None]) & ~np.isnan(values)
+            view = self._cache[key] = WindowView(values, ts, valid)
+        return view
+
+    def _time_order(self) -> tuple[FloatArray, npt.NDArray[np.intp]]:
+        """Slots from oldest to newest: the ring starts at each row's head."""
+        if self._ordered is None:
+            slots = self._window.slots
+            order = (self._window.head[self._rows, None] + np.arange(slots)[None, :]) % slots
+            self._ordered = (np.take_along_axis(self._window.ts[self._rows], order, axis=1), order)
+        return self._ordered
 
 
 class Transition(StrEnum):
@@ -60,10 +98,6 @@ class Evaluator:
         self.rules_by_type: dict[str, list[Rule]] = {}
         for rule in rules:
             self.rules_by_type.setdefault(rule.appliance, []).append(rule)
-        self._used_metrics = {
-            appliance: sorted(set().union(*(r.expr.metrics for r in type_rules)))
-            for appliance, type_rules in self.rules_by_type.items()
-        }
         self._states = {
             rule.rule_id: _AlertState(store.windows[rule.appliance].capacity) for rule in rules
         }
@@ -79,22 +113,25 @@ class Evaluator:
             rules = self.rules_by_type.get(appliance)
             if rows.size == 0 or not rules:
                 continue
-            latest = window.latest[rows]
-            columns = {name: latest[:, window.metric_index[name]] for name in self._used_metrics[appliance]}
+            context = RowContext(window, rows)
             ts = window.latest_ts[rows]
             for rule in rules:
-                holds = rule.expr.holds(columns)
-                transitions.extend(self._step(rule, window, rows, ts, holds, columns))
+                holds = np.broadcast_to(rule.expr.holds(context), ts.shape)
+                clears = None if rule.clear is None else np.broadcast_to(rule.clear.holds(context), ts.shape)
+                transitions.extend(self._step(rule, window, rows, ts, holds, clears, context))
             self.rows_evaluated += int(rows.size)
         self.passes += 1
         self.last_pass_seconds = time.perf_counter() - started
         return transitions
 
     def _step(self, rule: Rule, window: TypeWindow, rows: npt.NDArray[np.intp], ts: npt.NDArray[np.float64],
-              holds: npt.NDArray[np.bool_], columns: dict[str, npt.NDArray[np.float64]]) -> list[AlertTransition]:
+              holds: npt.NDArray[np.bool_], clears: npt.NDArray[np.bool_] | None,
+              context: RowContext) -> list[AlertTransition]:
         state = self._states[rule.rule_id]
         state.fit(window.capacity)
         since, last_true, firing = state.since[rows], state.last_true[rows], state.firing[rows]
+        if clears is not None:  # hysteresis: a firing alert holds until its clear condition is met
+            holds = holds | (firing & ~clears)
 
         starting = holds & np.isnan(since)
         since[starting] = ts[starting]
@@ -110,7 +147,8 @@ class Evaluator:
         state.since[rows], state.last_true[rows], state.firing[rows] = since, last_true, firing
         out: list[AlertTransition] = []
         if fires.any():
-            observed = [(c, c.left(columns), c.right(columns)) for c in rule.expr.comparisons]
+            observed = [(c, np.broadcast_to(c.left(context), ts.shape), np.broadcast_to(c.right(context), ts.shape))
+                        for c in rule.expr.comparisons]
             for i in np.flatnonzero(fires):
                 observations = tuple(
                     Observation(c.left_text, c.op, float(right[i]), float(left[i])) for c, left, right in observed

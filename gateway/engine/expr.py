@@ -8,7 +8,12 @@ Grammar (lowest precedence first):
     sum    := term (('+' | '-') term)*
     term   := unary (('*' | '/') unary)*
     unary  := '-' unary | atom
-    atom   := NUMBER | METRIC | FUNC '(' expr (',' expr)* ')' | 'missing' '(' METRIC ')' | '(' expr ')'
+    atom   := NUMBER [UNIT] | DURATION | METRIC | FUNC '(' expr (',' expr)* ')'
+            | WINDOW_FUNC '(' METRIC ',' DURATION ')' | 'missing' '(' METRIC ')' | '(' expr ')'
+
+A number may carry a unit (`3800 kPa`); comparing it with a metric of another unit is an error. Durations
+(`30s`, `10m`, `1h`) are seconds. Window functions (`avg|min|max|sum|count|stddev|last|delta|rate|changes|
+increases_over_time(metric, 10m)`) read the device's recent samples, not just its latest value.
 
 Every node is evaluated for all devices of one appliance type at once. Booleans are float arrays in
 three-valued logic (1 true, 0 false, NaN unknown) so a missing metric makes a rule *unknown*, never true:
@@ -20,14 +25,53 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 FloatArray = npt.NDArray[np.float64]
-Columns = Mapping[str, FloatArray]
-Evaluate = Callable[[Columns], FloatArray]
+
+
+@dataclass(frozen=True)
+class WindowView:
+    """Recent samples of one metric for every device of a batch, oldest first; `valid` marks real samples."""
+
+    values: FloatArray  # [devices, samples]
+    ts: FloatArray  # [devices, samples]
+    valid: npt.NDArray[np.bool_]  # [devices, samples]
+
+
+class EvalContext(Protocol):
+    """What an expression can read: latest values, and windows of recent samples."""
+
+    def column(self, name: str) -> FloatArray: ...
+
+    def window(self, name: str, seconds: float) -> WindowView: ...
+
+
+class MappingContext:
+    """Latest values from a mapping, and windows from (ts, values) arrays; for tests and replays."""
+
+    def __init__(self, columns: Mapping[str, FloatArray],
+                 windows: Mapping[str, tuple[FloatArray, FloatArray]] | None = None,
+                 now: FloatArray | None = None) -> None:
+        self._columns = columns
+        self._windows = windows or {}
+        self._now = now
+
+    def column(self, name: str) -> FloatArray:
+        return self._columns[name]
+
+    def window(self, name: str, seconds: float) -> WindowView:
+        ts, values = self._windows[name]
+        now = self._now if self._now is not None else np.nanmax(ts, axis=1)
+        valid = (ts > now[:, None] - seconds) & (ts <= now[:, None]) & ~np.isnan(values)
+        return WindowView(values, ts, valid)
+
+
+Columns = EvalContext
+Evaluate = Callable[[EvalContext], FloatArray]
 Kind = Literal["number", "bool"]
 _Binary = Callable[[FloatArray, FloatArray], FloatArray]
 
@@ -59,6 +103,8 @@ class CompiledExpr:
     evaluate: Evaluate
     metrics: frozenset[str]
     comparisons: tuple[Comparison, ...] = field(default=())
+    windows: dict[str, float] = field(default_factory=dict)  # metric -> longest window read (s)
+    unit: str | None = None
 
     def holds(self, columns: Columns) -> npt.NDArray[np.bool_]:
         """True where the expression is definitely true (unknown counts as not true)."""
@@ -67,7 +113,8 @@ class CompiledExpr:
 
 
 _TOKEN = re.compile(
-    r"\s*(?:(?P<number>\d+(?:\.\d*)?(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?)"
+    r"\s*(?:(?P<duration>(?:\d+(?:\.\d+)?(?:ms|s|m|h|d))+)(?![A-Za-z0-9_])"
+    r"|(?P<number>\d+(?:\.\d*)?(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?)"
     r"|(?P<name>[A-Za-z_][A-Za-z0-9_]*)|(?P<op><=|>=|==|!=|[-+*/<>(),]))"
 )
 _KEYWORDS = {"and", "or", "not"}
@@ -107,6 +154,18 @@ class _Node:
     kind: Kind
     fn: Evaluate
     text: str
+    unit: str | None = None  # known unit of a quantity, for checking literals against it
+    metric: str | None = None  # set when the node is a bare stored metric (window functions need one)
+    seconds: float | None = None  # set when the node is a duration literal
+
+
+_DURATION_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def _duration_seconds(text: str) -> float:
+    """'90s', '10m', '1h30m' -> seconds."""
+    return sum(float(number) * _DURATION_SECONDS[unit]
+               for number, unit in re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)", text))
 
 
 def _nan_where(mask: npt.NDArray[np.bool_], values: FloatArray) -> FloatArray:
@@ -132,19 +191,39 @@ _COMPARE: dict[str, Callable[[FloatArray, FloatArray], npt.NDArray[np.bool_]]] =
 _ARITH: dict[str, _Binary] = {
     "+": np.add, "-": np.subtract, "*": np.multiply, "/": np.divide,
 }
+def _tsat(a: float, b: float) -> Callable[[FloatArray], FloatArray]:
+    """Saturation temperature (degC) from gauge pressure (kPa): Clausius-Clapeyron fit ln P = a - b / T."""
+
+    def tsat(gauge_kpa: FloatArray) -> FloatArray:
+        absolute_mpa = (gauge_kpa + 101.3) / 1000.0
+        with np.errstate(invalid="ignore", divide="ignore"):
+            result: FloatArray = b / (a - np.log(absolute_mpa)) - 273.15
+        return result
+
+    return tsat
+
+
 _FUNCTIONS: dict[str, tuple[int, Callable[..., FloatArray]]] = {
     "abs": (1, np.abs),
     "clamp": (3, lambda x, lo, hi: np.clip(x, lo, hi)),
+    # R32 through 0.81 MPa at 0 degC and 3.14 MPa at 50 degC; R410A through 0.80 MPa at 0 degC and 3.06 MPa at
+    # 50 degC (absolute, from the refrigerants' saturation tables); within about 1 K from -10 to 60 degC.
+    "tsat_r32": (1, _tsat(8.524, 2385.0)),
+    "tsat_r410a": (1, _tsat(8.447, 2368.3)),
 }
 
 
 class _Parser:
-    def __init__(self, source: str, metrics: frozenset[str]) -> None:
+    def __init__(self, source: str, metrics: Mapping[str, str], derived: Mapping[str, str]) -> None:
         self.source = source
-        self.known_metrics = metrics
+        self.stored = metrics
+        self.derived = derived
+        self.known_metrics = frozenset(metrics) | frozenset(derived)
+        self.units = frozenset(metrics.values()) | frozenset(derived.values()) | _EXTRA_UNITS
         self.tokens = _tokenize(source)
         self.pos = 0
         self.used: set[str] = set()
+        self.windows: dict[str, float] = {}  # metric -> longest window any function reads
         self.comparisons: list[Comparison] = []
 
     def peek(self) -> _Token:
@@ -205,6 +284,10 @@ class _Parser:
         right = self.parse_sum()
         self.require(left, "number", op)
         self.require(right, "number", op)
+        for quantity, literal in ((left, right), (right, left)):
+            if quantity.unit and literal.metric is None and literal.unit and literal.unit != quantity.unit:
+                raise ExprError(f"wrong unit: {quantity.text} is in {quantity.unit}, not {literal.unit}",
+                                op.column)
         compare = _COMPARE[op.text]
         lf, rf = left.fn, right.fn
 
@@ -246,7 +329,14 @@ class _Parser:
     def parse_atom(self) -> _Node:
         token = self.take()
         if token.kind == "number":
-            return _Node("number", _constant(float(token.text)), token.text)
+            unit = None
+            if self.peek().kind == "name" and self.peek().text in self.units:
+                unit = self.take().text
+            text = f"{token.text} {unit}" if unit else token.text
+            return _Node("number", _constant(float(token.text)), text, unit=unit)
+        if token.kind == "duration":
+            seconds = _duration_seconds(token.text)
+            return _Node("number", _constant(seconds), token.text, unit="s", seconds=seconds)
         if token.text == "(":
             inner = self.parse_or()
             self.expect(")")
@@ -259,15 +349,19 @@ class _Parser:
                 raise ExprError(f"unknown metric {token.text!r} (this appliance has: {known})", token.column)
             self.used.add(token.text)
             name = token.text
-            return _Node("number", lambda c: c[name], name)
+            unit = self.stored.get(name) or self.derived.get(name)
+            return _Node("number", lambda c: c.column(name), name, unit=unit,
+                         metric=name if name in self.stored else None)
         raise ExprError(f"unexpected {token.text or 'end of expression'!r}", token.column)
 
     def parse_call(self, name: _Token) -> _Node:
         if name.text == "missing":
             return self.parse_missing(name)
+        if name.text in _WINDOW_FUNCTIONS:
+            return self.parse_window_call(name)
         if name.text not in _FUNCTIONS:
-            raise ExprError(f"unknown function {name.text!r} (known: {', '.join(sorted(_FUNCTIONS))})",
-                            name.column)
+            known = ", ".join(sorted([*_FUNCTIONS, *_WINDOW_FUNCTIONS, "missing"]))
+            raise ExprError(f"unknown function {name.text!r} (known: {known})", name.column)
         arity, fn = _FUNCTIONS[name.text]
         self.expect("(")
         args = [self.parse_or()]
@@ -281,7 +375,30 @@ class _Parser:
             self.require(arg, "number", name)
         fns = [a.fn for a in args]
         text = f"{name.text}({', '.join(a.text for a in args)})"
-        return _Node("number", lambda c: fn(*(f(c) for f in fns)), text)
+        unit = args[0].unit if name.text in ("abs", "clamp") else _FUNCTION_UNITS.get(name.text)
+        return _Node("number", lambda c: fn(*(f(c) for f in fns)), text, unit=unit)
+
+    def parse_window_call(self, name: _Token) -> _Node:
+        self.expect("(")
+        metric = self.parse_or()
+        self.expect(",")
+        duration = self.parse_or()
+        self.expect(")")
+        if metric.metric is None:
+            raise ExprError(f"{name.text}() needs a reported metric as its first argument, got {metric.text!r}",
+                            name.column)
+        if duration.seconds is None or duration.seconds <= 0:
+            raise ExprError(f"{name.text}() needs a duration such as 10m as its second argument, "
+                            f"got {duration.text!r}", name.column)
+        reduce, unit_of = _WINDOW_FUNCTIONS[name.text]
+        column, seconds = metric.metric, duration.seconds
+        self.windows[column] = max(self.windows.get(column, 0.0), seconds)
+
+        def evaluate(c: Columns) -> FloatArray:
+            return reduce(c.window(column, seconds))
+
+        return _Node("number", evaluate, f"{name.text}({column}, {duration.text})",
+                     unit=unit_of(self.stored[column]))
 
     def parse_missing(self, name: _Token) -> _Node:
         """missing(metric): a known condition, true where the device has never reported that metric, so a rule
@@ -295,17 +412,115 @@ class _Parser:
         column = metric.text
 
         def evaluate(c: Columns) -> FloatArray:
-            return np.isnan(c[column]).astype(np.float64)
+            return np.isnan(c.column(column)).astype(np.float64)
 
         return _Node("bool", evaluate, f"missing({column})")
 
 
+# --- window functions: each reduces a WindowView to one value per device (NaN where no sample) -------------------
+
+def _count(w: WindowView) -> FloatArray:
+    result: FloatArray = w.valid.sum(axis=1).astype(np.float64)
+    return result
+
+
+def _masked_sum(w: WindowView) -> FloatArray:
+    result: FloatArray = np.where(w.valid, w.values, 0.0).sum(axis=1)
+    return result
+
+
+def _avg(w: WindowView) -> FloatArray:
+    count = _count(w)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, _masked_sum(w) / count, np.nan)
+
+
+def _extreme(w: WindowView, pick: Callable[..., FloatArray], fill: float) -> FloatArray:
+    picked = pick(np.where(w.valid, w.values, fill), axis=1)
+    return np.where(_count(w) > 0, picked, np.nan)
+
+
+def _stddev(w: WindowView) -> FloatArray:
+    mean = _avg(w)
+    squares = np.where(w.valid, (w.values - mean[:, None]) ** 2, 0.0).sum(axis=1)
+    count = _count(w)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, np.sqrt(squares / count), np.nan)
+
+
+def _ends(w: WindowView) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+    """(first value, first ts, last value, last ts) of each device's valid samples."""
+    ts_for_last = np.where(w.valid, w.ts, -np.inf)
+    ts_for_first = np.where(w.valid, w.ts, np.inf)
+    last_index = ts_for_last.argmax(axis=1)
+    first_index = ts_for_first.argmin(axis=1)
+    rows = np.arange(w.values.shape[0])
+    none = _count(w) == 0
+    return (np.where(none, np.nan, w.values[rows, first_index]), np.where(none, np.nan, w.ts[rows, first_index]),
+            np.where(none, np.nan, w.values[rows, last_index]), np.where(none, np.nan, w.ts[rows, last_index]))
+
+
+def _last(w: WindowView) -> FloatArray:
+    return _ends(w)[2]
+
+
+def _delta(w: WindowView) -> FloatArray:
+    first, _, last, _ = _ends(w)
+    return last - first
+
+
+def _rate(w: WindowView) -> FloatArray:
+    first, first_ts, last, last_ts = _ends(w)
+    span = last_ts - first_ts
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(span > 0, (last - first) / span, np.nan)
+
+
+def _steps(w: WindowView) -> FloatArray:
+    """Differences between consecutive valid samples in time order (NaN where a pair is not consecutive)."""
+    order = np.argsort(np.where(w.valid, w.ts, np.inf), axis=1, kind="stable")
+    values = np.take_along_axis(np.where(w.valid, w.values, np.nan), order, axis=1)
+    diffs: FloatArray = np.diff(values, axis=1)
+    return diffs
+
+
+def _changes(w: WindowView) -> FloatArray:
+    result: FloatArray = (np.nan_to_num(_steps(w), nan=0.0) != 0).sum(axis=1).astype(np.float64)
+    return result
+
+
+def _increases(w: WindowView) -> FloatArray:
+    result: FloatArray = (np.nan_to_num(_steps(w), nan=0.0) > 0).sum(axis=1).astype(np.float64)
+    return result
+
+
+def _same(unit: str) -> str | None:
+    return unit or None
+
+
+_WINDOW_FUNCTIONS: dict[str, tuple[Callable[[WindowView], FloatArray], Callable[[str], str | None]]] = {
+    "avg": (_avg, _same),
+    "min": (lambda w: _extreme(w, np.min, np.inf), _same),
+    "max": (lambda w: _extreme(w, np.max, -np.inf), _same),
+    "sum": (_masked_sum, _same),
+    "count": (_count, lambda unit: "count"),
+    "stddev": (_stddev, _same),
+    "last": (_last, _same),
+    "delta": (_delta, _same),
+    "rate": (_rate, lambda unit: f"{unit}/s" if unit else None),
+    "changes": (_changes, lambda unit: "count"),
+    "increases_over_time": (_increases, lambda unit: "count"),
+}
+_FUNCTION_UNITS = {"tsat_r32": "degC", "tsat_r410a": "degC"}
+_EXTRA_UNITS = frozenset({"count", "K", "s", "min", "degC", "kPa", "A", "Hz", "W", "V", "percent", "rpm"})
+
+
 def _constant(value: float) -> Evaluate:
-    """A constant as a column of the batch's length (taken from any column), so results always align."""
+    """A constant; numpy broadcasting aligns it with the batch's columns."""
+    constant = np.float64(value)
 
     def evaluate(columns: Columns) -> FloatArray:
-        length = len(next(iter(columns.values()))) if columns else 0
-        return np.full(length, value)
+        return constant  # type: ignore[return-value]
 
     return evaluate
 
@@ -317,10 +532,15 @@ def _combined(combine: _Binary, left: Evaluate, right: Evaluate) -> Evaluate:
     return evaluate
 
 
-def compile_expr(source: str, metrics: frozenset[str] | set[str]) -> CompiledExpr:
-    """Parse and type-check once; the result evaluates over column arrays of any length."""
-    parser = _Parser(source, frozenset(metrics))
+def compile_expr(source: str, metrics: Mapping[str, str] | set[str] | frozenset[str],
+                 derived: Mapping[str, str] | None = None, kind: Kind = "bool") -> CompiledExpr:
+    """Parse and type-check once. `metrics` maps stored metric names to units (a set: units unknown);
+    `derived` names the profile's derived metrics. `kind="number"` compiles a derived metric's formula."""
+    stored = metrics if isinstance(metrics, Mapping) else dict.fromkeys(metrics, "")
+    parser = _Parser(source, stored, derived or {})
     node = parser.parse()
-    if node.kind != "bool":
-        raise ExprError(f"the expression must be a condition, but {node.text!r} is a number", 1)
-    return CompiledExpr(source, node.fn, frozenset(parser.used), tuple(parser.comparisons))
+    if node.kind != kind:
+        wanted = "a condition" if kind == "bool" else "a number"
+        raise ExprError(f"the expression must be {wanted}, but {node.text!r} is not", 1)
+    return CompiledExpr(source, node.fn, frozenset(parser.used), tuple(parser.comparisons),
+                        dict(parser.windows), node.unit)

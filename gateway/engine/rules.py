@@ -37,6 +37,7 @@ class Rule:
     group: str
     appliance: str
     expr: CompiledExpr
+    clear: CompiledExpr | None  # hysteresis: once firing, resolve only when this holds
     for_seconds: float
     keep_firing_for_seconds: float
     labels: dict[str, str]
@@ -86,7 +87,7 @@ def parse_duration(value: Any) -> float | None:
 
 
 _GROUP_KEYS = {"name", "appliance", "rules"}
-_RULE_KEYS = {"alert", "expr", "for", "keep_firing_for", "labels", "diagnosis"}
+_RULE_KEYS = {"alert", "expr", "clear", "for", "keep_firing_for", "labels", "diagnosis"}
 _DIAG_KEYS = {"code", "title", "severity", "causes", "checks", "parts"}
 _CAUSE_KEYS = {"cause", "likelihood", "reason"}
 
@@ -183,6 +184,7 @@ def _parse_rule(doc: Any, group: str, profile: Profile | None, collect: _Collect
     if not isinstance(alert, str) or not re.fullmatch(r"[a-z][a-z0-9_]*", alert):
         collect.error(doc.line, where, "key 'alert' must be a snake_case name")
     expr = _parse_expr(doc, where, profile, collect)
+    clear = _parse_expr(doc, where, profile, collect, key="clear") if "clear" in doc else None
     durations = {}
     for key in ("for", "keep_firing_for"):
         value = parse_duration(doc.get(key, 0))
@@ -202,25 +204,26 @@ def _parse_rule(doc: Any, group: str, profile: Profile | None, collect: _Collect
     if len(collect.errors) > before or expr is None or diagnosis is None or profile is None:
         return None
     return Rule(
-        rule_id=str(alert), group=group, appliance=profile.appliance, expr=expr,
+        rule_id=str(alert), group=group, appliance=profile.appliance, expr=expr, clear=clear,
         for_seconds=durations["for"], keep_firing_for_seconds=durations["keep_firing_for"],
         labels=dict(labels), diagnosis=diagnosis, version=_version(doc),
         source=f"{collect.path}:{doc.line}",
     )
 
 
-def _parse_expr(doc: _Map, where: str, profile: Profile | None, collect: _Collector) -> CompiledExpr | None:
-    source = doc.get("expr")
-    line = doc.key_lines.get("expr", doc.line)
+def _parse_expr(doc: _Map, where: str, profile: Profile | None, collect: _Collector,
+                key: str = "expr") -> CompiledExpr | None:
+    source = doc.get(key)
+    line = doc.key_lines.get(key, doc.line)
     if not isinstance(source, str) or not source.strip():
-        collect.error(line, where, "key 'expr' must be a non-empty expression")
+        collect.error(line, where, f"key '{key}' must be a non-empty expression")
         return None
     if profile is None:
         return None
     try:
-        return compile_expr(source, set(profile.metric_names))
+        return compile_expr(source, {m.name: m.unit for m in profile.metrics})
     except ExprError as exc:
-        collect.error(line, where, f"bad expr: {exc}")
+        collect.error(line, where, f"bad {key}: {exc}")
         return None
 
 

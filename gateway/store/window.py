@@ -111,10 +111,12 @@ class TypeWindow:
 class WindowStore:
     """One TypeWindow per appliance type, created from the profiles' metric lists."""
 
-    def __init__(self, metric_names_by_type: Mapping[str, tuple[str, ...]], slots: int,
+    def __init__(self, metric_names_by_type: Mapping[str, tuple[str, ...]], slots: int | Mapping[str, int],
                  initial_devices: int = 64) -> None:
+        """`slots` is one size for all types, or a size per type (enough for the longest window its rules read)."""
         self.windows = {
-            appliance: TypeWindow(appliance, names, slots, initial_devices)
+            appliance: TypeWindow(appliance, names, slots if isinstance(slots, int) else slots[appliance],
+                                  initial_devices)
             for appliance, names in metric_names_by_type.items()
         }
 

@@ -1,4 +1,7 @@
+from dataclasses import replace
+
 from gateway.engine.evaluator import Evaluator, Transition
+from gateway.engine.expr import compile_expr
 from gateway.engine.rules import Rule
 from gateway.store.window import WindowStore
 from tests.unit.helpers import PROFILES, washer_rule
@@ -83,3 +86,33 @@ def test_rearm_lets_a_failed_firing_fire_again() -> None:
     assert feed(evaluator, store, "w", 100, 3) == ["firing@100"]
     evaluator.rearm("shaky", "w")
     assert feed(evaluator, store, "w", 101, 3) == ["firing@101"]
+
+
+def test_window_functions_read_the_ring_in_time_order_after_it_wraps() -> None:
+    # washer window of 16 slots; 40 samples wrap it twice. Drum-speed changes: one per sample in the last minute.
+    evaluator, store = make(washer_rule(expr="changes(drum_speed, 1m) >= 5 and avg(vibration, 30s) > 1", for_="0s"))
+    window = store.windows["washer"]
+    row = window.row("w")
+    fired = []
+    for t in range(40):
+        window.append(row, 1000.0 + t * 10, {"drum_speed": float(t % 2) * 800, "vibration": 1.5 if t > 30 else 0.2})
+        fired += [x.at_ts for x in evaluator.evaluate()]
+    assert fired == [1000.0 + 32 * 10]  # the 30 s average first exceeds 1 at t=32 (two of three samples high)
+
+
+def test_clear_holds_a_firing_alert_until_the_clear_condition() -> None:
+    rule = washer_rule(expr="vibration > 2", for_="0s")
+    units = {m.name: m.unit for m in PROFILES["washer"].metrics}
+    evaluator, store = make(replace(rule, clear=compile_expr("vibration < 1", units)))
+    assert feed(evaluator, store, "w", 100, 3) == ["firing@100"]
+    assert feed(evaluator, store, "w", 101, 1.5) == []  # below the trigger but not below the clear level
+    assert feed(evaluator, store, "w", 102, 0.5) == ["resolved@102"]
+
+
+def test_window_slots_cover_the_longest_window_a_rule_reads() -> None:
+    from gateway.app import window_slots
+
+    rules = [washer_rule(expr="changes(phase, 1h) > 3", name="a"), washer_rule(expr="vibration > 2", name="b")]
+    slots = window_slots(PROFILES, rules, minimum=100)
+    assert slots["washer"] == 3600 // 2 * 5 // 4 + 1  # 1 h at the washer's 2 s interval, plus a quarter
+    assert slots["refrigerator"] == 100

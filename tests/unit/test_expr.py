@@ -3,20 +3,24 @@ import math
 import numpy as np
 import pytest
 
-from gateway.engine.expr import ExprError, compile_expr
+from gateway.engine.expr import ExprError, MappingContext, compile_expr
 
 METRICS = {"a", "b", "c"}
 NAN = math.nan
 
 
+def context(columns: dict[str, list[float]]) -> MappingContext:
+    return MappingContext({k: np.array(v, dtype=np.float64) for k, v in columns.items()})
+
+
 def run(source: str, **columns: list[float]) -> list[float]:
-    compiled = compile_expr(source, METRICS)
-    return compiled.evaluate({k: np.array(v, dtype=np.float64) for k, v in columns.items()}).tolist()
+    size = len(next(iter(columns.values())))
+    return np.broadcast_to(compile_expr(source, METRICS).evaluate(context(columns)), (size,)).tolist()
 
 
 def holds(source: str, **columns: list[float]) -> list[bool]:
-    compiled = compile_expr(source, METRICS)
-    return compiled.holds({k: np.array(v, dtype=np.float64) for k, v in columns.items()}).tolist()
+    size = len(next(iter(columns.values())))
+    return np.broadcast_to(compile_expr(source, METRICS).holds(context(columns)), (size,)).tolist()
 
 
 def test_comparison_over_a_batch() -> None:
@@ -86,3 +90,71 @@ def test_errors_name_the_problem_and_column(source: str, message: str, column: i
         compile_expr(source, METRICS)
     assert message in info.value.message
     assert info.value.column == column
+
+
+# --- windows, durations and units -----------------------------------------------------------------------------
+
+UNITS = {"pressure": "kPa", "temp": "degC", "on": "bool"}
+
+
+def windowed(source: str, ts: list[list[float]], values: list[list[float]], now: list[float]) -> list[float]:
+    compiled = compile_expr(source, UNITS)
+    ts_array, value_array = np.array(ts, dtype=np.float64), np.array(values, dtype=np.float64)
+    ctx = MappingContext({"temp": value_array[:, -1], "on": value_array[:, -1], "pressure": value_array[:, -1]},
+                         windows={name: (ts_array, value_array) for name in UNITS}, now=np.array(now))
+    return np.broadcast_to(compiled.evaluate(ctx), (len(ts),)).tolist()
+
+
+# two devices; the second has a missing sample (NaN) and an older one outside a 60 s window
+TS = [[0, 10, 20, 30, 40], [-100, 10, 20, 30, 40]]
+VALUES = [[1, 3, 2, 5, 4], [50, 2, NAN, 2, 8]]
+
+
+@pytest.mark.parametrize(("function", "expected"), [
+    ("avg", [3.0, 4.0]), ("min", [1.0, 2.0]), ("max", [5.0, 8.0]), ("sum", [15.0, 12.0]), ("count", [5.0, 3.0]),
+    ("last", [4.0, 8.0]), ("delta", [3.0, 6.0]), ("rate", [3 / 40, 6 / 30]), ("changes", [4.0, 1.0]),
+    ("increases_over_time", [2.0, 1.0]),
+])
+def test_window_functions(function: str, expected: list[float]) -> None:
+    result = windowed(f"{function}(temp, 60s) > -1000", TS, VALUES, now=[40, 40])
+    assert result == [1.0, 1.0]
+    compiled = compile_expr(f"{function}(temp, 1m) > -1000", UNITS)
+    [comparison] = compiled.comparisons
+    ts_array, value_array = np.array(TS, dtype=np.float64), np.array(VALUES, dtype=np.float64)
+    ctx = MappingContext({}, windows={"temp": (ts_array, value_array)}, now=np.array([40.0, 40.0]))
+    assert comparison.left(ctx).tolist() == pytest.approx(expected)
+    assert compiled.windows == {"temp": 60.0}
+
+
+def test_stddev_and_empty_window() -> None:
+    compiled = compile_expr("stddev(temp, 15s) > 0", UNITS)
+    [comparison] = compiled.comparisons
+    ctx = MappingContext({}, windows={"temp": (np.array(TS, dtype=np.float64), np.array(VALUES, dtype=np.float64))},
+                         now=np.array([40.0, 400.0]))
+    result = comparison.left(ctx)
+    assert result[0] == pytest.approx(0.5)  # samples 5 and 4 within 15 s
+    assert math.isnan(result[1])  # nothing within 15 s of t=400: unknown, never a fake zero
+
+
+def test_units_on_literals_are_checked() -> None:
+    compile_expr("pressure > 3800 kPa and temp < 5 degC", UNITS)
+    with pytest.raises(ExprError, match="wrong unit: pressure is in kPa, not degC"):
+        compile_expr("pressure > 3800 degC", UNITS)
+    with pytest.raises(ExprError, match="wrong unit: avg\\(temp, 5m\\) is in degC, not kPa"):
+        compile_expr("avg(temp, 5m) > 10 kPa", UNITS)
+    compile_expr("increases_over_time(on, 1h) > 10 count", UNITS)
+
+
+def test_window_function_arguments() -> None:
+    with pytest.raises(ExprError, match="needs a duration such as 10m"):
+        compile_expr("avg(temp, 10) > 1", UNITS)
+    with pytest.raises(ExprError, match="needs a reported metric"):
+        compile_expr("avg(temp + 1, 10m) > 1", UNITS)
+    assert compile_expr("rate(pressure, 90s) > 0 and count(temp, 1h) >= 3", UNITS).windows == {
+        "pressure": 90.0, "temp": 3600.0}
+
+
+def test_durations_are_seconds() -> None:
+    assert run("a < 2m", a=[119, 121]) == [1.0, 0.0]
+    assert run("a == 1h30m", a=[5400, 5401]) == [1.0, 0.0]
+    assert run("a == 250ms", a=[0.25]) == [1.0]
