@@ -82,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     check = rules_commands.add_parser("check", help="validate rule files; every error with file:line")
     check.add_argument("paths", nargs="*", type=Path, help="rule files or folders (default: the configured ones)")
     check.add_argument("--config", type=Path)
+    test = rules_commands.add_parser("test", help="run the rule unit tests (*.test.yaml) beside the rules")
+    test.add_argument("paths", nargs="*", type=Path, help="test files or folders (default: rules/tests)")
+    test.add_argument("--config", type=Path)
     return parser
 
 
@@ -100,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(_sim(args))
         if args.command == "serial-sim":
             return _serial_sim(args)
+        if args.rules_command == "test":
+            return _rules_test(args)
         return _rules_check(args)
     except (ConfigError, ProfileError, RuleFileError, StorageError, BrokerStartError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -218,6 +223,28 @@ def _serial_sim(args: argparse.Namespace) -> int:
         stop.wait(args.duration)
     peer.stop()
     return 0
+
+
+def _rules_test(args: argparse.Namespace) -> int:
+    from gateway.engine.ruletest import RuleTestError, find_test_files, run_file
+
+    config = load_config(args.config)
+    profiles = load_profiles(resolve_path(config, config.rules.profiles, existing=True))
+    rules = load_rules([resolve_path(config, p, existing=True) for p in config.rules.paths], profiles)
+    paths = args.paths or [resolve_path(config, p, existing=True) for p in config.rules.paths]
+    failed = total = 0
+    for file in find_test_files(paths):
+        try:
+            outcomes = run_file(file, rules, profiles)
+        except RuleTestError as exc:
+            print(f"error: {exc}")
+            return 1
+        for outcome in outcomes:
+            total += 1
+            failed += not outcome.passed
+            print(outcome.describe())
+    print(f"{total - failed} passed, {failed} failed")
+    return 1 if failed or not total else 0
 
 
 def _rules_check(args: argparse.Namespace) -> int:

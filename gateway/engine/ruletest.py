@@ -1,0 +1,141 @@
+"""Rule unit tests written as YAML beside the rules, in the spirit of Prometheus' `promtool test rules`.
+
+    tests:
+      - name: condenser fan fails
+        appliance: air_conditioner
+        interval: 1s
+        series:                       # per device, per metric, in a compact notation
+          ac1:
+            compressor_on: "1*60"              # 60 samples of 1
+            discharge_pressure: "2700*20 2700..4100*10 4100*30"   # a ramp over 10 samples
+            indoor_coil_temperature: "_*60"    # missing
+        covers: [condenser_airflow_loss]   # optional: the rules a near miss (expect: []) is about
+        expect:                       # exactly these transitions, at these offsets from the first sample
+          - {alert: condenser_airflow_loss, device: ac1, fires_at: 45s}
+          - {alert: condenser_airflow_loss, device: ac1, resolves_at: 70s}
+
+Anything that fires and is not expected fails the test, so a near-miss case is simply a test with `expect: []`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from gateway.engine.evaluator import Evaluator, Transition
+from gateway.engine.profiles import Profile
+from gateway.engine.rules import Rule, parse_duration
+from gateway.store.window import WindowStore
+
+BASE_TS = 1_700_000_000.0
+
+
+class RuleTestError(Exception):
+    """A rule test file is malformed."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    name: str
+    source: str
+    passed: bool
+    expected: list[str]
+    got: list[str]
+    covers: tuple[str, ...] = ()  # rules this case is about; a near miss names them, as nothing fires
+
+    def fires(self, rule_id: str) -> bool:
+        return any(e.startswith(f"{rule_id} on ") and " fires_at " in e for e in self.expected)
+
+    def describe(self) -> str:
+        if self.passed:
+            return f"ok      {self.name}"
+        missing = [e for e in self.expected if e not in self.got]
+        unexpected = [g for g in self.got if g not in self.expected]
+        return (f"FAILED  {self.name} ({self.source})\n"
+                + "".join(f"          expected, did not happen: {m}\n" for m in missing)
+                + "".join(f"          happened, not expected:   {u}\n" for u in unexpected)).rstrip()
+
+
+def expand(notation: str | float | int) -> list[float]:
+    """'1*3 2..4*3 _ 7' -> [1, 1, 1, 2, 3, 4, nan, 7]."""
+    values: list[float] = []
+    for token in str(notation).split():
+        text, _, count_text = token.partition("*")
+        count = int(count_text) if count_text else 1
+        if count < 1:
+            raise RuleTestError(f"bad repeat count in {token!r}")
+        if text == "_":
+            values.extend([math.nan] * count)
+        elif ".." in text:
+            start, end = (float(x) for x in text.split(".."))
+            values.extend(np.linspace(start, end, count).tolist() if count > 1 else [end])
+        else:
+            values.extend([float(text)] * count)
+    return values
+
+
+def run_file(path: Path, rules: list[Rule], profiles: dict[str, Profile]) -> list[Outcome]:
+    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if not isinstance(doc, dict) or not isinstance(doc.get("tests"), list):
+        raise RuleTestError(f"{path}: a rule test file is a mapping with a list under 'tests'")
+    return [run_case(case, rules, profiles, f"{path}#{i + 1}") for i, case in enumerate(doc["tests"])]
+
+
+def run_case(case: dict[str, Any], rules: list[Rule], profiles: dict[str, Profile], source: str) -> Outcome:
+    name = str(case.get("name", source))
+    appliance = case.get("appliance")
+    if appliance not in profiles:
+        raise RuleTestError(f"{source}: 'appliance' must be one of {sorted(profiles)}")
+    interval = parse_duration(case.get("interval", "1s"))
+    if not interval:
+        raise RuleTestError(f"{source}: 'interval' must be a duration")
+    series = {device: {metric: expand(text) for metric, text in metrics.items()}
+              for device, metrics in (case.get("series") or {}).items()}
+    type_rules = [r for r in rules if r.appliance == appliance]
+    store = WindowStore({n: p.metric_names for n, p in profiles.items()}, _slots(type_rules, interval))
+    evaluator = Evaluator(type_rules, store)
+    window = store.windows[appliance]
+    for device, metrics in series.items():
+        unknown = set(metrics) - set(window.metric_index)
+        if unknown:
+            raise RuleTestError(f"{source}: device {device}: unknown metric(s) {sorted(unknown)}")
+    steps = max((len(v) for m in series.values() for v in m.values()), default=0)
+    got: list[str] = []
+    for step in range(steps):
+        ts = BASE_TS + step * interval
+        for device, metrics in series.items():
+            sample = {m: v[step] for m, v in metrics.items() if step < len(v) and not math.isnan(v[step])}
+            if sample:
+                window.append(window.row(device), ts, sample)
+        for transition in evaluator.evaluate():
+            verb = "fires_at" if transition.kind is Transition.FIRING else "resolves_at"
+            got.append(_describe(transition.rule.rule_id, transition.device_id, verb, transition.at_ts - BASE_TS))
+    expected = [_describe(e["alert"], e["device"], verb, parse_duration(e[verb]) or 0.0)
+                for e in case.get("expect") or [] for verb in ("fires_at", "resolves_at") if verb in e]
+    covers = tuple(case.get("covers") or ()) + tuple(str(e["alert"]) for e in case.get("expect") or [])
+    unknown = set(covers) - {r.rule_id for r in type_rules}
+    if unknown:
+        raise RuleTestError(f"{source}: 'covers' names unknown {appliance} rule(s) {sorted(unknown)}")
+    return Outcome(name, source, sorted(got) == sorted(expected), expected, got, covers)
+
+
+def _describe(alert: str, device: str, verb: str, offset: float) -> str:
+    return f"{alert} on {device} {verb} {offset:g}s"
+
+
+def _slots(rules: list[Rule], interval: float) -> int:
+    longest = max((s for r in rules for s in r.expr.windows.values()), default=0.0)
+    return max(64, math.ceil(longest / interval * 1.25) + 1)
+
+
+def find_test_files(paths: list[Path]) -> list[Path]:
+    files: list[Path] = []
+    for path in paths:
+        folder = path / "tests" if (path / "tests").is_dir() else path
+        files.extend(sorted(folder.glob("*.test.yaml")) if folder.is_dir() else [path])
+    return files
