@@ -17,6 +17,7 @@ from aiohttp import web
 
 from gateway.clock import Clock, SystemClock
 from gateway.config import GatewayConfig, resolve_path
+from gateway.diagnosis.prices import load_prices
 from gateway.engine.evaluator import Evaluator
 from gateway.engine.profiles import Profile, load_profiles
 from gateway.engine.rules import Rule, load_rules
@@ -48,7 +49,9 @@ class Gateway:
         self.config = config
         self.clock = clock or SystemClock()
         self.profiles = load_profiles(resolve_path(config, config.rules.profiles, existing=True))
-        self.rules = load_rules([resolve_path(config, p, existing=True) for p in config.rules.paths], self.profiles)
+        self.prices = load_prices(resolve_path(config, config.rules.prices, existing=True))
+        self.rules = load_rules([resolve_path(config, p, existing=True) for p in config.rules.paths], self.profiles,
+                                self.prices)
         self.db = Database(resolve_path(config, config.storage.database))
         self.registry = DeviceRegistry(set(self.profiles))
         self.registry.load(self.db.load_devices())
@@ -59,7 +62,7 @@ class Gateway:
         self.drops = DropCounter()
         self.sender = OutboxSender(self.db, config.upstream, self.clock)
         self.incidents = IncidentManager(self.db, self.store, self.registry, config.site, self.clock,
-                                         on_ticket=self.sender.wake)
+                                         on_ticket=self.sender.wake, prices=self.prices)
         self.incidents.restore(self.evaluator)
         limits = PayloadLimits(config.ingest.max_payload_bytes, config.ingest.max_past_seconds,
                                config.ingest.max_future_seconds)

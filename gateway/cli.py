@@ -12,6 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from gateway.config import ConfigError, GatewayConfig, load_config, resolve_path
+from gateway.diagnosis.prices import PriceTableError, load_prices
 from gateway.engine.profiles import ProfileError, load_profiles
 from gateway.engine.rules import RuleFileError, load_rules
 from gateway.store.db import StorageError
@@ -106,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.rules_command == "test":
             return _rules_test(args)
         return _rules_check(args)
-    except (ConfigError, ProfileError, RuleFileError, StorageError, BrokerStartError) as exc:
+    except (ConfigError, ProfileError, PriceTableError, RuleFileError, StorageError, BrokerStartError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -230,7 +231,8 @@ def _rules_test(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     profiles = load_profiles(resolve_path(config, config.rules.profiles, existing=True))
-    rules = load_rules([resolve_path(config, p, existing=True) for p in config.rules.paths], profiles)
+    prices = load_prices(resolve_path(config, config.rules.prices, existing=True))
+    rules = load_rules([resolve_path(config, p, existing=True) for p in config.rules.paths], profiles, prices)
     paths = args.paths or [resolve_path(config, p, existing=True) for p in config.rules.paths]
     failed = total = 0
     for file in find_test_files(paths):
@@ -252,7 +254,8 @@ def _rules_check(args: argparse.Namespace) -> int:
     paths = args.paths or [resolve_path(config, p, existing=True) for p in config.rules.paths]
     try:
         profiles = load_profiles(resolve_path(config, config.rules.profiles, existing=True))
-        rules = load_rules(paths, profiles)
+        prices = load_prices(resolve_path(config, config.rules.prices, existing=True))
+        rules = load_rules(paths, profiles, prices)
     except RuleFileError as exc:
         for error in exc.errors:
             print(error)

@@ -73,6 +73,7 @@ class WindowConfig:
 class RulesConfig:
     paths: tuple[str, ...] = ("rules",)
     profiles: str = "rules/profiles"
+    prices: str = "rules/prices.yaml"
 
 
 @dataclass(frozen=True)

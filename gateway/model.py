@@ -82,6 +82,9 @@ class Diagnosis:
     causes: tuple[Cause, ...]
     checks: tuple[str, ...] = ()
     parts: tuple[str, ...] = ()
+    explanation_en: str = ""
+    explanation_zh: str = ""
+    service_items: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 import yaml
 
+from gateway.diagnosis.prices import PriceTable
 from gateway.engine.expr import CompiledExpr, ExprError, compile_expr
 from gateway.engine.profiles import Profile
 from gateway.model import Cause, Diagnosis
@@ -88,25 +89,27 @@ def parse_duration(value: Any) -> float | None:
 
 _GROUP_KEYS = {"name", "appliance", "rules"}
 _RULE_KEYS = {"alert", "expr", "clear", "for", "keep_firing_for", "labels", "diagnosis"}
-_DIAG_KEYS = {"code", "title", "severity", "causes", "checks", "parts"}
+_DIAG_KEYS = {"code", "title", "explanation", "severity", "causes", "checks", "parts", "service_items"}
+NOT_RULE_FILES = {"prices.yaml"}
 _CAUSE_KEYS = {"cause", "likelihood", "reason"}
 
 
 class _Collector:
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, prices: PriceTable | None = None) -> None:
         self.path = path
+        self.prices = prices
         self.errors: list[str] = []
 
     def error(self, line: int, where: str, message: str) -> None:
         self.errors.append(f"{self.path}:{line}: {where}: {message}")
 
 
-def load_rules(paths: list[Path], profiles: dict[str, Profile]) -> list[Rule]:
+def load_rules(paths: list[Path], profiles: dict[str, Profile], prices: PriceTable | None = None) -> list[Rule]:
     """Load every rule file under `paths` (files or folders; `profiles/` and `tests/` are skipped)."""
     errors: list[str] = []
     rules: list[Rule] = []
     for file in _rule_files(paths, errors):
-        file_rules, file_errors = parse_rule_file(file.read_text(encoding="utf-8"), str(file), profiles)
+        file_rules, file_errors = parse_rule_file(file.read_text(encoding="utf-8"), str(file), profiles, prices)
         rules.extend(file_rules)
         errors.extend(file_errors)
     seen: dict[str, str] = {}
@@ -123,7 +126,8 @@ def _rule_files(paths: list[Path], errors: list[str]) -> list[Path]:
     files: list[Path] = []
     for path in paths:
         if path.is_dir():
-            files.extend(p for p in sorted(path.glob("*.yaml")) if not p.name.endswith(".bad.yaml"))
+            files.extend(p for p in sorted(path.glob("*.yaml"))
+                         if not p.name.endswith(".bad.yaml") and p.name not in NOT_RULE_FILES)
         elif path.is_file():
             files.append(path)
         else:
@@ -131,8 +135,10 @@ def _rule_files(paths: list[Path], errors: list[str]) -> list[Path]:
     return files
 
 
-def parse_rule_file(text: str, source: str, profiles: dict[str, Profile]) -> tuple[list[Rule], list[str]]:
-    collect = _Collector(source)
+def parse_rule_file(text: str, source: str, profiles: dict[str, Profile],
+                    prices: PriceTable | None = None) -> tuple[list[Rule], list[str]]:
+    """Parse one file; service items are checked against `prices` when given."""
+    collect = _Collector(source, prices)
     try:
         doc = yaml.load(text, Loader=_LineLoader)
     except yaml.YAMLError as exc:
@@ -246,14 +252,28 @@ def _parse_diagnosis(doc: Any, rule: _Map, where: str, category: str, collect: _
         collect.error(doc.key_lines.get("severity", doc.line), where,
                       f"diagnosis 'severity' must be one of {list(SEVERITIES)}, got {severity!r}")
     causes = _parse_causes(doc, where, collect)
-    checks, parts = doc.get("checks", []), doc.get("parts", [])
-    for key, value in (("checks", checks), ("parts", parts)):
+    checks, parts, items = doc.get("checks", []), doc.get("parts", []), doc.get("service_items", [])
+    for key, value in (("checks", checks), ("parts", parts), ("service_items", items)):
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             collect.error(doc.key_lines.get(key, doc.line), where, f"diagnosis '{key}' must be a list of strings")
+    explanation = doc.get("explanation", {"en": "", "zh": ""})
+    if not (isinstance(explanation, dict) and isinstance(explanation.get("en"), str)
+            and isinstance(explanation.get("zh"), str)):
+        collect.error(doc.key_lines.get("explanation", doc.line), where,
+                      "diagnosis 'explanation' needs 'en' and 'zh' strings")
+        explanation = {"en": "", "zh": ""}
+    if collect.prices is not None and isinstance(items, list):
+        if not items:
+            collect.error(doc.key_lines.get("service_items", doc.line), where,
+                          "diagnosis 'service_items' must name at least one item of the price table")
+        for item in items:
+            if item not in collect.prices.items:
+                collect.error(doc.key_lines.get("service_items", doc.line), where,
+                              f"service item '{item}' is not in the price table")
     if len(collect.errors) > before:
         return None
     return Diagnosis(str(code), title["en"], title["zh"], str(severity), category, tuple(causes),
-                     tuple(checks), tuple(parts))
+                     tuple(checks), tuple(parts), explanation["en"], explanation["zh"], tuple(items))
 
 
 def _parse_causes(doc: _Map, where: str, collect: _Collector) -> list[Cause]:

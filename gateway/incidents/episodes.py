@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from gateway.clock import Clock
 from gateway.diagnosis.evidence import build_evidence
+from gateway.diagnosis.prices import PriceTable
 from gateway.engine.evaluator import AlertTransition, Evaluator, Transition
 from gateway.ingest.registry import DeviceRegistry
 from gateway.outbox.mapping import incident_fingerprint, ticket_payload
@@ -18,13 +19,14 @@ log = logging.getLogger("gateway.incidents")
 
 class IncidentManager:
     def __init__(self, db: Database, store: WindowStore, registry: DeviceRegistry, site: str, clock: Clock,
-                 on_ticket: Callable[[], None] | None = None) -> None:
+                 on_ticket: Callable[[], None] | None = None, prices: PriceTable | None = None) -> None:
         self.db = db
         self.store = store
         self.registry = registry
         self.site = site
         self.clock = clock
         self.on_ticket = on_ticket
+        self.prices = prices
         self.opened = 0
         self.resolved = 0
 
@@ -62,7 +64,7 @@ class IncidentManager:
         payload = ticket_payload(
             site=self.site, device_id=transition.device_id, appliance_type=rule.appliance,
             device=self.registry.get(transition.device_id), rule=rule, fingerprint=fingerprint,
-            evidence=evidence, opened_at=now,
+            evidence=evidence, opened_at=now, prices=self.prices,
         )
         incident = self.db.open_incident(rule.rule_id, rule.version, transition.device_id, transition.onset_ts,
                                          transition.at_ts, fingerprint, payload, queued_at=now)

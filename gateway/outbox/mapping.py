@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from gateway.diagnosis.prices import PriceTable
 from gateway.engine.rules import Rule
 from gateway.model import Device
 
@@ -18,7 +19,8 @@ def incident_fingerprint(site: str, device_id: str, rule_id: str, onset_ts: floa
 
 
 def ticket_payload(*, site: str, device_id: str, appliance_type: str, device: Device | None, rule: Rule,
-                   fingerprint: str, evidence: dict[str, Any], opened_at: float) -> dict[str, Any]:
+                   fingerprint: str, evidence: dict[str, Any], opened_at: float,
+                   prices: PriceTable | None = None) -> dict[str, Any]:
     meta = device.meta if device else None
     diagnosis = rule.diagnosis
     return {
@@ -39,11 +41,13 @@ def ticket_payload(*, site: str, device_id: str, appliance_type: str, device: De
             "title": {"en": diagnosis.title_en, "zh": diagnosis.title_zh},
             "severity": diagnosis.severity,
             "category": diagnosis.category,
+            "explanation": {"en": diagnosis.explanation_en, "zh": diagnosis.explanation_zh},
         },
         "probable_causes": [
             {"cause": c.cause, "likelihood": c.likelihood, "reason": c.reason} for c in diagnosis.causes
         ],
         "checks": list(diagnosis.checks),
         "parts": list(diagnosis.parts),
+        "price": prices.quote(diagnosis.service_items) if prices and diagnosis.service_items else None,
         "evidence": evidence,
     }

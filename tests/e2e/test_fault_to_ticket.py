@@ -55,6 +55,10 @@ async def test_condenser_fan_failure_opens_exactly_one_diagnosed_ticket(
     assert body["fault"]["code"] == "AC-CND-01"
     assert body["fault"]["title"]["zh"]
     assert body["probable_causes"][0]["cause"] == "Outdoor fan motor failed"
+    assert body["fault"]["explanation"]["en"] and body["fault"]["explanation"]["zh"]
+    price = body["price"]
+    assert price["currency"] == "CNY" and [i["id"] for i in price["items"]] == ["ac_outdoor_fan_motor"]
+    assert price["total_band"] == [330.0, 670.0]  # labour 150-250 plus parts 180-420
     observed = {o["quantity"]: o for o in body["evidence"]["observed"]}
     assert observed["discharge_pressure"]["value"] > observed["discharge_pressure"]["threshold"] == 3800
     assert observed["discharge_temperature"]["value"] > 100

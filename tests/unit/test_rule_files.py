@@ -7,12 +7,14 @@ from pathlib import Path
 import pytest
 
 from gateway.config import PROJECT_ROOT
+from gateway.diagnosis.prices import load_prices
 from gateway.engine.profiles import load_profiles
 from gateway.engine.rules import load_rules, parse_rule_file
 from gateway.engine.ruletest import expand, find_test_files, run_file
 
 PROFILES = load_profiles(PROJECT_ROOT / "rules" / "profiles")
-RULES = load_rules([PROJECT_ROOT / "rules"], PROFILES)
+PRICES = load_prices(PROJECT_ROOT / "rules" / "prices.yaml")
+RULES = load_rules([PROJECT_ROOT / "rules"], PROFILES, PRICES)
 CASES = [outcome for file in find_test_files([PROJECT_ROOT / "rules"]) for outcome in run_file(file, RULES, PROFILES)]
 BAD_FILES = sorted((PROJECT_ROOT / "tests" / "rule_files").glob("*.bad.yaml"))
 
@@ -38,7 +40,7 @@ def test_broken_rule_file_gives_its_message(path: Path) -> None:
     text = path.read_text()
     expected = [line.removeprefix("# expect: ").strip() for line in text.splitlines() if line.startswith("# expect: ")]
     assert expected, f"{path.name} must say which message it expects (# expect: ...)"
-    _, errors = parse_rule_file(text, path.name, PROFILES)
+    _, errors = parse_rule_file(text, path.name, PROFILES, PRICES)
     for message in expected:
         assert any(message in error for error in errors), (message, errors)
     assert len(errors) == len(expected), errors
