@@ -53,6 +53,7 @@ class AirConditionerModel:
         self.outdoor_base = outdoor_base + self.rng.uniform(-3, 3)
         self.setpoint = float(self.rng.choice([24, 25, 26]))
         self.room = self.setpoint + self.rng.uniform(0, 2)
+        self.filter_hours = self.rng.uniform(0, 300)
         self.last_ts: float | None = None
 
     def sample(self, ts: float) -> dict[str, float]:
@@ -71,6 +72,7 @@ class AirConditionerModel:
         approach = (11.0 + 0.05 * (frequency - 45.0)) / max(0.2, 1.0 - 0.8 * severity)
         condensing = min(outdoor + approach, max(outdoor + 11.0, 63.5))
         evaporating = 8.0 - 0.04 * (frequency - 45.0)
+        self.filter_hours += dt / 3600.0
         return {
             "local_temperature": round(self.room + noise(0, 0.05), 2),
             "outdoor_temperature": round(outdoor, 2),
@@ -83,6 +85,11 @@ class AirConditionerModel:
             "suction_pressure": round(r32_saturation_kpa_gauge(evaporating) + noise(0, 5), 0),
             "discharge_pressure": round(r32_saturation_kpa_gauge(condensing) + noise(0, 10), 0),
             "indoor_coil_temperature": round(evaporating + 1.5 + noise(0, 0.2), 2),
+            "suction_temperature": round(evaporating + 6.0 + noise(0, 0.2), 2),
+            "liquid_line_temperature": round(condensing - 5.0 + noise(0, 0.2), 2),
+            "indoor_fan_speed": round(900.0 + noise(0, 5.0)),
+            "outdoor_fan_speed": round(800.0 * (1.0 - severity) + abs(noise(0, 3.0))),
+            "filter_runtime_hours": round(self.filter_hours, 3),
         }
 
 

@@ -19,7 +19,7 @@ from gateway.clock import Clock, SystemClock
 from gateway.config import GatewayConfig, resolve_path
 from gateway.diagnosis.prices import load_prices
 from gateway.engine.evaluator import Evaluator
-from gateway.engine.profiles import Profile, load_profiles
+from gateway.engine.profiles import Profile, derived_by_type, load_profiles
 from gateway.engine.rules import Rule, load_rules
 from gateway.incidents.episodes import IncidentManager
 from gateway.ingest.drops import DropCounter
@@ -58,7 +58,7 @@ class Gateway:
         self.store = WindowStore({name: p.metric_names for name, p in self.profiles.items()},
                                  window_slots(self.profiles, self.rules, config.window.slots),
                                  config.window.initial_devices)
-        self.evaluator = Evaluator(self.rules, self.store)
+        self.evaluator = Evaluator(self.rules, self.store, derived_by_type(self.profiles))
         self.drops = DropCounter()
         self.sender = OutboxSender(self.db, config.upstream, self.clock)
         self.incidents = IncidentManager(self.db, self.store, self.registry, config.site, self.clock,

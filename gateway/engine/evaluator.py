@@ -9,13 +9,14 @@ own timestamps, so a replay of recorded telemetry behaves exactly like the live 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
 import numpy as np
 import numpy.typing as npt
 
-from gateway.engine.expr import FloatArray, WindowView
+from gateway.engine.expr import CompiledExpr, FloatArray, WindowView
 from gateway.engine.rules import Rule
 from gateway.model import Observation
 from gateway.store.window import TypeWindow, WindowStore
@@ -26,15 +27,23 @@ class RowContext:
 
     Windows are cut at each device's own latest sample time, and cached for the pass (rules share them)."""
 
-    def __init__(self, window: TypeWindow, rows: npt.NDArray[np.intp]) -> None:
+    def __init__(self, window: TypeWindow, rows: npt.NDArray[np.intp],
+                 derived: Mapping[str, CompiledExpr] | None = None) -> None:
         self._window = window
         self._rows = rows
+        self._derived = derived or {}
+        self._derived_values: dict[str, FloatArray] = {}
         self._latest = window.latest[rows]
         self._now = window.latest_ts[rows]
         self._cache: dict[tuple[str, float], WindowView] = {}
         self._ordered: tuple[FloatArray, npt.NDArray[np.intp]] | None = None
 
     def column(self, name: str) -> FloatArray:
+        formula = self._derived.get(name)
+        if formula is not None:
+            if name not in self._derived_values:
+                self._derived_values[name] = np.broadcast_to(formula.evaluate(self), self._now.shape)
+            return self._derived_values[name]
         result: FloatArray = self._latest[:, self._window.metric_index[name]]
         return result
 
@@ -93,8 +102,11 @@ class _AlertState:
 class Evaluator:
     """A pure function of (window store, alert state): call `evaluate()` whenever data has arrived."""
 
-    def __init__(self, rules: list[Rule], store: WindowStore) -> None:
+    def __init__(self, rules: list[Rule], store: WindowStore,
+                 derived: Mapping[str, Mapping[str, CompiledExpr]] | None = None) -> None:
+        """`derived`: per appliance type, the profile's derived metrics by name."""
         self.store = store
+        self.derived = derived or {}
         self.rules_by_type: dict[str, list[Rule]] = {}
         for rule in rules:
             self.rules_by_type.setdefault(rule.appliance, []).append(rule)
@@ -113,7 +125,7 @@ class Evaluator:
             rules = self.rules_by_type.get(appliance)
             if rows.size == 0 or not rules:
                 continue
-            context = RowContext(window, rows)
+            context = RowContext(window, rows, self.derived.get(appliance))
             ts = window.latest_ts[rows]
             for rule in rules:
                 holds = np.broadcast_to(rule.expr.holds(context), ts.shape)

@@ -8,6 +8,8 @@ from typing import Any
 
 import yaml
 
+from gateway.engine.expr import CompiledExpr, ExprError, compile_expr
+
 
 class ProfileError(Exception):
     """A profile file is broken; the message names the file and the key."""
@@ -23,11 +25,29 @@ class MetricSpec:
     uart_id: int | None = None  # the metric's id in the open UART dialect (docs/uart-protocol.md)
 
 
+@dataclass(frozen=True, slots=True)
+class DerivedSpec:
+    """A metric computed from others (e.g. superheat from suction pressure and temperature)."""
+
+    name: str
+    expr: CompiledExpr
+    unit: str
+    description: str
+
+
 @dataclass(frozen=True)
 class Profile:
     appliance: str
     interval_seconds: float
     metrics: tuple[MetricSpec, ...]
+    derived: tuple[DerivedSpec, ...] = ()
+    offline_after_intervals: int = 10
+
+    def units(self) -> dict[str, str]:
+        return {m.name: m.unit for m in self.metrics}
+
+    def derived_units(self) -> dict[str, str]:
+        return {d.name: d.unit for d in self.derived}
 
     @property
     def metric_names(self) -> tuple[str, ...]:
@@ -63,7 +83,7 @@ def load_profiles(folder: Path) -> dict[str, Profile]:
 def parse_profile(doc: Any, source: str) -> Profile:
     if not isinstance(doc, dict):
         raise ProfileError(f"{source}: a profile is a mapping with appliance, interval_seconds and metrics")
-    unknown = set(doc) - {"appliance", "interval_seconds", "metrics"}
+    unknown = set(doc) - {"appliance", "interval_seconds", "metrics", "derived", "offline_after_intervals"}
     if unknown:
         raise ProfileError(f"{source}: unknown key(s) {sorted(unknown)}")
     appliance = doc.get("appliance")
@@ -79,7 +99,27 @@ def parse_profile(doc: Any, source: str) -> Profile:
     ids = [m.uart_id for m in specs if m.uart_id is not None]
     if len(ids) != len(set(ids)):
         raise ProfileError(f"{source}: two metrics share a uart_id")
-    return Profile(appliance, float(interval), tuple(specs))
+    offline_after = doc.get("offline_after_intervals", 10)
+    if not isinstance(offline_after, int) or offline_after < 2:
+        raise ProfileError(f"{source}: key 'offline_after_intervals' must be a whole number of at least 2")
+    units = {m.name: m.unit for m in specs}
+    derived = tuple(_derived(name, spec, units, source) for name, spec in (doc.get("derived") or {}).items())
+    return Profile(appliance, float(interval), tuple(specs), derived, offline_after)
+
+
+def _derived(name: str, spec: Any, units: dict[str, str], source: str) -> DerivedSpec:
+    where = f"{source}: derived metric '{name}'"
+    if not isinstance(spec, dict) or set(spec) - {"expr", "unit", "description"} or "expr" not in spec:
+        raise ProfileError(f"{where} is a mapping with expr, unit and description")
+    if name in units:
+        raise ProfileError(f"{where} has the name of a reported metric")
+    try:
+        compiled = compile_expr(str(spec["expr"]), units, kind="number")
+    except ExprError as exc:
+        raise ProfileError(f"{where}: bad expr: {exc}") from None
+    if compiled.windows:
+        raise ProfileError(f"{where}: a derived metric is computed from latest values; it cannot read a window")
+    return DerivedSpec(name, compiled, str(spec.get("unit", "")), str(spec.get("description", "")))
 
 
 def _metric(name: str, spec: Any, source: str) -> MetricSpec:
@@ -100,3 +140,7 @@ def _metric(name: str, spec: Any, source: str) -> MetricSpec:
     if uart_id is not None and (not isinstance(uart_id, int) or not 1 <= uart_id <= 255):
         raise ProfileError(f"{where}: key 'uart_id' must be a whole number from 1 to 255")
     return MetricSpec(name, unit, float(valid[0]), float(valid[1]), str(spec.get("description", "")), uart_id)
+
+
+def derived_by_type(profiles: dict[str, Profile]) -> dict[str, dict[str, CompiledExpr]]:
+    return {name: {d.name: d.expr for d in profile.derived} for name, profile in profiles.items()}

@@ -227,7 +227,7 @@ def _parse_expr(doc: _Map, where: str, profile: Profile | None, collect: _Collec
     if profile is None:
         return None
     try:
-        return compile_expr(source, {m.name: m.unit for m in profile.metrics})
+        return compile_expr(source, profile.units(), profile.derived_units())
     except ExprError as exc:
         collect.error(line, where, f"bad {key}: {exc}")
         return None

@@ -28,7 +28,7 @@ import numpy as np
 import yaml
 
 from gateway.engine.evaluator import Evaluator, Transition
-from gateway.engine.profiles import Profile
+from gateway.engine.profiles import Profile, derived_by_type
 from gateway.engine.rules import Rule, parse_duration
 from gateway.store.window import WindowStore
 
@@ -98,7 +98,7 @@ def run_case(case: dict[str, Any], rules: list[Rule], profiles: dict[str, Profil
               for device, metrics in (case.get("series") or {}).items()}
     type_rules = [r for r in rules if r.appliance == appliance]
     store = WindowStore({n: p.metric_names for n, p in profiles.items()}, _slots(type_rules, interval))
-    evaluator = Evaluator(type_rules, store)
+    evaluator = Evaluator(type_rules, store, derived_by_type(profiles))
     window = store.windows[appliance]
     for device, metrics in series.items():
         unknown = set(metrics) - set(window.metric_index)
