@@ -17,10 +17,10 @@ from aiohttp import web
 
 from gateway.clock import Clock, SystemClock
 from gateway.config import GatewayConfig, resolve_path
-from gateway.diagnosis.prices import load_prices
-from gateway.engine.evaluator import Evaluator
-from gateway.engine.profiles import Profile, derived_by_type, load_profiles
-from gateway.engine.rules import Rule, load_rules
+from gateway.engine.evaluator import AlertTransition, Evaluator
+from gateway.engine.library import load_library
+from gateway.engine.profiles import Profile, derived_by_type
+from gateway.engine.rules import Rule
 from gateway.incidents.episodes import IncidentManager
 from gateway.ingest.drops import DropCounter
 from gateway.ingest.pipeline import Ingest
@@ -39,6 +39,7 @@ from gateway.web.app import create_app
 log = logging.getLogger("gateway")
 
 PERSIST_INTERVAL_SECONDS = 2.0
+TIMER_SECONDS = 1.0
 # A rule pass costs tens of microseconds whatever its size; under load, gather for up to 2 ms so the pass is
 # paid per batch rather than per message. An idle gateway evaluates each message at once.
 MIN_PASS_INTERVAL_SECONDS = 0.002
@@ -48,21 +49,19 @@ class Gateway:
     def __init__(self, config: GatewayConfig, clock: Clock | None = None) -> None:
         self.config = config
         self.clock = clock or SystemClock()
-        self.profiles = load_profiles(resolve_path(config, config.rules.profiles, existing=True))
-        self.prices = load_prices(resolve_path(config, config.rules.prices, existing=True))
-        self.rules = load_rules([resolve_path(config, p, existing=True) for p in config.rules.paths], self.profiles,
-                                self.prices)
+        library = load_library(config)
+        self.profiles, self.prices, self.rules = library.profiles, library.prices, library.rules
         self.db = Database(resolve_path(config, config.storage.database))
         self.registry = DeviceRegistry(set(self.profiles))
         self.registry.load(self.db.load_devices())
-        self.store = WindowStore({name: p.metric_names for name, p in self.profiles.items()},
+        self.store = WindowStore({name: p.stored_names for name, p in self.profiles.items()},
                                  window_slots(self.profiles, self.rules, config.window.slots),
                                  config.window.initial_devices)
         self.evaluator = Evaluator(self.rules, self.store, derived_by_type(self.profiles))
         self.drops = DropCounter()
         self.sender = OutboxSender(self.db, config.upstream, self.clock)
         self.incidents = IncidentManager(self.db, self.store, self.registry, config.site, self.clock,
-                                         on_ticket=self.sender.wake, prices=self.prices)
+                                         on_ticket=self.sender.wake, prices=self.prices, rules=self.rules)
         self.incidents.restore(self.evaluator)
         limits = PayloadLimits(config.ingest.max_payload_bytes, config.ingest.max_past_seconds,
                                config.ingest.max_future_seconds)
@@ -83,10 +82,12 @@ class Gateway:
 
     def evaluate(self) -> None:
         """One rule pass over whatever arrived since the last one, and its incidents."""
-        transitions = self.evaluator.evaluate()
+        self._record(self.evaluator.evaluate())
+
+    def _record(self, transitions: list[AlertTransition]) -> None:
         if transitions:
-            for failed in self.incidents.handle(transitions):
-                self.evaluator.rearm(failed.rule.rule_id, failed.device_id)
+            for retry in self.incidents.handle(transitions):
+                self.evaluator.rearm(retry.rule.rule_id, retry.device_id)
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -114,6 +115,7 @@ class Gateway:
                 tasks.create_task(self._ingest_loop(handoff), name="ingest")
                 tasks.create_task(self.sender.run(), name="outbox-sender")
                 tasks.create_task(self._persist_loop(), name="persist-devices")
+                tasks.create_task(self._timer_loop(), name="time-driven-rules")
                 if ready is not None:
                     ready.set()
                 await self._stop.wait()
@@ -160,6 +162,12 @@ class Gateway:
             except Exception:  # last line of defence: one bad message must never stop ingest
                 self.internal_errors += 1
                 log.exception("internal error while handling a message on %s; message dropped", topic)
+
+    async def _timer_loop(self) -> None:
+        """Time-driven rules (silence, last will) once a second on the gateway clock."""
+        while True:
+            await asyncio.sleep(TIMER_SECONDS)
+            self._record(self.evaluator.evaluate_timer(self.clock.now()))
 
     async def _persist_loop(self) -> None:
         while True:

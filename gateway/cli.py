@@ -11,10 +11,11 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from gateway.config import ConfigError, GatewayConfig, load_config, resolve_path
-from gateway.diagnosis.prices import PriceTableError, load_prices
-from gateway.engine.profiles import ProfileError, load_profiles
-from gateway.engine.rules import RuleFileError, load_rules
+from gateway.config import ConfigError, GatewayConfig, load_config
+from gateway.diagnosis.prices import PriceTableError
+from gateway.engine.library import load_library
+from gateway.engine.profiles import ProfileError
+from gateway.engine.rules import RuleFileError
 from gateway.store.db import StorageError
 from gateway.transport.broker import BrokerStartError
 
@@ -209,7 +210,7 @@ def _serial_sim(args: argparse.Namespace) -> int:
         model = RefrigeratorModel(1) if appliance == "refrigerator" else WasherModel(1)
     share = args.corrupt / 3
     faults = LineFaults(bit_flip_rate=share, drop_rate=share, duplicate_rate=share)
-    profile = load_profiles(resolve_path(load_config(None), "rules/profiles", existing=True))[appliance]
+    profile = load_library(load_config(None)).profiles[appliance]
     args.path.parent.mkdir(parents=True, exist_ok=True)
     link = args.path.absolute()
     peer = PtyAppliance(link, args.dialect, model, profile=profile, faults=faults)
@@ -229,15 +230,11 @@ def _serial_sim(args: argparse.Namespace) -> int:
 def _rules_test(args: argparse.Namespace) -> int:
     from gateway.engine.ruletest import RuleTestError, find_test_files, run_file
 
-    config = load_config(args.config)
-    profiles = load_profiles(resolve_path(config, config.rules.profiles, existing=True))
-    prices = load_prices(resolve_path(config, config.rules.prices, existing=True))
-    rules = load_rules([resolve_path(config, p, existing=True) for p in config.rules.paths], profiles, prices)
-    paths = args.paths or [resolve_path(config, p, existing=True) for p in config.rules.paths]
+    library = load_library(load_config(args.config))
     failed = total = 0
-    for file in find_test_files(paths):
+    for file in find_test_files(args.paths or list(library.rule_paths)):
         try:
-            outcomes = run_file(file, rules, profiles)
+            outcomes = run_file(file, library.rules, library.profiles)
         except RuleTestError as exc:
             print(f"error: {exc}")
             return 1
@@ -250,16 +247,14 @@ def _rules_test(args: argparse.Namespace) -> int:
 
 
 def _rules_check(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
-    paths = args.paths or [resolve_path(config, p, existing=True) for p in config.rules.paths]
     try:
-        profiles = load_profiles(resolve_path(config, config.rules.profiles, existing=True))
-        prices = load_prices(resolve_path(config, config.rules.prices, existing=True))
-        rules = load_rules(paths, profiles, prices)
+        library = load_library(load_config(args.config), args.paths or None)
     except RuleFileError as exc:
         for error in exc.errors:
             print(error)
         print(f"{len(exc.errors)} error(s)")
         return 1
-    print(f"ok: {len(rules)} rule(s) in {', '.join(str(p) for p in paths)}")
+    builtin = sum(1 for r in library.rules if r.labels.get("category") == "data_quality")
+    print(f"ok: {len(library.rules) - builtin} rule(s) in {', '.join(str(p) for p in library.rule_paths)}, "
+          f"and {builtin} built-in data-quality rule(s)")
     return 0

@@ -16,7 +16,9 @@ from enum import StrEnum
 import numpy as np
 import numpy.typing as npt
 
+from gateway.engine.data_quality import ONLINE_COLUMN, SILENCE_COLUMN, STALE_COLUMN, UNCHANGED_PREFIX
 from gateway.engine.expr import CompiledExpr, FloatArray, WindowView
+from gateway.engine.profiles import OUT_OF_RANGE_METRIC
 from gateway.engine.rules import Rule
 from gateway.model import Observation
 from gateway.store.window import TypeWindow, WindowStore
@@ -39,12 +41,26 @@ class RowContext:
         self._ordered: tuple[FloatArray, npt.NDArray[np.intp]] | None = None
 
     def column(self, name: str) -> FloatArray:
+        if name == STALE_COLUMN:
+            return self._stale_seconds()
+        if name.startswith(UNCHANGED_PREFIX):
+            column = self._window.metric_index[name.removeprefix(UNCHANGED_PREFIX)]
+            unchanged: FloatArray = self._now - self._window.changed_ts[self._rows, column]
+            return unchanged
         formula = self._derived.get(name)
         if formula is not None:
             if name not in self._derived_values:
                 self._derived_values[name] = np.broadcast_to(formula.evaluate(self), self._now.shape)
             return self._derived_values[name]
         result: FloatArray = self._latest[:, self._window.metric_index[name]]
+        return result
+
+    def _stale_seconds(self) -> FloatArray:
+        """Age of the longest-unreported metric the device has reported before (the data-quality column aside)."""
+        columns = [i for name, i in self._window.metric_index.items() if name != OUT_OF_RANGE_METRIC]
+        ages = self._now[:, None] - self._window.latest_metric_ts[self._rows][:, columns]
+        result: FloatArray = np.nan_to_num(np.nanmax(np.where(np.isnan(ages), -np.inf, ages), axis=1),
+                                           neginf=0.0)
         return result
 
     def window(self, name: str, seconds: float) -> WindowView:
@@ -65,6 +81,19 @@ class RowContext:
             order = (self._window.head[self._rows, None] + np.arange(slots)[None, :]) % slots
             self._ordered = (np.take_along_axis(self._window.ts[self._rows], order, axis=1), order)
         return self._ordered
+
+
+class TimerContext:
+    """What time-driven rules read: silence since the last sample and the last-will status, on the gateway clock."""
+
+    def __init__(self, window: TypeWindow, rows: npt.NDArray[np.intp], now: float) -> None:
+        self._columns = {SILENCE_COLUMN: now - window.latest_ts[rows], ONLINE_COLUMN: window.online[rows]}
+
+    def column(self, name: str) -> FloatArray:
+        return self._columns[name]
+
+    def window(self, name: str, seconds: float) -> WindowView:
+        raise KeyError(f"time-driven rules read no windows ({name})")
 
 
 class Transition(StrEnum):
@@ -108,8 +137,10 @@ class Evaluator:
         self.store = store
         self.derived = derived or {}
         self.rules_by_type: dict[str, list[Rule]] = {}
+        self.timer_rules_by_type: dict[str, list[Rule]] = {}
         for rule in rules:
-            self.rules_by_type.setdefault(rule.appliance, []).append(rule)
+            target = self.timer_rules_by_type if rule.time_driven else self.rules_by_type
+            target.setdefault(rule.appliance, []).append(rule)
         self._states = {
             rule.rule_id: _AlertState(store.windows[rule.appliance].capacity) for rule in rules
         }
@@ -136,9 +167,27 @@ class Evaluator:
         self.last_pass_seconds = time.perf_counter() - started
         return transitions
 
+    def evaluate_timer(self, now: float) -> list[AlertTransition]:
+        """Time-driven rules over every known device of each type, at the gateway clock's `now`."""
+        transitions: list[AlertTransition] = []
+        for appliance, rules in self.timer_rules_by_type.items():
+            window = self.store.windows[appliance]
+            count = len(window.device_ids)
+            if not count:
+                continue
+            rows = np.arange(count)
+            known = ~np.isnan(window.latest_ts[:count]) | ~np.isnan(window.online[:count])
+            rows = rows[known]
+            context = TimerContext(window, rows, now)
+            ts = np.full(rows.shape, now)
+            for rule in rules:
+                holds = np.broadcast_to(rule.expr.holds(context), ts.shape)
+                transitions.extend(self._step(rule, window, rows, ts, holds, None, context))
+        return transitions
+
     def _step(self, rule: Rule, window: TypeWindow, rows: npt.NDArray[np.intp], ts: npt.NDArray[np.float64],
               holds: npt.NDArray[np.bool_], clears: npt.NDArray[np.bool_] | None,
-              context: RowContext) -> list[AlertTransition]:
+              context: RowContext | TimerContext) -> list[AlertTransition]:
         state = self._states[rule.rule_id]
         state.fit(window.capacity)
         since, last_true, firing = state.since[rows], state.last_true[rows], state.firing[rows]
@@ -196,7 +245,8 @@ class Evaluator:
             self._states[rule_id].firing[row] = False
 
     def _rule(self, rule_id: str) -> Rule | None:
-        return next((r for rs in self.rules_by_type.values() for r in rs if r.rule_id == rule_id), None)
+        groups = (self.rules_by_type, self.timer_rules_by_type)
+        return next((r for group in groups for rs in group.values() for r in rs if r.rule_id == rule_id), None)
 
     def firing_count(self) -> int:
         return sum(int(s.firing.sum()) for s in self._states.values())

@@ -476,7 +476,7 @@ def _rate(w: WindowView) -> FloatArray:
         return np.where(span > 0, (last - first) / span, np.nan)
 
 
-def _steps(w: WindowView) -> FloatArray:
+def steps(w: WindowView) -> FloatArray:
     """Differences between consecutive valid samples in time order (NaN where a pair is not consecutive)."""
     order = np.argsort(np.where(w.valid, w.ts, np.inf), axis=1, kind="stable")
     values = np.take_along_axis(np.where(w.valid, w.values, np.nan), order, axis=1)
@@ -485,12 +485,12 @@ def _steps(w: WindowView) -> FloatArray:
 
 
 def _changes(w: WindowView) -> FloatArray:
-    result: FloatArray = (np.nan_to_num(_steps(w), nan=0.0) != 0).sum(axis=1).astype(np.float64)
+    result: FloatArray = (np.nan_to_num(steps(w), nan=0.0) != 0).sum(axis=1).astype(np.float64)
     return result
 
 
 def _increases(w: WindowView) -> FloatArray:
-    result: FloatArray = (np.nan_to_num(_steps(w), nan=0.0) > 0).sum(axis=1).astype(np.float64)
+    result: FloatArray = (np.nan_to_num(steps(w), nan=0.0) > 0).sum(axis=1).astype(np.float64)
     return result
 
 

@@ -8,7 +8,12 @@ from typing import Any
 
 import yaml
 
+from gateway.engine.durations import parse_duration
 from gateway.engine.expr import CompiledExpr, ExprError, compile_expr
+
+# A column every type stores beside its profile's metrics: how many values of a sample were out of valid range
+# (the values themselves are dropped at ingest), so data-quality rules can see a sensor reporting nonsense.
+OUT_OF_RANGE_METRIC = "dq_out_of_range"
 
 
 class ProfileError(Exception):
@@ -23,6 +28,8 @@ class MetricSpec:
     high: float
     description: str
     uart_id: int | None = None  # the metric's id in the open UART dialect (docs/uart-protocol.md)
+    flatline_after: float | None = None  # seconds without any change that mean a stuck sensor
+    max_step: float | None = None  # largest physically plausible change between two consecutive samples
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,9 +49,15 @@ class Profile:
     metrics: tuple[MetricSpec, ...]
     derived: tuple[DerivedSpec, ...] = ()
     offline_after_intervals: int = 10
+    always_on: bool = False  # fridges and water heaters are never switched off: being offline is a problem
+
+    @property
+    def stored_names(self) -> tuple[str, ...]:
+        """The window's columns: the profile's metrics and the data-quality column."""
+        return (*self.metric_names, OUT_OF_RANGE_METRIC)
 
     def units(self) -> dict[str, str]:
-        return {m.name: m.unit for m in self.metrics}
+        return {**{m.name: m.unit for m in self.metrics}, OUT_OF_RANGE_METRIC: "count"}
 
     def derived_units(self) -> dict[str, str]:
         return {d.name: d.unit for d in self.derived}
@@ -83,7 +96,8 @@ def load_profiles(folder: Path) -> dict[str, Profile]:
 def parse_profile(doc: Any, source: str) -> Profile:
     if not isinstance(doc, dict):
         raise ProfileError(f"{source}: a profile is a mapping with appliance, interval_seconds and metrics")
-    unknown = set(doc) - {"appliance", "interval_seconds", "metrics", "derived", "offline_after_intervals"}
+    unknown = set(doc) - {"appliance", "interval_seconds", "metrics", "derived", "offline_after_intervals",
+                          "always_on"}
     if unknown:
         raise ProfileError(f"{source}: unknown key(s) {sorted(unknown)}")
     appliance = doc.get("appliance")
@@ -104,7 +118,10 @@ def parse_profile(doc: Any, source: str) -> Profile:
         raise ProfileError(f"{source}: key 'offline_after_intervals' must be a whole number of at least 2")
     units = {m.name: m.unit for m in specs}
     derived = tuple(_derived(name, spec, units, source) for name, spec in (doc.get("derived") or {}).items())
-    return Profile(appliance, float(interval), tuple(specs), derived, offline_after)
+    always_on = doc.get("always_on", False)
+    if not isinstance(always_on, bool):
+        raise ProfileError(f"{source}: key 'always_on' must be true or false")
+    return Profile(appliance, float(interval), tuple(specs), derived, offline_after, always_on)
 
 
 def _derived(name: str, spec: Any, units: dict[str, str], source: str) -> DerivedSpec:
@@ -126,7 +143,7 @@ def _metric(name: str, spec: Any, source: str) -> MetricSpec:
     where = f"{source}: metric '{name}'"
     if not isinstance(spec, dict):
         raise ProfileError(f"{where} must be a mapping with unit, valid and description")
-    unknown = set(spec) - {"unit", "valid", "description", "uart_id"}
+    unknown = set(spec) - {"unit", "valid", "description", "uart_id", "flatline_after", "max_step"}
     if unknown:
         raise ProfileError(f"{where}: unknown key(s) {sorted(unknown)}")
     valid = spec.get("valid")
@@ -139,7 +156,17 @@ def _metric(name: str, spec: Any, source: str) -> MetricSpec:
     uart_id = spec.get("uart_id")
     if uart_id is not None and (not isinstance(uart_id, int) or not 1 <= uart_id <= 255):
         raise ProfileError(f"{where}: key 'uart_id' must be a whole number from 1 to 255")
-    return MetricSpec(name, unit, float(valid[0]), float(valid[1]), str(spec.get("description", "")), uart_id)
+    flatline = spec.get("flatline_after")
+    flatline_seconds = None
+    if flatline is not None:
+        flatline_seconds = parse_duration(flatline)
+        if not flatline_seconds:
+            raise ProfileError(f"{where}: key 'flatline_after' must be a duration like 30m")
+    max_step = spec.get("max_step")
+    if max_step is not None and (not isinstance(max_step, int | float) or max_step <= 0):
+        raise ProfileError(f"{where}: key 'max_step' must be a positive number")
+    return MetricSpec(name, unit, float(valid[0]), float(valid[1]), str(spec.get("description", "")), uart_id,
+                      flatline_seconds, None if max_step is None else float(max_step))
 
 
 def derived_by_type(profiles: dict[str, Profile]) -> dict[str, dict[str, CompiledExpr]]:

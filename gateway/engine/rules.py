@@ -16,6 +16,7 @@ import orjson
 import yaml
 
 from gateway.diagnosis.prices import PriceTable
+from gateway.engine.durations import parse_duration
 from gateway.engine.expr import CompiledExpr, ExprError, compile_expr
 from gateway.engine.profiles import Profile
 from gateway.model import Cause, Diagnosis
@@ -45,6 +46,8 @@ class Rule:
     diagnosis: Diagnosis
     version: str
     source: str
+    inhibits: tuple[str, ...] = ()  # symptom rules this root cause suppresses on the same appliance
+    time_driven: bool = False  # evaluated on the gateway's timer over all devices (silence), not per sample
 
 
 class _Map(dict[str, Any]):
@@ -71,24 +74,8 @@ def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> _Map:
 
 _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
-_DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+)s)?(?:(\d+)ms)?$")
-
-
-def parse_duration(value: Any) -> float | None:
-    """'90s', '5m', '1h30m', '250ms' or a plain number of seconds; None when it is none of those."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value) if value >= 0 else None
-    if not isinstance(value, str) or not value:
-        return None
-    match = _DURATION.match(value.strip())
-    if match is None or not any(match.groups()):
-        return None
-    hours, minutes, seconds, millis = (int(g) if g else 0 for g in match.groups())
-    return hours * 3600 + minutes * 60 + seconds + millis / 1000
-
-
 _GROUP_KEYS = {"name", "appliance", "rules"}
-_RULE_KEYS = {"alert", "expr", "clear", "for", "keep_firing_for", "labels", "diagnosis"}
+_RULE_KEYS = {"alert", "expr", "clear", "for", "keep_firing_for", "labels", "diagnosis", "inhibits"}
 _DIAG_KEYS = {"code", "title", "explanation", "severity", "causes", "checks", "parts", "service_items"}
 NOT_RULE_FILES = {"prices.yaml"}
 _CAUSE_KEYS = {"cause", "likelihood", "reason"}
@@ -112,6 +99,11 @@ def load_rules(paths: list[Path], profiles: dict[str, Profile], prices: PriceTab
         file_rules, file_errors = parse_rule_file(file.read_text(encoding="utf-8"), str(file), profiles, prices)
         rules.extend(file_rules)
         errors.extend(file_errors)
+    names = {rule.rule_id for rule in rules}
+    for rule in rules:
+        for inhibited in rule.inhibits:
+            if inhibited not in names:
+                errors.append(f"{rule.source}: rule '{rule.rule_id}' inhibits unknown rule '{inhibited}'")
     seen: dict[str, str] = {}
     for rule in rules:
         if rule.rule_id in seen:
@@ -207,13 +199,17 @@ def _parse_rule(doc: Any, group: str, profile: Profile | None, collect: _Collect
         collect.error(doc.key_lines.get("labels", doc.line), where,
                       f"label 'category' must be one of {list(CATEGORIES)}, got {category!r}")
     diagnosis = _parse_diagnosis(doc.get("diagnosis"), doc, where, category, collect)
+    inhibits = doc.get("inhibits", [])
+    if not isinstance(inhibits, list) or not all(isinstance(i, str) for i in inhibits):
+        collect.error(doc.key_lines.get("inhibits", doc.line), where, "key 'inhibits' must be a list of rule names")
+        inhibits = []
     if len(collect.errors) > before or expr is None or diagnosis is None or profile is None:
         return None
     return Rule(
         rule_id=str(alert), group=group, appliance=profile.appliance, expr=expr, clear=clear,
         for_seconds=durations["for"], keep_firing_for_seconds=durations["keep_firing_for"],
         labels=dict(labels), diagnosis=diagnosis, version=_version(doc),
-        source=f"{collect.path}:{doc.line}",
+        source=f"{collect.path}:{doc.line}", inhibits=tuple(inhibits),
     )
 
 

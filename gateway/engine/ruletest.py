@@ -27,9 +27,10 @@ from typing import Any
 import numpy as np
 import yaml
 
+from gateway.engine.durations import parse_duration
 from gateway.engine.evaluator import Evaluator, Transition
 from gateway.engine.profiles import Profile, derived_by_type
-from gateway.engine.rules import Rule, parse_duration
+from gateway.engine.rules import Rule
 from gateway.store.window import WindowStore
 
 BASE_TS = 1_700_000_000.0
@@ -97,7 +98,7 @@ def run_case(case: dict[str, Any], rules: list[Rule], profiles: dict[str, Profil
     series = {device: {metric: expand(text) for metric, text in metrics.items()}
               for device, metrics in (case.get("series") or {}).items()}
     type_rules = [r for r in rules if r.appliance == appliance]
-    store = WindowStore({n: p.metric_names for n, p in profiles.items()}, _slots(type_rules, interval))
+    store = WindowStore({n: p.stored_names for n, p in profiles.items()}, _slots(type_rules, interval))
     evaluator = Evaluator(type_rules, store, derived_by_type(profiles))
     window = store.windows[appliance]
     for device, metrics in series.items():
@@ -112,7 +113,7 @@ def run_case(case: dict[str, Any], rules: list[Rule], profiles: dict[str, Profil
             sample = {m: v[step] for m, v in metrics.items() if step < len(v) and not math.isnan(v[step])}
             if sample:
                 window.append(window.row(device), ts, sample)
-        for transition in evaluator.evaluate():
+        for transition in evaluator.evaluate() + evaluator.evaluate_timer(ts):
             verb = "fires_at" if transition.kind is Transition.FIRING else "resolves_at"
             got.append(_describe(transition.rule.rule_id, transition.device_id, verb, transition.at_ts - BASE_TS))
     expected = [_describe(e["alert"], e["device"], verb, parse_duration(e[verb]) or 0.0)

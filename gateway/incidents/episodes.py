@@ -9,6 +9,7 @@ from gateway.clock import Clock
 from gateway.diagnosis.evidence import build_evidence
 from gateway.diagnosis.prices import PriceTable
 from gateway.engine.evaluator import AlertTransition, Evaluator, Transition
+from gateway.engine.rules import Rule
 from gateway.ingest.registry import DeviceRegistry
 from gateway.outbox.mapping import incident_fingerprint, ticket_payload
 from gateway.store.db import Database, StorageError
@@ -19,7 +20,8 @@ log = logging.getLogger("gateway.incidents")
 
 class IncidentManager:
     def __init__(self, db: Database, store: WindowStore, registry: DeviceRegistry, site: str, clock: Clock,
-                 on_ticket: Callable[[], None] | None = None, prices: PriceTable | None = None) -> None:
+                 on_ticket: Callable[[], None] | None = None, prices: PriceTable | None = None,
+                 rules: list[Rule] | None = None) -> None:
         self.db = db
         self.store = store
         self.registry = registry
@@ -27,8 +29,11 @@ class IncidentManager:
         self.clock = clock
         self.on_ticket = on_ticket
         self.prices = prices
+        self.rules = {rule.rule_id: rule for rule in rules or []}
+        self.open_rules: dict[str, dict[str, Rule]] = {}  # device -> firing incidents' rules
         self.opened = 0
         self.resolved = 0
+        self.inhibited = 0
 
     def restore(self, evaluator: Evaluator) -> int:
         """Re-arm the episodes still open in the database (after a restart or a crash)."""
@@ -36,16 +41,26 @@ class IncidentManager:
         for incident in self.db.open_incidents():
             if evaluator.restore_firing(incident.rule_id, incident.device_id, incident.onset_ts):
                 restored += 1
+                rule = self.rules.get(incident.rule_id)
+                if rule is not None:
+                    self.open_rules.setdefault(incident.device_id, {})[incident.rule_id] = rule
         if restored:
             log.info("resumed %d open incident(s) from the database", restored)
         return restored
 
     def handle(self, transitions: list[AlertTransition]) -> list[AlertTransition]:
-        """Record transitions; returns the firings that could not be stored, to be re-armed and retried."""
+        """Record transitions; returns the firings to re-arm: inhibited ones, and ones that could not be stored.
+
+        Data-quality transitions go first, so a sensor fault found in the same pass inhibits the component
+        faults it would otherwise have caused."""
         failed: list[AlertTransition] = []
-        for transition in transitions:
+        for transition in sorted(transitions, key=lambda t: t.rule.diagnosis.category != "data_quality"):
             try:
                 if transition.kind is Transition.FIRING:
+                    if self._inhibited_by(transition):
+                        self.inhibited += 1
+                        failed.append(transition)
+                        continue
                     self._open(transition)
                 else:
                     self._resolve(transition)
@@ -55,6 +70,16 @@ class IncidentManager:
                 if transition.kind is Transition.FIRING:
                     failed.append(transition)
         return failed
+
+    def _inhibited_by(self, transition: AlertTransition) -> str | None:
+        """The open incident that suppresses this one: a data-quality problem, or a root cause naming it."""
+        rule = transition.rule
+        for other in self.open_rules.get(transition.device_id, {}).values():
+            if rule.diagnosis.category != "data_quality" and other.diagnosis.category == "data_quality":
+                return other.rule_id
+            if rule.rule_id in other.inhibits:
+                return other.rule_id
+        return None
 
     def _open(self, transition: AlertTransition) -> None:
         rule = transition.rule
@@ -68,6 +93,7 @@ class IncidentManager:
         )
         incident = self.db.open_incident(rule.rule_id, rule.version, transition.device_id, transition.onset_ts,
                                          transition.at_ts, fingerprint, payload, queued_at=now)
+        self.open_rules.setdefault(transition.device_id, {})[rule.rule_id] = rule
         if incident is None:
             return  # the episode is already open (restored state lost?); its ticket exists
         self.opened += 1
@@ -78,6 +104,7 @@ class IncidentManager:
             self.on_ticket()
 
     def _resolve(self, transition: AlertTransition) -> None:
+        self.open_rules.get(transition.device_id, {}).pop(transition.rule.rule_id, None)
         if self.db.resolve_incident(transition.rule.rule_id, transition.device_id, transition.at_ts):
             self.resolved += 1
             log.info("incident of %s on %s resolved", transition.rule.rule_id, transition.device_id)

@@ -10,7 +10,7 @@ import logging
 from collections.abc import Callable
 
 from gateway.clock import Clock
-from gateway.engine.profiles import Profile
+from gateway.engine.profiles import OUT_OF_RANGE_METRIC, Profile
 from gateway.ingest.drops import DropCounter
 from gateway.ingest.registry import DeviceRegistry
 from gateway.model import DeviceEvent
@@ -84,14 +84,18 @@ class Ingest:
                             f"type {sample.appliance_type!r} (registered as {known!r})")
             return
         metrics: dict[str, float] = {}
+        out_of_range = 0
         for name, value in sample.metrics.items():
             bounds = ranges.get(name)
             if bounds is None:
                 self.drops.drop(device_id, DropReason.UNKNOWN_METRIC, f"{appliance} has no metric {name!r}")
             elif not bounds[0] <= value <= bounds[1]:
                 self.drops.drop(device_id, DropReason.OUT_OF_RANGE, f"{name}={value} outside {bounds}")
+                out_of_range += 1
             else:
                 metrics[name] = value
+        if out_of_range:  # the absurd value is dropped, but the data-quality rules must see that it came
+            metrics[OUT_OF_RANGE_METRIC] = float(out_of_range)
         if not metrics:
             return
         window = self.store.windows[appliance]
@@ -108,6 +112,10 @@ class Ingest:
             self.drops.drop(device_id, DropReason.BAD_SCHEMA, f"status must be online or offline, got {text[:40]!r}")
             return
         self.registry.set_online(device_id, text == "online")
+        appliance = self.registry.appliance_type(device_id)
+        if appliance is not None and appliance in self.store.windows:
+            window = self.store.windows[appliance]
+            window.online[window.row(device_id)] = 1.0 if text == "online" else 0.0
 
     def _meta(self, device_id: str, payload: bytes) -> None:
         doc = decode_json_object(payload, self.limits)

@@ -49,6 +49,9 @@ class TypeWindow:
         self.head = np.zeros(capacity, dtype=np.int64)
         self.latest = np.full((capacity, m), np.nan, dtype=np.float64)
         self.latest_ts = np.full(capacity, np.nan, dtype=np.float64)
+        self.latest_metric_ts = np.full((capacity, m), np.nan, dtype=np.float64)
+        self.changed_ts = np.full((capacity, m), np.nan, dtype=np.float64)  # when each value last changed
+        self.online = np.full(capacity, np.nan, dtype=np.float64)  # 1 / 0 from the status topic, NaN unknown
         self.dirty = np.zeros(capacity, dtype=np.bool_)
 
     @property
@@ -63,7 +66,8 @@ class TypeWindow:
             new[:n] = previous
 
     def _arrays(self) -> list[npt.NDArray[Any]]:
-        return [self.values, self.ts, self.head, self.latest, self.latest_ts, self.dirty]
+        return [self.values, self.ts, self.head, self.latest, self.latest_ts, self.latest_metric_ts, self.changed_ts,
+                self.online, self.dirty]
 
     def row(self, device_id: str) -> int:
         """The row of a device, allocating one (and growing the arrays) the first time it is seen."""
@@ -90,8 +94,11 @@ class TypeWindow:
         self.ts[row, slot] = ts
         self.head[row] = (slot + 1) % self.slots
         if not ts < self.latest_ts[row]:  # NaN-safe: the first sample always counts as newest
+            changed = index[self.latest[row, index] != values]  # NaN != x: a first value counts as a change
+            self.changed_ts[row, changed] = ts
             self.latest[row, index] = values
             self.latest_ts[row] = ts
+            self.latest_metric_ts[row, index] = ts
         self.dirty[row] = True
 
     def take_dirty(self) -> npt.NDArray[np.intp]:

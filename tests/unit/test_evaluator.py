@@ -8,7 +8,7 @@ from tests.unit.helpers import PROFILES, washer_rule
 
 
 def make(rule: Rule) -> tuple[Evaluator, WindowStore]:
-    store = WindowStore({n: p.metric_names for n, p in PROFILES.items()}, slots=16, initial_devices=2)
+    store = WindowStore({n: p.stored_names for n, p in PROFILES.items()}, slots=16, initial_devices=2)
     return Evaluator([rule], store), store
 
 

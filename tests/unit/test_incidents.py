@@ -20,7 +20,7 @@ NOW = 1_750_000_000.0
 @pytest.fixture
 def parts(tmp_path: Path) -> tuple[Database, WindowStore, Evaluator, IncidentManager]:
     db = Database(tmp_path / "gw.db")
-    store = WindowStore({n: p.metric_names for n, p in PROFILES.items()}, slots=32)
+    store = WindowStore({n: p.stored_names for n, p in PROFILES.items()}, slots=32)
     registry = DeviceRegistry(set(PROFILES))
     registry.set_meta("w1", {"type": "washer", "brand": "Haier", "model": "EG100", "serial": "S1"})
     evaluator = Evaluator([washer_rule(for_="0s")], store)
@@ -71,7 +71,7 @@ def test_restart_restores_open_episodes_and_opens_no_duplicate(parts, tmp_path: 
     db, store, evaluator, manager = parts
     step(store, evaluator, manager, NOW, 3.0)
     # a new gateway process: fresh windows and alert state, same database file
-    store2 = WindowStore({n: p.metric_names for n, p in PROFILES.items()}, slots=32)
+    store2 = WindowStore({n: p.stored_names for n, p in PROFILES.items()}, slots=32)
     evaluator2 = Evaluator([washer_rule(for_="0s")], store2)
     manager2 = IncidentManager(db, store2, DeviceRegistry(set(PROFILES)), "home", FakeClock(NOW))
     assert manager2.restore(evaluator2) == 1
@@ -116,3 +116,37 @@ def test_unopenable_database_says_where(tmp_path: Path) -> None:
     (tmp_path / "not-a-db").write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(StorageError, match="not-a-db"):
         Database(tmp_path / "not-a-db")
+
+
+def test_data_quality_inhibits_component_faults_and_root_causes_inhibit_symptoms(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    db = Database(tmp_path / "gw.db")
+    store = WindowStore({n: p.stored_names for n, p in PROFILES.items()}, slots=32)
+    fault = washer_rule(expr="vibration > 2", for_="0s", name="shaky")
+    sensor = replace(washer_rule(expr="water_temperature > 90", for_="0s", name="sensor_glitch"),
+                     diagnosis=replace(fault.diagnosis, category="data_quality"))
+    root = replace(washer_rule(expr="drum_speed > 1500", for_="0s", name="bearing_wear"), inhibits=("shaky",))
+    evaluator = Evaluator([fault, sensor, root], store)
+    manager = IncidentManager(db, store, DeviceRegistry(set(PROFILES)), "home", FakeClock(NOW),
+                              rules=[fault, sensor, root])
+    window = store.windows["washer"]
+    row = window.row("w1")
+
+    def step(ts: float, **metrics: float) -> list[str]:
+        window.append(row, ts, metrics)
+        for retry in manager.handle(evaluator.evaluate()):
+            evaluator.rearm(retry.rule.rule_id, retry.device_id)
+        return sorted(i.rule_id for i in db.open_incidents())
+
+    # the sensor problem and the vibration appear together: only the sensor problem opens a ticket
+    assert step(NOW, water_temperature=95.0, vibration=3.0) == ["sensor_glitch"]
+    assert manager.inhibited == 1
+    assert step(NOW + 1, water_temperature=95.0, vibration=3.0) == ["sensor_glitch"]
+    # the sensor recovers; the vibration is still there, so now it is diagnosed
+    assert step(NOW + 2, water_temperature=40.0, vibration=3.0) == ["shaky"]
+    # a root cause found later does not close the open symptom, but suppresses it once it re-fires
+    assert step(NOW + 3, water_temperature=40.0, vibration=0.5, drum_speed=1600.0) == ["bearing_wear"]
+    assert step(NOW + 4, water_temperature=40.0, vibration=3.0, drum_speed=1600.0) == ["bearing_wear"]
+    assert [t["payload"]["fault"]["category"] for t in db.tickets()] == ["fault", "fault", "data_quality"]
+    db.close()

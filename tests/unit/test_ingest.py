@@ -1,5 +1,6 @@
 import logging
 
+import numpy as np
 import orjson
 import pytest
 
@@ -17,7 +18,7 @@ NOW = 1_750_000_000.0
 
 def make(flush: list[int] | None = None) -> tuple[Ingest, list[DeviceEvent]]:
     events: list[DeviceEvent] = []
-    store = WindowStore({n: p.metric_names for n, p in PROFILES.items()}, slots=8)
+    store = WindowStore({n: p.stored_names for n, p in PROFILES.items()}, slots=8)
 
     def flush_rules() -> None:
         if flush is not None:
@@ -80,8 +81,12 @@ def test_every_kind_of_bad_input_is_counted_and_ingest_continues() -> None:
         "timestamp_in_future": 1, "timestamp_too_old": 1, "unknown_appliance_type": 1, "unknown_device": 1,
         "unknown_metric": 1, "unknown_topic": 1, "wrong_type": 1,
     }
+    window = ingest.store.windows["washer"]
+    column = window.metric_index["dq_out_of_range"]
+    assert window.latest[window.rows["w1"], column] == 1.0  # the absurd value is gone, but its arrival is recorded
+    assert np.isnan(window.latest[window.rows["w1"], window.metric_index["vibration"]])
     ingest.handle("appliances/w1/telemetry", telemetry({"vibration": 0.2}))
-    assert ingest.samples == 1
+    assert ingest.samples == 2  # the out-of-range marker and the good sample
 
 
 def test_a_second_sample_of_the_same_device_flushes_rules_first() -> None:

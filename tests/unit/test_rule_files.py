@@ -6,16 +6,19 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import PROJECT_ROOT
+from gateway.config import PROJECT_ROOT, GatewayConfig
 from gateway.diagnosis.prices import load_prices
+from gateway.engine.library import load_library
 from gateway.engine.profiles import load_profiles
-from gateway.engine.rules import load_rules, parse_rule_file
+from gateway.engine.rules import parse_rule_file
 from gateway.engine.ruletest import expand, find_test_files, run_file
 
 PROFILES = load_profiles(PROJECT_ROOT / "rules" / "profiles")
 PRICES = load_prices(PROJECT_ROOT / "rules" / "prices.yaml")
-RULES = load_rules([PROJECT_ROOT / "rules"], PROFILES, PRICES)
-CASES = [outcome for file in find_test_files([PROJECT_ROOT / "rules"]) for outcome in run_file(file, RULES, PROFILES)]
+LIBRARY = load_library(GatewayConfig())
+RULES = [r for r in LIBRARY.rules if r.group != "builtin_data_quality"]
+CASES = [outcome for file in find_test_files([PROJECT_ROOT / "rules"])
+         for outcome in run_file(file, LIBRARY.rules, PROFILES)]
 BAD_FILES = sorted((PROJECT_ROOT / "tests" / "rule_files").glob("*.bad.yaml"))
 
 

@@ -3,8 +3,9 @@ from pathlib import Path
 import pytest
 
 from gateway.config import PROJECT_ROOT
+from gateway.engine.durations import parse_duration
 from gateway.engine.profiles import ProfileError, load_profiles, parse_profile
-from gateway.engine.rules import RuleFileError, load_rules, parse_duration, parse_rule_file
+from gateway.engine.rules import RuleFileError, load_rules, parse_rule_file
 
 PROFILES = load_profiles(PROJECT_ROOT / "rules" / "profiles")
 

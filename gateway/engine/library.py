@@ -1,0 +1,33 @@
+"""The rule library as the gateway runs it: profiles, price table, rule files and the built-in data-quality rules."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from gateway.config import GatewayConfig, resolve_path
+from gateway.diagnosis.prices import PriceTable, load_prices
+from gateway.engine.data_quality import builtin_rules
+from gateway.engine.profiles import Profile, load_profiles
+from gateway.engine.rules import Rule, RuleFileError, load_rules
+
+
+@dataclass(frozen=True)
+class Library:
+    profiles: dict[str, Profile]
+    prices: PriceTable
+    rules: list[Rule]
+    rule_paths: tuple[Path, ...]
+
+
+def load_library(config: GatewayConfig, rule_paths: list[Path] | None = None) -> Library:
+    """Everything a rule needs, loaded and checked together; every error is reported, not the first."""
+    profiles = load_profiles(resolve_path(config, config.rules.profiles, existing=True))
+    prices = load_prices(resolve_path(config, config.rules.prices, existing=True))
+    paths = rule_paths or [resolve_path(config, p, existing=True) for p in config.rules.paths]
+    rules = load_rules(paths, profiles, prices)
+    builtin = [rule for profile in profiles.values() for rule in builtin_rules(profile)]
+    clashes = {r.rule_id for r in rules} & {r.rule_id for r in builtin}
+    if clashes:
+        raise RuleFileError([f"rule name(s) {sorted(clashes)} are reserved for built-in data-quality rules"])
+    return Library(profiles, prices, rules + builtin, tuple(paths))
