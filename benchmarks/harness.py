@@ -63,6 +63,7 @@ slots = {slots}
 database = "{folder / 'gateway.db'}"
 [upstream]
 url = "{upstream}"
+group_wait_seconds = 0
 retry_min_seconds = 0.1
 retry_max_seconds = 1.0
 [web]

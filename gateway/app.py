@@ -61,7 +61,9 @@ class Gateway:
         self.drops = DropCounter()
         self.sender = OutboxSender(self.db, config.upstream, self.clock)
         self.incidents = IncidentManager(self.db, self.store, self.registry, config.site, self.clock,
-                                         on_ticket=self.sender.wake, prices=self.prices, rules=self.rules)
+                                         on_ticket=self.sender.wake, prices=self.prices, rules=self.rules,
+                                         group_wait=config.upstream.group_wait_seconds,
+                                         context_for=self.evaluator.device_context)
         self.incidents.restore(self.evaluator)
         limits = PayloadLimits(config.ingest.max_payload_bytes, config.ingest.max_past_seconds,
                                config.ingest.max_future_seconds)

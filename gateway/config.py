@@ -86,6 +86,7 @@ class UpstreamConfig:
     url: str = "http://127.0.0.1:8081"
     token: str = ""
     timeout_seconds: float = 10.0
+    group_wait_seconds: float = 10.0
     retry_min_seconds: float = 1.0
     retry_max_seconds: float = 300.0
 

@@ -55,7 +55,8 @@ async def run_demo(options: DemoOptions) -> int:
         site="demo-home",
         broker=BrokerConfig(embedded_port=port_or_free(options.broker_port)),
         storage=StorageConfig(database=str((options.data_dir / "gateway.db").resolve())),
-        upstream=UpstreamConfig(url=platform.url, retry_min_seconds=0.5, retry_max_seconds=5.0),
+        upstream=UpstreamConfig(url=platform.url, retry_min_seconds=0.5, retry_max_seconds=5.0,
+                                group_wait_seconds=3.0),
         web=WebConfig(port=port_or_free(options.web_port)),
         # a faster simulated clock runs ahead of the wall clock; accept it for the demo's length
         ingest=IngestConfig(max_future_seconds=max(300.0, (options.duration or 0) * options.time_scale)),

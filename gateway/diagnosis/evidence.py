@@ -37,3 +37,27 @@ def build_evidence(transition: AlertTransition, snapshot: WindowSnapshot | None,
 
 def _number(value: float) -> float | None:
     return None if math.isnan(value) else round(value, 3)
+
+
+def build_finding(transition: AlertTransition, evidence: dict[str, Any],
+                  ruled_out: list[tuple[str, str]]) -> dict[str, Any]:
+    """What one rule concluded about one appliance, with its evidence; tickets are built from findings."""
+    rule, diagnosis = transition.rule, transition.rule.diagnosis
+    excluded = {cause for cause, _ in ruled_out}
+    return {
+        "rule": rule.rule_id,
+        "code": diagnosis.code,
+        "title": {"en": diagnosis.title_en, "zh": diagnosis.title_zh},
+        "explanation": {"en": diagnosis.explanation_en, "zh": diagnosis.explanation_zh},
+        "severity": diagnosis.severity,
+        "category": diagnosis.category,
+        "causes": [{"cause": c.cause, "likelihood": c.likelihood, "reason": c.reason}
+                   for c in diagnosis.causes if c.cause not in excluded],
+        "ruled_out": [{"cause": cause, "because": because} for cause, because in ruled_out],
+        "checks": list(diagnosis.checks),
+        "parts": list(diagnosis.parts),
+        "service_items": list(diagnosis.service_items),
+        "onset_ts": transition.onset_ts,
+        "detected_ts": transition.at_ts,
+        "evidence": evidence,
+    }

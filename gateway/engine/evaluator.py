@@ -248,5 +248,12 @@ class Evaluator:
         groups = (self.rules_by_type, self.timer_rules_by_type)
         return next((r for group in groups for rs in group.values() for r in rs if r.rule_id == rule_id), None)
 
+    def device_context(self, appliance: str, device_id: str) -> RowContext | None:
+        """Expression inputs for one device, e.g. to check the evidence that rules a cause out."""
+        window = self.store.windows.get(appliance)
+        if window is None or device_id not in window.rows:
+            return None
+        return RowContext(window, np.array([window.rows[device_id]]), self.derived.get(appliance))
+
     def firing_count(self) -> int:
         return sum(int(s.firing.sum()) for s in self._states.values())

@@ -34,6 +34,15 @@ class RuleFileError(Exception):
 
 
 @dataclass(frozen=True)
+class Exclusion:
+    """Evidence that rules a cause out: if `expr` holds when the rule fires, the cause is dropped, `because`."""
+
+    cause: str
+    expr: CompiledExpr
+    because: str
+
+
+@dataclass(frozen=True)
 class Rule:
     rule_id: str
     group: str
@@ -47,6 +56,7 @@ class Rule:
     version: str
     source: str
     inhibits: tuple[str, ...] = ()  # symptom rules this root cause suppresses on the same appliance
+    exclusions: tuple[Exclusion, ...] = ()
     time_driven: bool = False  # evaluated on the gateway's timer over all devices (silence), not per sample
 
 
@@ -79,6 +89,7 @@ _RULE_KEYS = {"alert", "expr", "clear", "for", "keep_firing_for", "labels", "dia
 _DIAG_KEYS = {"code", "title", "explanation", "severity", "causes", "checks", "parts", "service_items"}
 NOT_RULE_FILES = {"prices.yaml"}
 _CAUSE_KEYS = {"cause", "likelihood", "reason"}
+_UNLESS_KEYS = {"expr", "because"}
 
 
 class _Collector:
@@ -199,6 +210,7 @@ def _parse_rule(doc: Any, group: str, profile: Profile | None, collect: _Collect
         collect.error(doc.key_lines.get("labels", doc.line), where,
                       f"label 'category' must be one of {list(CATEGORIES)}, got {category!r}")
     diagnosis = _parse_diagnosis(doc.get("diagnosis"), doc, where, category, collect)
+    exclusions = _parse_exclusions(doc.get("diagnosis"), where, profile, collect)
     inhibits = doc.get("inhibits", [])
     if not isinstance(inhibits, list) or not all(isinstance(i, str) for i in inhibits):
         collect.error(doc.key_lines.get("inhibits", doc.line), where, "key 'inhibits' must be a list of rule names")
@@ -209,7 +221,7 @@ def _parse_rule(doc: Any, group: str, profile: Profile | None, collect: _Collect
         rule_id=str(alert), group=group, appliance=profile.appliance, expr=expr, clear=clear,
         for_seconds=durations["for"], keep_firing_for_seconds=durations["keep_firing_for"],
         labels=dict(labels), diagnosis=diagnosis, version=_version(doc),
-        source=f"{collect.path}:{doc.line}", inhibits=tuple(inhibits),
+        source=f"{collect.path}:{doc.line}", inhibits=tuple(inhibits), exclusions=exclusions,
     )
 
 
@@ -281,8 +293,8 @@ def _parse_causes(doc: _Map, where: str, collect: _Collector) -> list[Cause]:
     causes: list[Cause] = []
     for item in causes_doc:
         item_line = getattr(item, "line", line)
-        if not isinstance(item, _Map) or set(item) != _CAUSE_KEYS:
-            collect.error(item_line, where, "each cause has exactly: cause, likelihood, reason")
+        if not isinstance(item, _Map) or set(item) - {"unless"} != _CAUSE_KEYS:
+            collect.error(item_line, where, "each cause has: cause, likelihood, reason, and optionally unless")
             continue
         likelihood = item["likelihood"]
         if not isinstance(likelihood, int | float) or not 0 < likelihood <= 1:
@@ -292,6 +304,28 @@ def _parse_causes(doc: _Map, where: str, collect: _Collector) -> list[Cause]:
     if causes and sum(c.likelihood for c in causes) > 1.0 + 1e-9:
         collect.error(line, where, "cause likelihoods add up to more than 1")
     return sorted(causes, key=lambda c: -c.likelihood)
+
+
+def _parse_exclusions(doc: Any, where: str, profile: Profile | None,
+                      collect: _Collector) -> tuple[Exclusion, ...]:
+    if not isinstance(doc, _Map) or not isinstance(doc.get("causes"), list) or profile is None:
+        return ()
+    exclusions = []
+    for item in doc["causes"]:
+        unless = item.get("unless") if isinstance(item, _Map) else None
+        if unless is None:
+            continue
+        line = unless.line if isinstance(unless, _Map) else getattr(item, "line", doc.line)
+        if not isinstance(unless, _Map) or set(unless) != _UNLESS_KEYS:
+            collect.error(line, where, "a cause's 'unless' has exactly: expr, because")
+            continue
+        try:
+            compiled = compile_expr(str(unless["expr"]), profile.units(), profile.derived_units())
+        except ExprError as exc:
+            collect.error(line, where, f"bad unless expr: {exc}")
+            continue
+        exclusions.append(Exclusion(str(item["cause"]), compiled, str(unless["because"])))
+    return tuple(exclusions)
 
 
 def _version(doc: _Map) -> str:

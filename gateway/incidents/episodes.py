@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
+
+import numpy as np
 
 from gateway.clock import Clock
-from gateway.diagnosis.evidence import build_evidence
+from gateway.diagnosis.evidence import build_evidence, build_finding
 from gateway.diagnosis.prices import PriceTable
 from gateway.engine.evaluator import AlertTransition, Evaluator, Transition
+from gateway.engine.expr import EvalContext
 from gateway.engine.rules import Rule
 from gateway.ingest.registry import DeviceRegistry
 from gateway.outbox.mapping import incident_fingerprint, ticket_payload
@@ -21,7 +25,8 @@ log = logging.getLogger("gateway.incidents")
 class IncidentManager:
     def __init__(self, db: Database, store: WindowStore, registry: DeviceRegistry, site: str, clock: Clock,
                  on_ticket: Callable[[], None] | None = None, prices: PriceTable | None = None,
-                 rules: list[Rule] | None = None) -> None:
+                 rules: list[Rule] | None = None, group_wait: float = 0.0,
+                 context_for: Callable[[str, str], EvalContext | None] | None = None) -> None:
         self.db = db
         self.store = store
         self.registry = registry
@@ -30,6 +35,8 @@ class IncidentManager:
         self.on_ticket = on_ticket
         self.prices = prices
         self.rules = {rule.rule_id: rule for rule in rules or []}
+        self.group_wait = group_wait
+        self.context_for = context_for
         self.open_rules: dict[str, dict[str, Rule]] = {}  # device -> firing incidents' rules
         self.opened = 0
         self.resolved = 0
@@ -82,26 +89,39 @@ class IncidentManager:
         return None
 
     def _open(self, transition: AlertTransition) -> None:
-        rule = transition.rule
-        fingerprint = incident_fingerprint(self.site, transition.device_id, rule.rule_id, transition.onset_ts)
-        evidence = build_evidence(transition, self.store.snapshot(transition.device_id))
+        rule, device_id = transition.rule, transition.device_id
+        fingerprint = incident_fingerprint(self.site, device_id, rule.rule_id, transition.onset_ts)
+        evidence = build_evidence(transition, self.store.snapshot(device_id))
+        finding = build_finding(transition, evidence, self._ruled_out(rule, device_id))
         now = self.clock.now()
-        payload = ticket_payload(
-            site=self.site, device_id=transition.device_id, appliance_type=rule.appliance,
-            device=self.registry.get(transition.device_id), rule=rule, fingerprint=fingerprint,
-            evidence=evidence, opened_at=now, prices=self.prices,
-        )
-        incident = self.db.open_incident(rule.rule_id, rule.version, transition.device_id, transition.onset_ts,
-                                         transition.at_ts, fingerprint, payload, queued_at=now)
-        self.open_rules.setdefault(transition.device_id, {})[rule.rule_id] = rule
-        if incident is None:
+
+        def build_ticket(findings: list[dict[str, Any]], key: str) -> dict[str, Any]:
+            return ticket_payload(site=self.site, device_id=device_id, appliance_type=rule.appliance,
+                                  device=self.registry.get(device_id), findings=findings, fingerprint=key,
+                                  opened_at=now, prices=self.prices)
+
+        opened = self.db.open_incident(rule.rule_id, rule.version, device_id, rule.diagnosis.category,
+                                       transition.onset_ts, transition.at_ts, fingerprint, finding, build_ticket,
+                                       queued_at=now, group_wait=self.group_wait)
+        self.open_rules.setdefault(device_id, {})[rule.rule_id] = rule
+        if opened is None:
             return  # the episode is already open (restored state lost?); its ticket exists
         self.opened += 1
         observed = ", ".join(f"{o.quantity}={o.value:g} {o.op} {o.threshold:g}" for o in transition.observations)
-        log.warning("incident %d on %s: %s [%s] (%s)", incident.incident_id, transition.device_id,
-                    rule.diagnosis.title_en, rule.diagnosis.code, observed)
+        log.warning("incident %d on %s: %s [%s] (%s); %s ticket %d", opened.incident.incident_id, device_id,
+                    rule.diagnosis.title_en, rule.diagnosis.code, observed, opened.action.value.replace("_", " "),
+                    opened.ticket_id)
         if self.on_ticket is not None:
             self.on_ticket()
+
+    def _ruled_out(self, rule: Rule, device_id: str) -> list[tuple[str, str]]:
+        """Causes whose `unless` evidence holds on this appliance right now."""
+        if not rule.exclusions or self.context_for is None:
+            return []
+        context = self.context_for(rule.appliance, device_id)
+        if context is None:
+            return []
+        return [(e.cause, e.because) for e in rule.exclusions if bool(np.asarray(e.expr.holds(context)).all())]
 
     def _resolve(self, transition: AlertTransition) -> None:
         self.open_rules.get(transition.device_id, {}).pop(transition.rule.rule_id, None)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from typing import Any
 
+from gateway.diagnosis.differential import lead, rank
 from gateway.diagnosis.prices import PriceTable
-from gateway.engine.rules import Rule
 from gateway.model import Device
 
 TICKET_SCHEMA_VERSION = 1
@@ -18,11 +19,14 @@ def incident_fingerprint(site: str, device_id: str, rule_id: str, onset_ts: floa
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-def ticket_payload(*, site: str, device_id: str, appliance_type: str, device: Device | None, rule: Rule,
-                   fingerprint: str, evidence: dict[str, Any], opened_at: float,
+def ticket_payload(*, site: str, device_id: str, appliance_type: str, device: Device | None,
+                   findings: list[dict[str, Any]], fingerprint: str, opened_at: float,
                    prices: PriceTable | None = None) -> dict[str, Any]:
+    """The ticket for one appliance case: the lead finding names it, every finding feeds the ranked causes."""
     meta = device.meta if device else None
-    diagnosis = rule.diagnosis
+    first = lead(findings)
+    candidates, ruled_out = rank(findings)
+    items = _union(item for f in findings for item in f["service_items"])
     return {
         "schema_version": TICKET_SCHEMA_VERSION,
         "idempotency_key": fingerprint,
@@ -36,18 +40,20 @@ def ticket_payload(*, site: str, device_id: str, appliance_type: str, device: De
             "firmware": meta.firmware if meta else "",
             "site": site,
         },
-        "fault": {
-            "code": diagnosis.code,
-            "title": {"en": diagnosis.title_en, "zh": diagnosis.title_zh},
-            "severity": diagnosis.severity,
-            "category": diagnosis.category,
-            "explanation": {"en": diagnosis.explanation_en, "zh": diagnosis.explanation_zh},
-        },
-        "probable_causes": [
-            {"cause": c.cause, "likelihood": c.likelihood, "reason": c.reason} for c in diagnosis.causes
-        ],
-        "checks": list(diagnosis.checks),
-        "parts": list(diagnosis.parts),
-        "price": prices.quote(diagnosis.service_items) if prices and diagnosis.service_items else None,
-        "evidence": evidence,
+        "fault": {"code": first["code"], "title": first["title"], "severity": first["severity"],
+                  "category": first["category"], "explanation": first["explanation"]},
+        "probable_causes": candidates,
+        "ruled_out": ruled_out,
+        "checks": _union(c for f in findings for c in f["checks"]),
+        "parts": _union(p for f in findings for p in f["parts"]),
+        "price": prices.quote(tuple(items)) if prices and items else None,
+        "evidence": first["evidence"],
+        "findings": [{"rule": f["rule"], "code": f["code"], "title": f["title"], "severity": f["severity"],
+                      "onset_ts": f["onset_ts"], "detected_ts": f["detected_ts"],
+                      "observed": f["evidence"]["observed"]} for f in findings],
+        "findings_detail": findings,
     }
+
+
+def _union(values: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(values))

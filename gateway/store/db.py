@@ -8,7 +8,7 @@ episode per (rule, device), so a restart can never open a second ticket for the 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
@@ -30,6 +30,19 @@ class DeliveryState(StrEnum):
     DEAD = "dead"
 
 
+class CaseAction(StrEnum):
+    NEW_TICKET = "new_ticket"
+    JOINED = "joined"  # added to a ticket not yet sent
+    LATE_FINDING = "late_finding"  # recorded with a ticket already delivered
+
+
+@dataclass(frozen=True, slots=True)
+class OpenedIncident:
+    incident: Incident
+    ticket_id: int
+    action: CaseAction
+
+
 @dataclass(frozen=True, slots=True)
 class OutboxEntry:
     outbox_id: int
@@ -43,6 +56,7 @@ class OutboxEntry:
     platform_ticket_id: str
 
 
+SCHEMA_VERSION = 2
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS devices (
     device_id TEXT PRIMARY KEY,
@@ -51,21 +65,25 @@ CREATE TABLE IF NOT EXISTS devices (
     serial TEXT NOT NULL DEFAULT '', firmware TEXT NOT NULL DEFAULT '',
     online INTEGER, last_seen REAL
 );
+CREATE TABLE IF NOT EXISTS tickets (
+    ticket_id INTEGER PRIMARY KEY,
+    device_id TEXT NOT NULL,
+    category TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    created_at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS incidents (
     incident_id INTEGER PRIMARY KEY,
     fingerprint TEXT NOT NULL UNIQUE,
     rule_id TEXT NOT NULL, rule_version TEXT NOT NULL,
     device_id TEXT NOT NULL,
+    category TEXT NOT NULL,
+    ticket_id INTEGER NOT NULL REFERENCES tickets(ticket_id),
     onset_ts REAL NOT NULL, detected_ts REAL NOT NULL,
     state TEXT NOT NULL, resolved_ts REAL
 );
 CREATE UNIQUE INDEX IF NOT EXISTS one_open_episode ON incidents(rule_id, device_id) WHERE state = 'firing';
-CREATE TABLE IF NOT EXISTS tickets (
-    ticket_id INTEGER PRIMARY KEY,
-    incident_id INTEGER NOT NULL UNIQUE REFERENCES incidents(incident_id),
-    payload BLOB NOT NULL,
-    created_at REAL NOT NULL
-);
+CREATE INDEX IF NOT EXISTS incidents_by_ticket ON incidents(ticket_id, state);
 CREATE TABLE IF NOT EXISTS outbox (
     outbox_id INTEGER PRIMARY KEY,
     ticket_id INTEGER NOT NULL UNIQUE REFERENCES tickets(ticket_id),
@@ -91,7 +109,13 @@ class Database:
             self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.execute("PRAGMA foreign_keys=ON")
             self._conn.execute("PRAGMA busy_timeout=5000")
+            version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+            has_tables = self._conn.execute("SELECT COUNT(*) FROM sqlite_master WHERE type='table'").fetchone()[0]
+            if has_tables and version != SCHEMA_VERSION:
+                raise StorageError(f"{self.path} was written by another version of the gateway (schema {version}, "
+                                   f"this one uses {SCHEMA_VERSION}); move it aside to start a new one")
             self._conn.executescript(SCHEMA)
+            self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except (sqlite3.Error, OSError) as exc:
             raise StorageError(f"cannot open the gateway database {self.path}: {exc}") from exc
 
@@ -135,29 +159,53 @@ class Database:
         ]
 
     # incidents and tickets ---------------------------------------------------------------------------------
-    def open_incident(self, rule_id: str, rule_version: str, device_id: str, onset_ts: float,
-                      detected_ts: float, fingerprint: str, ticket_payload: dict[str, Any],
-                      queued_at: float) -> Incident | None:
-        """Open an episode with its ticket and outbox entry at once; None if one is already open.
+    def open_incident(self, rule_id: str, rule_version: str, device_id: str, category: str, onset_ts: float,
+                      detected_ts: float, fingerprint: str, finding: dict[str, Any],
+                      build_ticket: Callable[[list[dict[str, Any]], str], dict[str, Any]],
+                      queued_at: float, group_wait: float = 0.0) -> OpenedIncident | None:
+        """Open an episode in one transaction, and put it on its appliance's open case of the same category.
 
-        `onset_ts`/`detected_ts` are the appliance's sample times; `queued_at` is the gateway's clock, which
-        alone schedules delivery (a device clock running ahead must not hold a ticket back)."""
+        A new case gets a ticket and an outbox entry, first sent after `group_wait` so that rules firing
+        together join one ticket. While the case's ticket waits, a joining finding rebuilds it; after it was
+        delivered, the finding is kept with the local ticket only. `onset_ts`/`detected_ts` are the
+        appliance's sample times; `queued_at` is the gateway clock, which alone schedules delivery.
+        Returns None if this (rule, device) episode is already open."""
         with self._transaction() as conn:
             exists = conn.execute("SELECT 1 FROM incidents WHERE rule_id=? AND device_id=? AND state='firing'",
                                   (rule_id, device_id)).fetchone()
             if exists:
                 return None
+            case = conn.execute(
+                "SELECT t.ticket_id, t.payload, o.state FROM tickets t JOIN outbox o USING (ticket_id) "
+                "WHERE t.device_id=? AND t.category=? AND EXISTS (SELECT 1 FROM incidents i "
+                "WHERE i.ticket_id=t.ticket_id AND i.state='firing') ORDER BY t.ticket_id DESC LIMIT 1",
+                (device_id, category)).fetchone()
+            if case is None:
+                payload = build_ticket([finding], fingerprint)
+                cursor = conn.execute("INSERT INTO tickets (device_id, category, payload, created_at) "
+                                      "VALUES (?, ?, ?, ?)", (device_id, category, orjson.dumps(payload), queued_at))
+                ticket_id, action = int(cursor.lastrowid or 0), CaseAction.NEW_TICKET
+                conn.execute("INSERT INTO outbox (ticket_id, idempotency_key, state, next_attempt_at) "
+                             "VALUES (?, ?, 'queued', ?)", (ticket_id, fingerprint, queued_at + group_wait))
+            else:
+                ticket_id = int(case[0])
+                payload = orjson.loads(case[1])
+                findings = [*payload["findings_detail"], finding]
+                if case[2] == DeliveryState.QUEUED:
+                    payload = build_ticket(findings, payload["idempotency_key"])
+                    action = CaseAction.JOINED
+                else:
+                    payload["late_findings"] = [*payload.get("late_findings", []), finding["rule"]]
+                    payload["findings_detail"] = findings
+                    action = CaseAction.LATE_FINDING
+                conn.execute("UPDATE tickets SET payload=? WHERE ticket_id=?", (orjson.dumps(payload), ticket_id))
             cursor = conn.execute(
-                "INSERT INTO incidents (fingerprint, rule_id, rule_version, device_id, onset_ts, detected_ts, state)"
-                " VALUES (?, ?, ?, ?, ?, ?, 'firing')",
-                (fingerprint, rule_id, rule_version, device_id, onset_ts, detected_ts))
+                "INSERT INTO incidents (fingerprint, rule_id, rule_version, device_id, category, ticket_id, onset_ts,"
+                " detected_ts, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'firing')",
+                (fingerprint, rule_id, rule_version, device_id, category, ticket_id, onset_ts, detected_ts))
             incident_id = int(cursor.lastrowid or 0)
-            payload = orjson.dumps({**ticket_payload, "incident_id": incident_id})
-            cursor = conn.execute("INSERT INTO tickets (incident_id, payload, created_at) VALUES (?, ?, ?)",
-                                  (incident_id, payload, queued_at))
-            conn.execute("INSERT INTO outbox (ticket_id, idempotency_key, state, next_attempt_at) "
-                         "VALUES (?, ?, 'queued', ?)", (cursor.lastrowid, fingerprint, queued_at))
-        return Incident(incident_id, fingerprint, rule_id, device_id, onset_ts, detected_ts, IncidentState.FIRING)
+        incident = Incident(incident_id, fingerprint, rule_id, device_id, onset_ts, detected_ts, IncidentState.FIRING)
+        return OpenedIncident(incident, ticket_id, action)
 
     def resolve_incident(self, rule_id: str, device_id: str, resolved_ts: float) -> bool:
         with self._transaction() as conn:
@@ -175,12 +223,12 @@ class Database:
     def tickets(self, limit: int = 100) -> list[dict[str, Any]]:
         """Newest tickets with their delivery state, for the web page and the demo summary."""
         rows = self._conn.execute(
-            "SELECT t.ticket_id, t.payload, o.state, o.attempts, o.platform_ticket_id, o.last_error, i.state "
-            "FROM tickets t JOIN outbox o USING (ticket_id) JOIN incidents i USING (incident_id) "
-            "ORDER BY t.ticket_id DESC LIMIT ?", (limit,)).fetchall()
+            "SELECT t.ticket_id, t.payload, o.state, o.attempts, o.platform_ticket_id, o.last_error, "
+            "EXISTS (SELECT 1 FROM incidents i WHERE i.ticket_id=t.ticket_id AND i.state='firing') "
+            "FROM tickets t JOIN outbox o USING (ticket_id) ORDER BY t.ticket_id DESC LIMIT ?", (limit,)).fetchall()
         return [
             {"ticket_id": r[0], "payload": orjson.loads(r[1]), "delivery": r[2], "attempts": r[3],
-             "platform_ticket_id": r[4], "last_error": r[5], "incident_state": r[6]}
+             "platform_ticket_id": r[4], "last_error": r[5], "incident_state": "firing" if r[6] else "resolved"}
             for r in rows
         ]
 

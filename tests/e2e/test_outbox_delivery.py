@@ -24,10 +24,15 @@ VALID = {"appliance": {"device_id": "ac-1"}, "fault": {"code": "AC-CND-01"},
          "probable_causes": [{"cause": "fan", "likelihood": 0.5, "reason": "r"}], "evidence": {}}
 
 
+def queue_ticket(db: Database, key: str, payload: dict[str, object]) -> None:
+    now = time.time()
+    db.open_incident("rule", "v1", "ac-1", "fault", now, now, key, {"rule": "rule"},
+                     lambda findings, k: {**payload, "findings_detail": findings}, queued_at=now)
+
+
 async def test_platform_down_then_up_delivers_once(tmp_path: Path) -> None:
     db = Database(tmp_path / "gw.db")
-    now = time.time()
-    db.open_incident("rule", "v1", "ac-1", now, now, "key-1", VALID, queued_at=now)
+    queue_ticket(db, "key-1", VALID)
     port = free_port()
     sender = OutboxSender(db, UpstreamConfig(url=f"http://127.0.0.1:{port}", retry_min_seconds=0.1,
                                              retry_max_seconds=0.3, timeout_seconds=2), SystemClock())
@@ -54,8 +59,7 @@ async def test_platform_down_then_up_delivers_once(tmp_path: Path) -> None:
 
 async def test_rejected_ticket_is_dead_lettered_with_the_reason(tmp_path: Path) -> None:
     db = Database(tmp_path / "gw.db")
-    now = time.time()
-    db.open_incident("rule", "v1", "ac-1", now, now, "key-bad", {"appliance": {}}, queued_at=now)
+    queue_ticket(db, "key-bad", {"appliance": {}})
     platform = PlatformServer(tmp_path / "platform.db")
     await platform.start()
     sender = OutboxSender(db, UpstreamConfig(url=platform.url, retry_min_seconds=0.1), SystemClock())

@@ -73,6 +73,7 @@ paths = ["{PROJECT_ROOT / 'rules'}"]
 profiles = "{PROJECT_ROOT / 'rules' / 'profiles'}"
 [upstream]
 url = "{platform.url}"
+group_wait_seconds = 0.5
 retry_min_seconds = 0.2
 retry_max_seconds = 1.0
 [web]
@@ -87,6 +88,7 @@ port = 0
         await eventually(lambda: "connected to MQTT broker" in gateway.log_text(), 20, "the gateway is up")
         async with fleet_running(spec, "127.0.0.1", mosquitto.port):
             await eventually(lambda: incidents_in(db) == 1, 30, "the gateway records the incident")
+            await eventually(lambda: platform.posts >= 1, 10, "the gateway tries to send and is refused")
             assert platform.store.list() == []
             assert gateway.signal(signal.SIGKILL) == -signal.SIGKILL  # killed with the ticket undelivered
 

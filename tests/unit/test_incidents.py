@@ -29,6 +29,15 @@ def parts(tmp_path: Path) -> tuple[Database, WindowStore, Evaluator, IncidentMan
     db.close()
 
 
+def open_simple(db: Database, rule_id: str, fingerprint: str, ts: float, queued_at: float,
+                payload: dict[str, object] | None = None):  # type: ignore[no-untyped-def]
+    """Open an incident with a minimal one-finding ticket (the ticket's content is not what these tests check)."""
+    finding = {"rule": rule_id}
+    return db.open_incident(rule_id, "1", "d", "fault", ts, ts, fingerprint, finding,
+                            lambda findings, key: {**(payload or {"x": 1}), "idempotency_key": key,
+                                                   "findings_detail": findings}, queued_at=queued_at)
+
+
 def step(store: WindowStore, evaluator: Evaluator, manager: IncidentManager, ts: float, vibration: float) -> None:
     window = store.windows["washer"]
     window.append(window.row("w1"), ts, {"vibration": vibration, "drum_speed": 1000.0})
@@ -47,7 +56,7 @@ def test_one_episode_one_ticket_with_diagnosis_and_evidence(parts) -> None:  # t
     assert payload["appliance"] == {"device_id": "w1", "type": "washer", "brand": "Haier", "model": "EG100",
                                     "serial": "S1", "firmware": "", "site": "home"}
     assert payload["fault"]["code"] == "T-1" and payload["fault"]["title"] == {"en": "Shaky", "zh": "抖动"}
-    assert payload["probable_causes"] == [{"cause": "c", "likelihood": 1.0, "reason": "r"}]
+    assert payload["probable_causes"] == [{"cause": "c", "likelihood": 1.0, "reason": "r", "supported_by": ["shaky"]}]
     evidence = payload["evidence"]
     assert evidence["observed"] == [{"quantity": "vibration", "op": ">", "threshold": 2.0, "value": 3.0}]
     assert evidence["rule"]["id"] == "shaky" and evidence["onset_ts"] == NOW - 10
@@ -83,24 +92,24 @@ def test_restart_restores_open_episodes_and_opens_no_duplicate(parts, tmp_path: 
 
 def test_database_refuses_a_second_open_episode(tmp_path: Path) -> None:
     db = Database(tmp_path / "gw.db")
-    first = db.open_incident("r", "1", "d", NOW, NOW, "fp1", {"x": 1}, queued_at=NOW)
+    first = open_simple(db, "r", "fp1", NOW, NOW)
     assert first is not None
-    assert db.open_incident("r", "1", "d", NOW + 1, NOW + 1, "fp2", {"x": 1}, queued_at=NOW) is None
-    assert orjson.loads(orjson.dumps(db.tickets()[0]["payload"]))["incident_id"] == first.incident_id
+    assert open_simple(db, "r", "fp2", NOW + 1, NOW) is None
+    assert [t["payload"]["idempotency_key"] for t in db.tickets()] == ["fp1"]
     db.close()
 
 
 def test_delivery_is_scheduled_on_the_gateway_clock_not_the_device_clock(tmp_path: Path) -> None:
     db = Database(tmp_path / "gw.db")
     device_clock_ahead = NOW + 250  # within the accepted skew
-    db.open_incident("r", "1", "d", device_clock_ahead, device_clock_ahead, "fp1", {"x": 1}, queued_at=NOW)
+    open_simple(db, "r", "fp1", device_clock_ahead, NOW)
     assert [e.idempotency_key for e in db.due_outbox(NOW, 10)] == ["fp1"]
     db.close()
 
 
 def test_outbox_lifecycle(tmp_path: Path) -> None:
     db = Database(tmp_path / "gw.db")
-    db.open_incident("r", "1", "d", NOW, NOW, "fp1", {"x": 1}, queued_at=NOW)
+    open_simple(db, "r", "fp1", NOW, NOW)
     [entry] = db.due_outbox(NOW, 10)
     assert entry.idempotency_key == "fp1" and orjson.loads(entry.payload)["x"] == 1
     db.schedule_retry(entry.outbox_id, NOW + 60, "HTTP 500")
@@ -149,4 +158,67 @@ def test_data_quality_inhibits_component_faults_and_root_causes_inhibit_symptoms
     assert step(NOW + 3, water_temperature=40.0, vibration=0.5, drum_speed=1600.0) == ["bearing_wear"]
     assert step(NOW + 4, water_temperature=40.0, vibration=3.0, drum_speed=1600.0) == ["bearing_wear"]
     assert [t["payload"]["fault"]["category"] for t in db.tickets()] == ["fault", "fault", "data_quality"]
+    db.close()
+
+
+def test_rules_firing_on_one_appliance_share_one_ticket_with_ranked_causes(tmp_path: Path) -> None:
+    from gateway.engine.rules import parse_rule_file
+
+    text = """
+groups:
+  - name: g
+    appliance: washer
+    rules:
+      - alert: unbalanced
+        expr: vibration > 2
+        diagnosis:
+          code: W-1
+          title: {en: Unbalanced, zh: 不平衡}
+          severity: minor
+          causes:
+            - {cause: Worn shock absorbers, likelihood: 0.5, reason: vibration at spin}
+            - cause: Uneven load
+              likelihood: 0.5
+              reason: one-sided load
+              unless: {expr: "drum_speed < 100", because: the drum is not spinning}
+      - alert: motor_strain
+        expr: motor_current > 5
+        diagnosis:
+          code: W-2
+          title: {en: Motor strain, zh: 电机负载过大}
+          severity: major
+          causes:
+            - {cause: Worn shock absorbers, likelihood: 0.4, reason: the motor fights the swinging drum}
+            - {cause: Motor bearing, likelihood: 0.6, reason: high current at normal load}
+"""
+    rules, errors = parse_rule_file(text, "g.yaml", PROFILES)
+    assert not errors, errors
+    db = Database(tmp_path / "gw.db")
+    store = WindowStore({n: p.stored_names for n, p in PROFILES.items()}, slots=16)
+    evaluator = Evaluator(rules, store)
+    manager = IncidentManager(db, store, DeviceRegistry(set(PROFILES)), "home", FakeClock(NOW), rules=rules,
+                              group_wait=10.0, context_for=evaluator.device_context)
+    window = store.windows["washer"]
+
+    def sample(device: str, ts: float, **metrics: float) -> None:
+        window.append(window.row(device), ts, metrics)
+        manager.handle(evaluator.evaluate())
+
+    sample("w1", NOW, vibration=3.0, drum_speed=50.0, motor_current=1.0)
+    sample("w1", NOW + 1, vibration=3.0, drum_speed=50.0, motor_current=6.0)
+    [ticket] = db.tickets()
+    payload = ticket["payload"]
+    assert payload["fault"]["code"] == "W-2"  # the more severe finding names the ticket
+    assert [f["rule"] for f in payload["findings"]] == ["unbalanced", "motor_strain"]
+    causes = [(c["cause"], c["supported_by"]) for c in payload["probable_causes"]]
+    assert causes[0] == ("Worn shock absorbers", ["unbalanced", "motor_strain"])
+    assert ("Uneven load", ["unbalanced"]) not in causes
+    assert payload["ruled_out"] == [{"cause": "Uneven load", "because": ["the drum is not spinning"],
+                                     "rules": ["unbalanced"]}]
+    assert db.due_outbox(NOW + 5, 10) == []  # waiting for other rules
+    [entry] = db.due_outbox(NOW + 10, 10)
+    db.mark_delivered(entry.outbox_id, "SVC-1", NOW + 10)
+
+    sample("w2", NOW + 2, vibration=3.0, drum_speed=800.0)  # another appliance: its own ticket
+    assert len(db.tickets()) == 2
     db.close()
