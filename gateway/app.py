@@ -51,6 +51,7 @@ class Gateway:
         self.clock = clock or SystemClock()
         library = load_library(config)
         self.profiles, self.prices, self.rules = library.profiles, library.prices, library.rules
+        self.vendor_codes = library.vendor_codes
         self.db = Database(resolve_path(config, config.storage.database))
         self.registry = DeviceRegistry(set(self.profiles))
         self.registry.load(self.db.load_devices())
@@ -68,7 +69,7 @@ class Gateway:
         limits = PayloadLimits(config.ingest.max_payload_bytes, config.ingest.max_past_seconds,
                                config.ingest.max_future_seconds)
         self.ingest = Ingest(self.profiles, self.registry, self.store, self.drops, limits, self.clock,
-                             config.broker.topic_prefix, flush_rules=self.evaluate)
+                             config.broker.topic_prefix, flush_rules=self.evaluate, vendor_codes=self.vendor_codes)
         self.broker: EmbeddedBroker | None = None
         self.link: MqttLink | None = None
         self.serial_links: list[SerialLink] = []

@@ -74,6 +74,7 @@ class RulesConfig:
     paths: tuple[str, ...] = ("rules",)
     profiles: str = "rules/profiles"
     prices: str = "rules/prices.yaml"
+    vendor_codes: str = "rules/vendor_codes"
 
 
 @dataclass(frozen=True)

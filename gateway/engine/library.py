@@ -10,6 +10,7 @@ from gateway.diagnosis.prices import PriceTable, load_prices
 from gateway.engine.data_quality import builtin_rules
 from gateway.engine.profiles import Profile, load_profiles
 from gateway.engine.rules import Rule, RuleFileError, load_rules
+from gateway.engine.vendor_codes import VendorCodes, load_vendor_codes, with_code_columns
 
 
 @dataclass(frozen=True)
@@ -18,11 +19,14 @@ class Library:
     prices: PriceTable
     rules: list[Rule]
     rule_paths: tuple[Path, ...]
+    vendor_codes: VendorCodes
 
 
 def load_library(config: GatewayConfig, rule_paths: list[Path] | None = None) -> Library:
     """Everything a rule needs, loaded and checked together; every error is reported, not the first."""
     profiles = load_profiles(resolve_path(config, config.rules.profiles, existing=True))
+    vendor_codes = load_vendor_codes(resolve_path(config, config.rules.vendor_codes, existing=True), profiles)
+    profiles = with_code_columns(profiles, vendor_codes)
     prices = load_prices(resolve_path(config, config.rules.prices, existing=True))
     paths = rule_paths or [resolve_path(config, p, existing=True) for p in config.rules.paths]
     rules = load_rules(paths, profiles, prices)
@@ -30,4 +34,4 @@ def load_library(config: GatewayConfig, rule_paths: list[Path] | None = None) ->
     clashes = {r.rule_id for r in rules} & {r.rule_id for r in builtin}
     if clashes:
         raise RuleFileError([f"rule name(s) {sorted(clashes)} are reserved for built-in data-quality rules"])
-    return Library(profiles, prices, rules + builtin, tuple(paths))
+    return Library(profiles, prices, rules + builtin, tuple(paths), vendor_codes)

@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from gateway.clock import Clock
 from gateway.engine.profiles import OUT_OF_RANGE_METRIC, Profile
+from gateway.engine.vendor_codes import VendorCodes
 from gateway.ingest.drops import DropCounter
 from gateway.ingest.registry import DeviceRegistry
 from gateway.model import DeviceEvent
@@ -32,7 +33,8 @@ class Ingest:
     def __init__(self, profiles: dict[str, Profile], registry: DeviceRegistry, store: WindowStore,
                  drops: DropCounter, limits: PayloadLimits, clock: Clock, topic_prefix: str = "appliances",
                  flush_rules: Callable[[], None] | None = None,
-                 on_event: Callable[[DeviceEvent], None] | None = None) -> None:
+                 on_event: Callable[[DeviceEvent], None] | None = None,
+                 vendor_codes: VendorCodes | None = None) -> None:
         self.profiles = profiles
         self.registry = registry
         self.store = store
@@ -42,6 +44,7 @@ class Ingest:
         self.prefix = topic_prefix
         self.flush_rules = flush_rules
         self.on_event = on_event
+        self.vendor_codes = vendor_codes
         self.messages = 0
         self.samples = 0
         self._ranges = {
@@ -137,5 +140,20 @@ class Ingest:
             return
         event = DeviceEvent(device_id, float(ts), code, {k: v for k, v in doc.items() if k not in ("code", "ts")})
         log.info("appliance %s reported code %s", device_id, code)
+        self._vendor_code(event, active=doc.get("active", True) is not False)
         if self.on_event is not None:
             self.on_event(event)
+
+    def _vendor_code(self, event: DeviceEvent, active: bool) -> None:
+        """A mapped code becomes a sample of its canonical fault's column; the rules take it from there."""
+        device = self.registry.get(event.device_id)
+        if self.vendor_codes is None or device is None or device.meta is None:
+            return
+        column, ignored = self.vendor_codes.lookup(device.meta.brand, device.meta.appliance_type, event.code)
+        if column is not None:
+            self._sample(event.device_id, Sample(event.ts, device.meta.appliance_type, {column: float(active)}))
+        elif ignored is not None:
+            log.info("appliance %s: code %s is no fault (%s)", event.device_id, event.code, ignored)
+        else:
+            self.drops.drop(event.device_id, DropReason.UNKNOWN_VENDOR_CODE,
+                            f"{device.meta.brand} {device.meta.appliance_type} code {event.code!r} is not in a table")

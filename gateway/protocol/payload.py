@@ -29,6 +29,7 @@ class DropReason(StrEnum):
     UNKNOWN_METRIC = "unknown_metric"
     OUT_OF_RANGE = "out_of_range"
     QUEUE_FULL = "queue_full"
+    UNKNOWN_VENDOR_CODE = "unknown_vendor_code"
 
 
 @dataclass(frozen=True, slots=True)
