@@ -120,11 +120,15 @@ class RefrigeratorModel:
             self.compressor = False
         compressor = self.compressor and not defrost
         ambient = 22.0
-        self.freezer += (0.004 * (ambient - self.freezer) - (0.06 if compressor else 0.0) + (0.03 if defrost else 0)
-                         + (0.02 if door else 0)) * dt
-        self.fresh += (0.002 * (ambient - self.fresh) - (0.012 if compressor else 0.0)
-                       + (0.03 if door else 0)) * dt
-        evaporator = self.freezer - (8.0 if compressor else 0.0) + (15.0 if defrost else 0.0)
+        # rates in K/s: a closed freezer warms ~0.004 K/s off-cycle (-19.5 -> -16.5 degC in about 12 min) and
+        # 4-5 K over a 20 min defrost; the compressor pulls it down in about 5 min
+        self.freezer += (0.0001 * (ambient - self.freezer) - (0.014 if compressor else 0.0)
+                         + (0.002 if door else 0.0)) * dt
+        damper_open = compressor and self.fresh > 3.5  # the fresh-food side has its own air damper control
+        self.fresh += (0.00005 * (ambient - self.fresh) - (0.004 if damper_open else 0.0)
+                       + (0.004 if door else 0.0)) * dt
+        # the evaporator reads far below the freezer while cooling, and well above 0 degC while defrosting
+        evaporator = self.freezer - (8.0 if compressor else 0.0) + (25.0 if defrost else 0.0)
         noise = self.rng.gauss
         return {
             "fresh_temperature": round(self.fresh + noise(0, 0.05), 2),

@@ -205,6 +205,7 @@ def _tsat(a: float, b: float) -> Callable[[FloatArray], FloatArray]:
 
 _FUNCTIONS: dict[str, tuple[int, Callable[..., FloatArray]]] = {
     "abs": (1, np.abs),
+    "bit": (2, lambda x, n: np.floor(x / np.power(2.0, n)) % 2),  # bit n of a bitmap (Matter alarm clusters)
     "clamp": (3, lambda x, lo, hi: np.clip(x, lo, hi)),
     # R32 through 0.81 MPa at 0 degC and 3.14 MPa at 50 degC; R410A through 0.80 MPa at 0 degC and 3.06 MPa at
     # 50 degC (absolute, from the refrigerants' saturation tables); within about 1 K from -10 to 60 degC.
@@ -498,16 +499,21 @@ def _same(unit: str) -> str | None:
     return unit or None
 
 
+def _difference(unit: str) -> str | None:
+    """A change of an absolute temperature is a temperature difference: degC -> K."""
+    return "K" if unit == "degC" else (unit or None)
+
+
 _WINDOW_FUNCTIONS: dict[str, tuple[Callable[[WindowView], FloatArray], Callable[[str], str | None]]] = {
     "avg": (_avg, _same),
     "min": (lambda w: _extreme(w, np.min, np.inf), _same),
     "max": (lambda w: _extreme(w, np.max, -np.inf), _same),
     "sum": (_masked_sum, _same),
     "count": (_count, lambda unit: "count"),
-    "stddev": (_stddev, _same),
+    "stddev": (_stddev, _difference),
     "last": (_last, _same),
-    "delta": (_delta, _same),
-    "rate": (_rate, lambda unit: f"{unit}/s" if unit else None),
+    "delta": (_delta, _difference),
+    "rate": (_rate, lambda unit: f"{_difference(unit)}/s" if unit else None),
     "changes": (_changes, lambda unit: "count"),
     "increases_over_time": (_increases, lambda unit: "count"),
 }

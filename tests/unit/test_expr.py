@@ -158,3 +158,9 @@ def test_durations_are_seconds() -> None:
     assert run("a < 2m", a=[119, 121]) == [1.0, 0.0]
     assert run("a == 1h30m", a=[5400, 5401]) == [1.0, 0.0]
     assert run("a == 250ms", a=[0.25]) == [1.0]
+
+
+def test_changes_of_temperatures_are_differences() -> None:
+    compile_expr("delta(temp, 10m) > 5 K and stddev(temp, 10m) < 1 K", UNITS)
+    with pytest.raises(ExprError, match="is in K, not degC"):
+        compile_expr("delta(temp, 10m) > 5 degC", UNITS)

@@ -18,7 +18,7 @@ PRICES = load_prices(PROJECT_ROOT / "rules" / "prices.yaml")
 LIBRARY = load_library(GatewayConfig())
 RULES = [r for r in LIBRARY.rules if r.group != "builtin_data_quality"]
 CASES = [outcome for file in find_test_files([PROJECT_ROOT / "rules"])
-         for outcome in run_file(file, LIBRARY.rules, PROFILES)]
+         for outcome in run_file(file, LIBRARY.rules, LIBRARY.profiles)]
 BAD_FILES = sorted((PROJECT_ROOT / "tests" / "rule_files").glob("*.bad.yaml"))
 
 

@@ -27,10 +27,16 @@ groups:
 """
 
 
-def test_shipped_rules_and_profiles_load() -> None:
-    rules = load_rules([PROJECT_ROOT / "rules"], PROFILES)
-    assert {r.rule_id for r in rules} >= {"condenser_airflow_loss"}
-    assert set(PROFILES) >= {"air_conditioner", "refrigerator", "washer"}
+def test_shipped_library_loads_with_at_least_25_rules_across_five_types() -> None:
+    from gateway.config import GatewayConfig
+    from gateway.engine.library import load_library
+
+    library = load_library(GatewayConfig())
+    written = [r for r in library.rules if r.group != "builtin_data_quality"]
+    assert len(written) >= 25
+    assert {r.appliance for r in written} == {"air_conditioner", "refrigerator", "washer", "water_heater",
+                                              "dishwasher"}
+    assert {r.diagnosis.category for r in written} == {"fault", "maintenance", "data_quality"}
 
 
 def test_good_rule_parses() -> None:
