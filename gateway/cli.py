@@ -79,6 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
                             help="fraction of bytes damaged on the line (bit flips, drops, duplicates)")
     serial_sim.add_argument("--duration", type=float, help="stop after this many seconds")
 
+    replay = commands.add_parser("replay", help="run recorded telemetry (CSV or JSON lines) through the rules")
+    replay.add_argument("file", type=Path)
+    replay.add_argument("--config", type=Path)
+    replay.add_argument("--json", action="store_true", help="print the ticket drafts as JSON")
+
     rules = commands.add_parser("rules", help="rule-file tools")
     rules_commands = rules.add_subparsers(dest="rules_command", required=True, metavar="ACTION")
     check = rules_commands.add_parser("check", help="validate rule files; every error with file:line")
@@ -105,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(_sim(args))
         if args.command == "serial-sim":
             return _serial_sim(args)
+        if args.command == "replay":
+            return _replay(args)
         if args.rules_command == "test":
             return _rules_test(args)
         return _rules_check(args)
@@ -224,6 +231,41 @@ def _serial_sim(args: argparse.Namespace) -> int:
     with contextlib.suppress(KeyboardInterrupt):
         stop.wait(args.duration)
     peer.stop()
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    import orjson
+
+    from gateway.replay import ReplayError, read_records, replay
+
+    logging.getLogger("gateway.incidents").setLevel(logging.ERROR)  # replay prints its own account
+    try:
+        records = read_records(args.file)
+    except (ReplayError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    result = replay(records, load_library(load_config(args.config)))
+    if args.json:
+        sys.stdout.write(orjson.dumps([t["payload"] for t in result.tickets], option=orjson.OPT_INDENT_2).decode())
+        print()
+        return 0
+    print(f"{result.samples} samples replayed")
+    for line in result.skipped[:10]:
+        print(f"skipped: {line}")
+    for line in result.transitions:
+        print(line)
+    for ticket in result.tickets:
+        payload = ticket["payload"]
+        price = payload.get("price") or {}
+        band = price.get("total_band")
+        print(f"\nticket draft: {payload['appliance']['device_id']} {payload['fault']['code']} "
+              f"{payload['fault']['title']['en']} [{payload['fault']['severity']}, {payload['fault']['category']}]"
+              + (f", {band[0]:.0f}-{band[1]:.0f} {price['currency']}" if band else ""))
+        for cause in payload["probable_causes"]:
+            print(f"  {cause['likelihood']:.0%} {cause['cause']} ({', '.join(cause['supported_by'])})")
+        for excluded in payload.get("ruled_out", []):
+            print(f"  ruled out: {excluded['cause']} ({'; '.join(excluded['because'])})")
     return 0
 
 

@@ -108,9 +108,9 @@ class IncidentManager:
             return  # the episode is already open (restored state lost?); its ticket exists
         self.opened += 1
         observed = ", ".join(f"{o.quantity}={o.value:g} {o.op} {o.threshold:g}" for o in transition.observations)
-        log.warning("incident %d on %s: %s [%s] (%s); %s ticket %d", opened.incident.incident_id, device_id,
-                    rule.diagnosis.title_en, rule.diagnosis.code, observed, opened.action.value.replace("_", " "),
-                    opened.ticket_id)
+        log.warning("incident %d on %s: %s [%s] (%s); ticket %d (%s)", opened.incident.incident_id, device_id,
+                    rule.diagnosis.title_en, rule.diagnosis.code, observed, opened.ticket_id,
+                    opened.action.value.replace("_", " "))
         if self.on_ticket is not None:
             self.on_ticket()
 

@@ -60,3 +60,40 @@ def test_help_lists_the_commands() -> None:
     assert result.returncode == 0
     for command in ("run", "demo", "platform", "sim", "rules"):
         assert command in result.stdout
+
+
+def test_replay_finds_the_fault_in_a_recording_and_drafts_the_ticket(tmp_path: Path) -> None:
+    import orjson
+
+    from firmware_sim.models import AirConditionerModel, FaultSchedule
+
+    start = 1_760_000_000.0
+    model = AirConditionerModel(3, FaultSchedule("fan", start + 120, 10))
+    recording = tmp_path / "ac.jsonl"
+    recording.write_text("".join(
+        orjson.dumps({"device_id": "ac-home", "ts": start + i, "type": "air_conditioner",
+                      "metrics": model.sample(start + i)}).decode() + "\n" for i in range(300)))
+    result = cli("replay", str(recording))
+    assert result.returncode == 0, result.stderr
+    assert "ac-home: condenser_airflow_loss fires" in result.stdout
+    assert "ticket draft: ac-home AC-CND-01" in result.stdout and "330-670 CNY" in result.stdout
+
+    drafts = cli("replay", "--json", str(recording))
+    [ticket] = orjson.loads(drafts.stdout)
+    assert ticket["fault"]["code"] == "AC-CND-01" and ticket["evidence"]["observed"]
+
+
+def test_replay_reads_csv_and_reports_bad_lines(tmp_path: Path) -> None:
+    csv_file = tmp_path / "fridge.csv"
+    rows = ["ts,device_id,type,freezer_temperature,compressor_on"]
+    rows += [f"{1_760_000_000 + 60 * i},fr1,refrigerator,{-18 + 0.2 * i:.2f},0" for i in range(60)]
+    csv_file.write_text("\n".join(rows) + "\n")
+    result = cli("replay", str(csv_file))
+    assert result.returncode == 0, result.stderr
+    assert "fr1: compressor_not_starting fires" in result.stdout
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"device_id": "x", "ts": 1, "metrics": {}}\n{oops\n{"ts": 2, "metrics": {}}\n')
+    result = cli("replay", str(bad))
+    assert result.returncode == 2
+    assert f"{bad}:2: not JSON" in result.stderr and f"{bad}:3: needs a device_id" in result.stderr
