@@ -19,7 +19,7 @@ from gateway.clock import Clock, SystemClock
 from gateway.config import GatewayConfig, resolve_path
 from gateway.engine.evaluator import AlertTransition, Evaluator
 from gateway.engine.library import load_library
-from gateway.engine.profiles import Profile, derived_by_type
+from gateway.engine.profiles import Profile, derived_by_type, intervals_by_type
 from gateway.engine.rules import Rule
 from gateway.incidents.episodes import IncidentManager
 from gateway.ingest.drops import DropCounter
@@ -58,7 +58,8 @@ class Gateway:
         self.store = WindowStore({name: p.stored_names for name, p in self.profiles.items()},
                                  window_slots(self.profiles, self.rules, config.window.slots),
                                  config.window.initial_devices)
-        self.evaluator = Evaluator(self.rules, self.store, derived_by_type(self.profiles))
+        self.evaluator = Evaluator(self.rules, self.store, derived_by_type(self.profiles),
+                                   intervals_by_type(self.profiles))
         self.drops = DropCounter()
         self.sender = OutboxSender(self.db, config.upstream, self.clock)
         self.incidents = IncidentManager(self.db, self.store, self.registry, config.site, self.clock,

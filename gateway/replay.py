@@ -20,7 +20,7 @@ import orjson
 from gateway.clock import FakeClock
 from gateway.engine.evaluator import Evaluator, Transition
 from gateway.engine.library import Library
-from gateway.engine.profiles import derived_by_type
+from gateway.engine.profiles import derived_by_type, intervals_by_type
 from gateway.incidents.episodes import IncidentManager
 from gateway.ingest.registry import DeviceRegistry
 from gateway.store.db import Database
@@ -93,7 +93,7 @@ def replay(records: list[Record], library: Library, site: str = "replay") -> Rep
     profiles = library.profiles
     store = WindowStore({n: p.stored_names for n, p in profiles.items()},
                         {n: 4096 for n in profiles})
-    evaluator = Evaluator(library.rules, store, derived_by_type(profiles))
+    evaluator = Evaluator(library.rules, store, derived_by_type(profiles), intervals_by_type(profiles), cadence=False)
     clock = FakeClock(records[0].ts if records else 0.0)
     db = Database(":memory:")
     manager = IncidentManager(db, store, DeviceRegistry(set(profiles)), site, clock, prices=library.prices,

@@ -30,15 +30,16 @@ class RowContext:
     Windows are cut at each device's own latest sample time, and cached for the pass (rules share them)."""
 
     def __init__(self, window: TypeWindow, rows: npt.NDArray[np.intp],
-                 derived: Mapping[str, CompiledExpr] | None = None) -> None:
+                 derived: Mapping[str, CompiledExpr] | None = None, interval: float = 1.0) -> None:
         self._window = window
         self._rows = rows
+        self._interval = interval
         self._derived = derived or {}
         self._derived_values: dict[str, FloatArray] = {}
         self._latest = window.latest[rows]
         self._now = window.latest_ts[rows]
         self._cache: dict[tuple[str, float], WindowView] = {}
-        self._ordered: tuple[FloatArray, npt.NDArray[np.intp]] | None = None
+        self._ordered: dict[int, tuple[FloatArray, npt.NDArray[np.intp]]] = {}
 
     def column(self, name: str) -> FloatArray:
         if name == STALE_COLUMN:
@@ -67,20 +68,22 @@ class RowContext:
         key = (name, seconds)
         view = self._cache.get(key)
         if view is None:
-            ts, order = self._time_order()
-            stored = self._window.values[self._rows, self._window.metric_index[name], :]
-            values: FloatArray = np.take_along_axis(stored, order, axis=1).astype(np.float64)
+            # only the newest slots the window can span at this type's reporting interval (plus a quarter)
+            needed = min(self._window.slots, int(seconds / self._interval * 1.25) + 2)
+            ts, order = self._time_order(needed)
+            column = self._window.metric_index[name]
+            values: FloatArray = self._window.values[self._rows[:, None], column, order].astype(np.float64)
             valid = (ts > self._now[:, None] - seconds) & (ts <= self._now[:, None]) & ~np.isnan(values)
-            view = self._cache[key] = WindowView(values, ts, valid)
+            view = self._cache[key] = WindowView(values, ts, valid, ordered=True)
         return view
 
-    def _time_order(self) -> tuple[FloatArray, npt.NDArray[np.intp]]:
-        """Slots from oldest to newest: the ring starts at each row's head."""
-        if self._ordered is None:
+    def _time_order(self, count: int) -> tuple[FloatArray, npt.NDArray[np.intp]]:
+        """The newest `count` slots of each row, oldest first (the ring ends just before each row's head)."""
+        if count not in self._ordered:
             slots = self._window.slots
-            order = (self._window.head[self._rows, None] + np.arange(slots)[None, :]) % slots
-            self._ordered = (np.take_along_axis(self._window.ts[self._rows], order, axis=1), order)
-        return self._ordered
+            order = (self._window.head[self._rows, None] + np.arange(slots - count, slots)[None, :]) % slots
+            self._ordered[count] = (self._window.ts[self._rows[:, None], order], order)
+        return self._ordered[count]
 
 
 class TimerContext:
@@ -111,13 +114,23 @@ class AlertTransition:
     observations: tuple[Observation, ...] = ()
 
 
+# Rules that read long windows are evaluated every 1/20 of their longest window (at most 30 s) instead of on
+# every batch: a 10-minute trend does not change in a second, and reading its window costs the most.
+CADENCE_FRACTION = 1 / 20
+MAX_CADENCE_SECONDS = 30.0
+
+
 class _AlertState:
     """Per-device arrays for one rule; grows with the window it shadows."""
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, cadence: float = 0.0) -> None:
         self.since = np.full(capacity, np.nan)
         self.last_true = np.full(capacity, np.nan)
         self.firing = np.zeros(capacity, dtype=np.bool_)
+        self.pending = np.zeros(capacity, dtype=np.bool_)  # rows with data the rule has not evaluated yet
+        self.cadence = cadence
+        self.offset = 0.0
+        self.next_due = -np.inf
 
     def fit(self, capacity: int) -> None:
         n = self.firing.shape[0]
@@ -126,24 +139,34 @@ class _AlertState:
         self.since = np.concatenate([self.since, np.full(capacity - n, np.nan)])
         self.last_true = np.concatenate([self.last_true, np.full(capacity - n, np.nan)])
         self.firing = np.concatenate([self.firing, np.zeros(capacity - n, dtype=np.bool_)])
+        self.pending = np.concatenate([self.pending, np.zeros(capacity - n, dtype=np.bool_)])
 
 
 class Evaluator:
     """A pure function of (window store, alert state): call `evaluate()` whenever data has arrived."""
 
     def __init__(self, rules: list[Rule], store: WindowStore,
-                 derived: Mapping[str, Mapping[str, CompiledExpr]] | None = None) -> None:
-        """`derived`: per appliance type, the profile's derived metrics by name."""
+                 derived: Mapping[str, Mapping[str, CompiledExpr]] | None = None,
+                 intervals: Mapping[str, float] | None = None, cadence: bool = True) -> None:
+        """`derived`: per appliance type, the profile's derived metrics by name; `intervals`: reporting
+        intervals (how many slots a window spans); `cadence=False` evaluates every rule on every batch
+        (rule tests and replays, where exact timing matters more than throughput)."""
         self.store = store
         self.derived = derived or {}
+        self.intervals = intervals or {}
         self.rules_by_type: dict[str, list[Rule]] = {}
         self.timer_rules_by_type: dict[str, list[Rule]] = {}
         for rule in rules:
             target = self.timer_rules_by_type if rule.time_driven else self.rules_by_type
             target.setdefault(rule.appliance, []).append(rule)
         self._states = {
-            rule.rule_id: _AlertState(store.windows[rule.appliance].capacity) for rule in rules
+            rule.rule_id: _AlertState(store.windows[rule.appliance].capacity,
+                                      _cadence(rule) if cadence else 0.0) for rule in rules
         }
+        # stagger the cadenced rules over their cadence, so the long windows are not all read in one batch
+        cadenced = [s for s in self._states.values() if s.cadence]
+        for index, state in enumerate(cadenced):
+            state.offset = state.cadence * index / len(cadenced)
         self.passes = 0
         self.rows_evaluated = 0
         self.last_pass_seconds = 0.0
@@ -156,16 +179,36 @@ class Evaluator:
             rules = self.rules_by_type.get(appliance)
             if rows.size == 0 or not rules:
                 continue
-            context = RowContext(window, rows, self.derived.get(appliance))
-            ts = window.latest_ts[rows]
+            interval = self.intervals.get(appliance, 1.0)
+            context = RowContext(window, rows, self.derived.get(appliance), interval)
+            now = float(np.nanmax(window.latest_ts[rows]))
             for rule in rules:
-                holds = np.broadcast_to(rule.expr.holds(context), ts.shape)
-                clears = None if rule.clear is None else np.broadcast_to(rule.clear.holds(context), ts.shape)
-                transitions.extend(self._step(rule, window, rows, ts, holds, clears, context))
+                state = self._states[rule.rule_id]
+                if state.cadence:
+                    state.fit(window.capacity)
+                    state.pending[rows] = True
+                    if state.next_due == -np.inf:
+                        state.next_due = now + state.offset
+                    if now < state.next_due:
+                        continue
+                    state.next_due = now + state.cadence
+                    due = np.flatnonzero(state.pending[: len(window.device_ids)])
+                    state.pending[due] = False
+                    self._evaluate_rule(rule, window, due, RowContext(window, due, self.derived.get(appliance),
+                                                                      interval), transitions)
+                else:
+                    self._evaluate_rule(rule, window, rows, context, transitions)
             self.rows_evaluated += int(rows.size)
         self.passes += 1
         self.last_pass_seconds = time.perf_counter() - started
         return transitions
+
+    def _evaluate_rule(self, rule: Rule, window: TypeWindow, rows: npt.NDArray[np.intp], context: RowContext,
+                       transitions: list[AlertTransition]) -> None:
+        ts = window.latest_ts[rows]
+        holds = np.broadcast_to(rule.expr.holds(context), ts.shape)
+        clears = None if rule.clear is None else np.broadcast_to(rule.clear.holds(context), ts.shape)
+        transitions.extend(self._step(rule, window, rows, ts, holds, clears, context))
 
     def evaluate_timer(self, now: float) -> list[AlertTransition]:
         """Time-driven rules over every known device of each type, at the gateway clock's `now`."""
@@ -253,7 +296,13 @@ class Evaluator:
         window = self.store.windows.get(appliance)
         if window is None or device_id not in window.rows:
             return None
-        return RowContext(window, np.array([window.rows[device_id]]), self.derived.get(appliance))
+        return RowContext(window, np.array([window.rows[device_id]]), self.derived.get(appliance),
+                          self.intervals.get(appliance, 1.0))
 
     def firing_count(self) -> int:
         return sum(int(s.firing.sum()) for s in self._states.values())
+
+
+def _cadence(rule: Rule) -> float:
+    longest = max(rule.expr.windows.values(), default=0.0)
+    return min(MAX_CADENCE_SECONDS, longest * CADENCE_FRACTION)

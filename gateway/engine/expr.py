@@ -40,6 +40,7 @@ class WindowView:
     values: FloatArray  # [devices, samples]
     ts: FloatArray  # [devices, samples]
     valid: npt.NDArray[np.bool_]  # [devices, samples]
+    ordered: bool = False  # samples already in time order (the ring buffer's view), so no sort is needed
 
 
 class EvalContext(Protocol):
@@ -479,8 +480,14 @@ def _rate(w: WindowView) -> FloatArray:
 
 def steps(w: WindowView) -> FloatArray:
     """Differences between consecutive valid samples in time order (NaN where a pair is not consecutive)."""
-    order = np.argsort(np.where(w.valid, w.ts, np.inf), axis=1, kind="stable")
-    values = np.take_along_axis(np.where(w.valid, w.values, np.nan), order, axis=1)
+    values = np.where(w.valid, w.values, np.nan)
+    if not w.ordered:
+        order = np.argsort(np.where(w.valid, w.ts, np.inf), axis=1, kind="stable")
+        values = np.take_along_axis(values, order, axis=1)
+    if np.isnan(values).any():  # compare each sample with the previous valid one, across gaps
+        index = np.where(~np.isnan(values), np.arange(values.shape[1]), 0)
+        np.maximum.accumulate(index, axis=1, out=index)
+        values = np.take_along_axis(values, index, axis=1)
     diffs: FloatArray = np.diff(values, axis=1)
     return diffs
 

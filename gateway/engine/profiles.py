@@ -171,3 +171,7 @@ def _metric(name: str, spec: Any, source: str) -> MetricSpec:
 
 def derived_by_type(profiles: dict[str, Profile]) -> dict[str, dict[str, CompiledExpr]]:
     return {name: {d.name: d.expr for d in profile.derived} for name, profile in profiles.items()}
+
+
+def intervals_by_type(profiles: dict[str, Profile]) -> dict[str, float]:
+    return {name: profile.interval_seconds for name, profile in profiles.items()}

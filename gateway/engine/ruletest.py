@@ -29,7 +29,7 @@ import yaml
 
 from gateway.engine.durations import parse_duration
 from gateway.engine.evaluator import Evaluator, Transition
-from gateway.engine.profiles import Profile, derived_by_type
+from gateway.engine.profiles import Profile, derived_by_type, intervals_by_type
 from gateway.engine.rules import Rule
 from gateway.store.window import WindowStore
 
@@ -99,7 +99,7 @@ def run_case(case: dict[str, Any], rules: list[Rule], profiles: dict[str, Profil
               for device, metrics in (case.get("series") or {}).items()}
     type_rules = [r for r in rules if r.appliance == appliance]
     store = WindowStore({n: p.stored_names for n, p in profiles.items()}, _slots(type_rules, interval))
-    evaluator = Evaluator(type_rules, store, derived_by_type(profiles))
+    evaluator = Evaluator(type_rules, store, derived_by_type(profiles), intervals_by_type(profiles), cadence=False)
     window = store.windows[appliance]
     for device, metrics in series.items():
         unknown = set(metrics) - set(window.metric_index)

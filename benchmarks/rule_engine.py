@@ -1,0 +1,128 @@
+"""The whole rule library over many devices: time per evaluation tick, and memory per device.
+
+    .venv/bin/python -m benchmarks.rule_engine [--devices 1000,10000,100000] [--ticks 5]
+
+Devices are split evenly over the five appliance types. Every window is filled to its full length with
+plausible values first (the longest window each type's rules read, at the profile's reporting interval), then
+every device reports one sample per tick and the whole library (written and built-in rules) is evaluated:
+the worst case of the micro-batch design, where all devices are dirty at once. Rules reading long windows run
+on their cadence (1/20 of the window, at most 30 s), so the table gives the median tick, the worst tick (when
+they come due) and the mean. Rule evaluations/s counts every rule for every device each second. Ingest cost
+per message is measured separately by benchmarks/ingest_throughput.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from gateway.app import window_slots
+from gateway.config import GatewayConfig
+from gateway.engine.evaluator import Evaluator
+from gateway.engine.library import load_library
+from gateway.engine.profiles import derived_by_type, intervals_by_type
+from gateway.store.window import WindowStore
+
+T0 = 1_750_000_000.0
+
+
+def healthy_value(low: float, high: float, unit: str, rng: np.random.Generator, count: int) -> np.ndarray:
+    if unit == "bool":
+        return np.zeros(count)
+    middle = low + (high - low) * 0.3
+    return middle + rng.normal(0, (high - low) * 0.002, count)
+
+
+def build(devices: int, seed: int = 1) -> tuple[Evaluator, WindowStore, float]:
+    library = load_library(GatewayConfig())
+    profiles = library.profiles
+    store = WindowStore({n: p.stored_names for n, p in profiles.items()},
+                        window_slots(profiles, library.rules, 900), initial_devices=1)
+    rng = np.random.default_rng(seed)
+    per_type = devices // len(profiles)
+    started = time.perf_counter()
+    for name, profile in profiles.items():
+        window = store.windows[name]
+        for i in range(per_type):
+            window.row(f"{name}-{i}")
+        rows, slots = per_type, window.slots
+        ts = T0 + (np.arange(slots) - slots) * profile.interval_seconds
+        window.ts[:rows] = ts
+        for spec in profile.metrics:
+            column = window.metric_index[spec.name]
+            base = healthy_value(spec.low, spec.high, spec.unit, rng, rows)
+            noise = rng.normal(0, max(1e-3, (spec.high - spec.low) * 0.001), (rows, slots))
+            window.values[:rows, column, :] = (base[:, None] + (noise if spec.unit != "bool" else 0)).astype(np.float32)
+        window.values[:rows, window.metric_index["dq_out_of_range"], :] = np.nan
+        window.head[:rows] = 0
+        window.latest[:rows] = window.values[:rows, :, -1]
+        window.latest_ts[:rows] = ts[-1]
+        window.latest_metric_ts[:rows] = ts[-1]
+        window.changed_ts[:rows] = ts[-1]
+        window.online[:rows] = 1.0
+    evaluator = Evaluator(library.rules, store, derived_by_type(profiles), intervals_by_type(profiles))
+    return evaluator, store, time.perf_counter() - started
+
+
+def tick(store: WindowStore, now: float, rng: np.random.Generator) -> None:
+    """Every device reports one sample (written straight into the arrays, as ingest would one by one)."""
+    for window in store.windows.values():
+        rows = len(window.device_ids)
+        slot = int(window.head[0])
+        previous = window.values[:rows, :, slot - 1]
+        sample = previous + rng.normal(0, 0.01, previous.shape).astype(np.float32)
+        sample[:, window.metric_index["dq_out_of_range"]] = np.nan
+        window.values[:rows, :, slot] = sample
+        window.ts[:rows, slot] = now
+        window.head[:rows] = (slot + 1) % window.slots
+        window.latest[:rows] = sample
+        window.latest_ts[:rows] = now
+        window.latest_metric_ts[:rows] = now
+        window.dirty[:rows] = True
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--devices", default="1000,10000,100000")
+    parser.add_argument("--ticks", type=int, default=35, help="1 s ticks (at least 31: every cadence comes due)")
+    args = parser.parse_args()
+    print(f"command: .venv/bin/python -m benchmarks.rule_engine --devices {args.devices} --ticks {args.ticks}")
+    library = load_library(GatewayConfig())
+    sample_rules = [r for r in library.rules if not r.time_driven]
+    print(f"library: {len(library.rules)} rules ({len(sample_rules)} per sample, "
+          f"{len(library.rules) - len(sample_rules)} on the timer) over 5 appliance types")
+    print(f"{'devices':>8} {'median ms':>9} {'worst ms':>8} {'mean ms':>8} {'timer ms':>8} {'rule evals/s':>13} "
+          f"{'samples/s':>10} {'window MB':>10} {'KB/device':>10}")
+    rng = np.random.default_rng(2)
+    for devices in (int(d) for d in args.devices.split(",")):
+        evaluator, store, _ = build(devices)
+        per_type = {n: len(w.device_ids) for n, w in store.windows.items()}
+        evaluations = sum(len(evaluator.rules_by_type.get(n, [])) * c for n, c in per_type.items())
+        timings, timer_timings = [], []
+        for i in range(args.ticks + 1):
+            now = T0 + 1 + i
+            tick(store, now, rng)
+            started = time.perf_counter()
+            evaluator.evaluate()
+            elapsed = time.perf_counter() - started
+            started = time.perf_counter()
+            evaluator.evaluate_timer(now)
+            timer_elapsed = time.perf_counter() - started
+            if i:  # the first tick also builds first-time transitions; report the steady state
+                timings.append(elapsed)
+                timer_timings.append(timer_elapsed)
+        median, worst, mean = (float(f(timings)) * 1000 for f in (np.median, np.max, np.mean))
+        memory = store.memory_bytes() / 2**20
+        total = sum(per_type.values())
+        print(f"{total:>8} {median:>9.1f} {worst:>8.1f} {mean:>8.1f} {np.median(timer_timings) * 1000:>8.1f} "
+              f"{evaluations / (mean / 1000):>13.0f} {total / (mean / 1000):>10.0f} {memory:>10.0f} "
+              f"{memory * 1024 / total:>10.1f}", flush=True)
+        del evaluator, store
+    print("window slots per type:", {n: s for n, s in window_slots(library.profiles, library.rules, 900).items()})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
