@@ -41,6 +41,7 @@ bench: $(BIN)/.installed system-deps
 	$(BIN)/python -m benchmarks.ticket_latency
 	$(BIN)/python -m benchmarks.serial_decoders
 	$(BIN)/python -m benchmarks.serial_ports
+	$(BIN)/python -m benchmarks.rule_engine
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
