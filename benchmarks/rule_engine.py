@@ -21,7 +21,7 @@ import numpy as np
 from gateway.app import window_slots
 from gateway.config import GatewayConfig
 from gateway.engine.evaluator import Evaluator
-from gateway.engine.library import load_library
+from gateway.engine.library import build_window_store, load_library
 from gateway.engine.profiles import derived_by_type, intervals_by_type
 from gateway.store.window import WindowStore
 
@@ -38,8 +38,7 @@ def healthy_value(low: float, high: float, unit: str, rng: np.random.Generator, 
 def build(devices: int, seed: int = 1) -> tuple[Evaluator, WindowStore, float]:
     library = load_library(GatewayConfig())
     profiles = library.profiles
-    store = WindowStore({n: p.stored_names for n, p in profiles.items()},
-                        window_slots(profiles, library.rules, 900), initial_devices=1)
+    store = build_window_store(profiles, window_slots(profiles, library.rules, 900), initial_devices=1)
     rng = np.random.default_rng(seed)
     per_type = devices // len(profiles)
     started = time.perf_counter()

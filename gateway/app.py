@@ -18,7 +18,7 @@ from aiohttp import web
 from gateway.clock import Clock, SystemClock
 from gateway.config import GatewayConfig, resolve_path
 from gateway.engine.evaluator import AlertTransition, Evaluator
-from gateway.engine.library import load_library
+from gateway.engine.library import build_window_store, load_library
 from gateway.engine.profiles import Profile, derived_by_type, intervals_by_type
 from gateway.engine.rules import Rule
 from gateway.incidents.episodes import IncidentManager
@@ -29,7 +29,6 @@ from gateway.ingest.uart import adapter_for
 from gateway.outbox.sender import OutboxSender
 from gateway.protocol.payload import DropReason, PayloadLimits
 from gateway.store.db import Database, StorageError
-from gateway.store.window import WindowStore
 from gateway.transport.broker import EmbeddedBroker
 from gateway.transport.handoff import MessageHandoff
 from gateway.transport.mqtt import MqttLink
@@ -55,9 +54,8 @@ class Gateway:
         self.db = Database(resolve_path(config, config.storage.database))
         self.registry = DeviceRegistry(set(self.profiles))
         self.registry.load(self.db.load_devices())
-        self.store = WindowStore({name: p.stored_names for name, p in self.profiles.items()},
-                                 window_slots(self.profiles, self.rules, config.window.slots),
-                                 config.window.initial_devices)
+        self.store = build_window_store(self.profiles, window_slots(self.profiles, self.rules, config.window.slots),
+                                        config.window.initial_devices)
         self.evaluator = Evaluator(self.rules, self.store, derived_by_type(self.profiles),
                                    intervals_by_type(self.profiles))
         self.drops = DropCounter()

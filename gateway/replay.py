@@ -19,12 +19,11 @@ import orjson
 
 from gateway.clock import FakeClock
 from gateway.engine.evaluator import Evaluator, Transition
-from gateway.engine.library import Library
+from gateway.engine.library import Library, build_window_store
 from gateway.engine.profiles import derived_by_type, intervals_by_type
 from gateway.incidents.episodes import IncidentManager
 from gateway.ingest.registry import DeviceRegistry
 from gateway.store.db import Database
-from gateway.store.window import WindowStore
 
 
 class ReplayError(Exception):
@@ -91,8 +90,7 @@ def _record(raw: dict[str, Any]) -> Record:
 
 def replay(records: list[Record], library: Library, site: str = "replay") -> ReplayResult:
     profiles = library.profiles
-    store = WindowStore({n: p.stored_names for n, p in profiles.items()},
-                        {n: 4096 for n in profiles})
+    store = build_window_store(profiles, {n: 4096 for n in profiles})
     evaluator = Evaluator(library.rules, store, derived_by_type(profiles), intervals_by_type(profiles), cadence=False)
     clock = FakeClock(records[0].ts if records else 0.0)
     db = Database(":memory:")

@@ -12,7 +12,7 @@ import hashlib
 
 import numpy as np
 
-from gateway.engine.expr import CompiledExpr, EvalContext, FloatArray, compile_expr, steps
+from gateway.engine.expr import CompiledExpr, EvalContext, FloatArray
 from gateway.engine.profiles import OUT_OF_RANGE_METRIC, Profile
 from gateway.engine.rules import Rule
 from gateway.model import Cause, Diagnosis
@@ -21,9 +21,9 @@ SILENCE_COLUMN = "__silence__"  # timer context: seconds since the device's last
 ONLINE_COLUMN = "__online__"  # timer context: 1 online, 0 offline by the last will, NaN unknown
 STALE_COLUMN = "__stale__"  # seconds since the oldest still-expected metric was last reported
 UNCHANGED_PREFIX = "__unchanged__:"  # + metric: seconds since its value last changed
+EVENTS_PREFIX = "__events__:"  # + column: seconds since the oldest of its last three events (jumps, arrivals)
 JUMP_WINDOW_SECONDS = 600.0
 JUMPS_FOR_A_FAULT = 3
-OUT_OF_RANGE_FOR_A_FAULT = 3
 
 _WIRING = Cause("Loose connector or damaged sensor wiring", 0.3,
                 "Intermittent contacts produce dropouts, jumps and impossible readings.")
@@ -57,8 +57,19 @@ def _rule(profile: Profile, name: str, expr: CompiledExpr, code: str, title: tup
                 time_driven=time_driven)
 
 
+def _recent_events(column: str) -> CompiledExpr:
+    """Three events (jumps, impossible values) within 10 minutes, from the store's event-time rings."""
+
+    def evaluate(context: EvalContext) -> FloatArray:
+        result: FloatArray = (context.column(EVENTS_PREFIX + column) <= JUMP_WINDOW_SECONDS).astype(np.float64)
+        return result
+
+    return CompiledExpr(f"{JUMPS_FOR_A_FAULT} events of {column} within {JUMP_WINDOW_SECONDS:g} s", evaluate,
+                        frozenset({column}), (), {})
+
+
 def _out_of_range(profile: Profile) -> Rule:
-    expr = compile_expr(f"sum({OUT_OF_RANGE_METRIC}, 10m) >= {OUT_OF_RANGE_FOR_A_FAULT}", profile.units())
+    expr = _recent_events(OUT_OF_RANGE_METRIC)
     return _rule(profile, "sensor_out_of_range", expr, "DQ-RANGE",
                  ("A sensor reports impossible values", "传感器读数超出物理范围"),
                  ("A sensor reports values no working sensor can produce, so the gateway ignores them and does "
@@ -88,14 +99,7 @@ def _flatline(profile: Profile, metric: str, seconds: float) -> Rule:
 
 
 def _jumps(profile: Profile, metric: str, max_step: float) -> Rule:
-    def evaluate(context: EvalContext) -> FloatArray:
-        window = context.window(metric, JUMP_WINDOW_SECONDS)
-        jumps = (np.abs(np.nan_to_num(steps(window), nan=0.0)) > max_step).sum(axis=1)
-        result: FloatArray = (jumps >= JUMPS_FOR_A_FAULT).astype(np.float64)
-        return result
-
-    source = f"jumps larger than {max_step:g} between samples of {metric}, {JUMPS_FOR_A_FAULT} in 10 min"
-    expr = CompiledExpr(source, evaluate, frozenset({metric}), (), {metric: JUMP_WINDOW_SECONDS})
+    expr = _recent_events(metric)  # the store records a jump when a value moves more than max_step
     return _rule(profile, f"{metric}_implausible_jumps", expr, "DQ-JUMP",
                  (f"Implausible jumps: {metric}", f"读数跳变异常：{metric}"),
                  ("A reading jumps by more than the physics allows between two samples, again and again.",

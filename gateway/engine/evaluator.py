@@ -16,7 +16,7 @@ from enum import StrEnum
 import numpy as np
 import numpy.typing as npt
 
-from gateway.engine.data_quality import ONLINE_COLUMN, SILENCE_COLUMN, STALE_COLUMN, UNCHANGED_PREFIX
+from gateway.engine.data_quality import EVENTS_PREFIX, ONLINE_COLUMN, SILENCE_COLUMN, STALE_COLUMN, UNCHANGED_PREFIX
 from gateway.engine.expr import CompiledExpr, FloatArray, WindowView
 from gateway.engine.profiles import OUT_OF_RANGE_METRIC
 from gateway.engine.rules import Rule
@@ -44,6 +44,10 @@ class RowContext:
     def column(self, name: str) -> FloatArray:
         if name == STALE_COLUMN:
             return self._stale_seconds()
+        if name.startswith(EVENTS_PREFIX):
+            column = self._window.metric_index[name.removeprefix(EVENTS_PREFIX)]
+            since_oldest: FloatArray = self._now - self._window.event_ts[self._rows, column, 0]
+            return since_oldest
         if name.startswith(UNCHANGED_PREFIX):
             column = self._window.metric_index[name.removeprefix(UNCHANGED_PREFIX)]
             unchanged: FloatArray = self._now - self._window.changed_ts[self._rows, column]
@@ -62,6 +66,12 @@ class RowContext:
         ages = self._now[:, None] - self._window.latest_metric_ts[self._rows][:, columns]
         result: FloatArray = np.nan_to_num(np.nanmax(np.where(np.isnan(ages), -np.inf, ages), axis=1),
                                            neginf=0.0)
+        return result
+
+    def last(self, name: str, seconds: float) -> FloatArray:
+        column = self._window.metric_index[name]
+        age = self._now - self._window.latest_metric_ts[self._rows, column]
+        result: FloatArray = np.where(age <= seconds, self._latest[:, column], np.nan)
         return result
 
     def window(self, name: str, seconds: float) -> WindowView:
@@ -97,6 +107,9 @@ class TimerContext:
 
     def window(self, name: str, seconds: float) -> WindowView:
         raise KeyError(f"time-driven rules read no windows ({name})")
+
+    def last(self, name: str, seconds: float) -> FloatArray:
+        raise KeyError(f"time-driven rules read no metrics ({name})")
 
 
 class Transition(StrEnum):

@@ -50,6 +50,10 @@ class EvalContext(Protocol):
 
     def window(self, name: str, seconds: float) -> WindowView: ...
 
+    def last(self, name: str, seconds: float) -> FloatArray:
+        """The latest value of `name` if it arrived within `seconds`, else NaN."""
+        ...
+
 
 class MappingContext:
     """Latest values from a mapping, and windows from (ts, values) arrays; for tests and replays."""
@@ -69,6 +73,9 @@ class MappingContext:
         now = self._now if self._now is not None else np.nanmax(ts, axis=1)
         valid = (ts > now[:, None] - seconds) & (ts <= now[:, None]) & ~np.isnan(values)
         return WindowView(values, ts, valid)
+
+    def last(self, name: str, seconds: float) -> FloatArray:
+        return _last(self.window(name, seconds))
 
 
 Columns = EvalContext
@@ -394,10 +401,17 @@ class _Parser:
                             f"got {duration.text!r}", name.column)
         reduce, unit_of = _WINDOW_FUNCTIONS[name.text]
         column, seconds = metric.metric, duration.seconds
-        self.windows[column] = max(self.windows.get(column, 0.0), seconds)
 
         def evaluate(c: Columns) -> FloatArray:
             return reduce(c.window(column, seconds))
+
+        if name.text == "last":  # the latest value and its time answer it without reading the window
+
+            def evaluate(c: Columns) -> FloatArray:
+                return c.last(column, seconds)
+
+        else:
+            self.windows[column] = max(self.windows.get(column, 0.0), seconds)
 
         return _Node("number", evaluate, f"{name.text}({column}, {duration.text})",
                      unit=unit_of(self.stored[column]))

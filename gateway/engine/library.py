@@ -8,9 +8,10 @@ from pathlib import Path
 from gateway.config import GatewayConfig, resolve_path
 from gateway.diagnosis.prices import PriceTable, load_prices
 from gateway.engine.data_quality import builtin_rules
-from gateway.engine.profiles import Profile, load_profiles
+from gateway.engine.profiles import OUT_OF_RANGE_METRIC, Profile, load_profiles
 from gateway.engine.rules import Rule, RuleFileError, load_rules
 from gateway.engine.vendor_codes import VendorCodes, load_vendor_codes, with_code_columns
+from gateway.store.window import WindowStore
 
 
 @dataclass(frozen=True)
@@ -35,3 +36,12 @@ def load_library(config: GatewayConfig, rule_paths: list[Path] | None = None) ->
     if clashes:
         raise RuleFileError([f"rule name(s) {sorted(clashes)} are reserved for built-in data-quality rules"])
     return Library(profiles, prices, rules + builtin, tuple(paths), vendor_codes)
+
+
+def build_window_store(profiles: dict[str, Profile], slots: int | dict[str, int],
+                       initial_devices: int = 64) -> WindowStore:
+    """The window store the rules expect: a block per type, jump detection from the profiles' max_step, and the
+    out-of-range column's arrivals recorded as events."""
+    max_steps = {name: {m.name: m.max_step for m in p.metrics if m.max_step} for name, p in profiles.items()}
+    return WindowStore({n: p.stored_names for n, p in profiles.items()}, slots, initial_devices, max_steps,
+                       (OUT_OF_RANGE_METRIC,))

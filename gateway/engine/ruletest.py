@@ -29,9 +29,9 @@ import yaml
 
 from gateway.engine.durations import parse_duration
 from gateway.engine.evaluator import Evaluator, Transition
+from gateway.engine.library import build_window_store
 from gateway.engine.profiles import Profile, derived_by_type, intervals_by_type
 from gateway.engine.rules import Rule
-from gateway.store.window import WindowStore
 
 BASE_TS = 1_700_000_000.0
 
@@ -98,7 +98,7 @@ def run_case(case: dict[str, Any], rules: list[Rule], profiles: dict[str, Profil
     series = {device: {metric: expand(text) for metric, text in metrics.items()}
               for device, metrics in (case.get("series") or {}).items()}
     type_rules = [r for r in rules if r.appliance == appliance]
-    store = WindowStore({n: p.stored_names for n, p in profiles.items()}, _slots(type_rules, interval))
+    store = build_window_store(profiles, _slots(type_rules, interval))
     evaluator = Evaluator(type_rules, store, derived_by_type(profiles), intervals_by_type(profiles), cadence=False)
     window = store.windows[appliance]
     for device, metrics in series.items():

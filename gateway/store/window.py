@@ -32,14 +32,24 @@ class WindowSnapshot:
 class TypeWindow:
     """All devices of one appliance type."""
 
-    def __init__(self, appliance: str, metric_names: tuple[str, ...], slots: int, capacity: int = 64) -> None:
+    EVENTS_KEPT = 3  # how many recent event times per column (jumps, out-of-range arrivals) are remembered
+
+    def __init__(self, appliance: str, metric_names: tuple[str, ...], slots: int, capacity: int = 64,
+                 max_steps: Mapping[str, float] | None = None, event_columns: tuple[str, ...] = ()) -> None:
+        """`max_steps`: a change larger than this between consecutive values is recorded as a jump;
+        `event_columns`: columns whose every arrival is recorded as an event."""
         self.appliance = appliance
         self.metric_names = metric_names
         self.metric_index = {name: i for i, name in enumerate(metric_names)}
         self.slots = slots
         self.device_ids: list[str] = []
         self.rows: dict[str, int] = {}
-        self._index_cache: dict[tuple[str, ...], npt.NDArray[np.intp]] = {}
+        self._index_cache: dict[tuple[str, ...], tuple[npt.NDArray[np.intp], npt.NDArray[np.intp],
+                                                        npt.NDArray[np.float64], tuple[int, ...]]] = {}
+        self.max_step = np.full(len(metric_names), np.nan)
+        for name, step in (max_steps or {}).items():
+            self.max_step[self.metric_index[name]] = step
+        self._event_columns = {self.metric_index[name] for name in event_columns}
         self._allocate(max(capacity, 1))
 
     def _allocate(self, capacity: int) -> None:
@@ -52,6 +62,7 @@ class TypeWindow:
         self.latest_metric_ts = np.full((capacity, m), np.nan, dtype=np.float64)
         self.changed_ts = np.full((capacity, m), np.nan, dtype=np.float64)  # when each value last changed
         self.online = np.full(capacity, np.nan, dtype=np.float64)  # 1 / 0 from the status topic, NaN unknown
+        self.event_ts = np.full((capacity, m, self.EVENTS_KEPT), np.nan, dtype=np.float64)  # oldest first
         self.dirty = np.zeros(capacity, dtype=np.bool_)
 
     @property
@@ -67,7 +78,7 @@ class TypeWindow:
 
     def _arrays(self) -> list[npt.NDArray[Any]]:
         return [self.values, self.ts, self.head, self.latest, self.latest_ts, self.latest_metric_ts, self.changed_ts,
-                self.online, self.dirty]
+                self.online, self.event_ts, self.dirty]
 
     def row(self, device_id: str) -> int:
         """The row of a device, allocating one (and growing the arrays) the first time it is seen."""
@@ -84,9 +95,10 @@ class TypeWindow:
         """Write one sample; metrics must all be names of this type (ingest checked them)."""
         slot = int(self.head[row])
         names = tuple(metrics)
-        index = self._index_cache.get(names)
-        if index is None:  # devices of one type send the same metric set, so this is computed a few times
-            index = self._index_cache[names] = np.array([self.metric_index[n] for n in names], dtype=np.intp)
+        layout = self._index_cache.get(names)
+        if layout is None:  # devices of one type send the same metric set, so this is worked out a few times
+            layout = self._index_cache[names] = self._layout(names)
+        index, step_positions, step_limits, event_columns = layout
         values = np.fromiter(metrics.values(), dtype=np.float64, count=len(names))
         column = self.values[row, :, slot]
         column.fill(np.nan)
@@ -94,12 +106,34 @@ class TypeWindow:
         self.ts[row, slot] = ts
         self.head[row] = (slot + 1) % self.slots
         if not ts < self.latest_ts[row]:  # NaN-safe: the first sample always counts as newest
-            changed = index[self.latest[row, index] != values]  # NaN != x: a first value counts as a change
-            self.changed_ts[row, changed] = ts
-            self.latest[row, index] = values
+            latest = self.latest[row]
+            previous = latest[index]
+            if step_positions.size:
+                moved = np.abs(values[step_positions] - previous[step_positions]) > step_limits
+                for position in step_positions[moved].tolist():
+                    self._record_event(row, int(index[position]), ts)
+            for event_column in event_columns:
+                self._record_event(row, event_column, ts)
+            self.changed_ts[row, index[previous != values]] = ts  # NaN != x: a first value counts as a change
+            latest[index] = values
             self.latest_ts[row] = ts
             self.latest_metric_ts[row, index] = ts
         self.dirty[row] = True
+
+    def _layout(self, names: tuple[str, ...]) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp],
+                                                         npt.NDArray[np.float64], tuple[int, ...]]:
+        """For one metric set: column indexes, which positions are watched for jumps (and their limits), and
+        which columns record every arrival as an event."""
+        index = np.array([self.metric_index[n] for n in names], dtype=np.intp)
+        limits = self.max_step[index]
+        watched = np.flatnonzero(np.isfinite(limits))
+        events = tuple(int(i) for i in index if int(i) in self._event_columns)
+        return index, watched, limits[watched], events
+
+    def _record_event(self, row: int, column: int, ts: float) -> None:
+        ring = self.event_ts[row, column]
+        ring[:-1] = ring[1:]
+        ring[-1] = ts
 
     def take_dirty(self) -> npt.NDArray[np.intp]:
         """Rows that received data since the last call, and forget them."""
@@ -119,11 +153,14 @@ class WindowStore:
     """One TypeWindow per appliance type, created from the profiles' metric lists."""
 
     def __init__(self, metric_names_by_type: Mapping[str, tuple[str, ...]], slots: int | Mapping[str, int],
-                 initial_devices: int = 64) -> None:
-        """`slots` is one size for all types, or a size per type (enough for the longest window its rules read)."""
+                 initial_devices: int = 64, max_steps: Mapping[str, Mapping[str, float]] | None = None,
+                 event_columns: tuple[str, ...] = ()) -> None:
+        """`slots` is one size for all types, or a size per type (enough for the longest window its rules read);
+        `max_steps` per type and `event_columns` feed the event-time rings (see TypeWindow)."""
         self.windows = {
             appliance: TypeWindow(appliance, names, slots if isinstance(slots, int) else slots[appliance],
-                                  initial_devices)
+                                  initial_devices, (max_steps or {}).get(appliance),
+                                  tuple(c for c in event_columns if c in names))
             for appliance, names in metric_names_by_type.items()
         }
 
@@ -138,4 +175,4 @@ class WindowStore:
         return sum(len(w.device_ids) for w in self.windows.values())
 
     def memory_bytes(self) -> int:
-        return sum(w.values.nbytes + w.ts.nbytes + w.latest.nbytes for w in self.windows.values())
+        return sum(sum(array.nbytes for array in w._arrays()) for w in self.windows.values())
