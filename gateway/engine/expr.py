@@ -78,7 +78,6 @@ class MappingContext:
         return _last(self.window(name, seconds))
 
 
-Columns = EvalContext
 Evaluate = Callable[[EvalContext], FloatArray]
 Kind = Literal["number", "bool"]
 _Binary = Callable[[FloatArray, FloatArray], FloatArray]
@@ -114,9 +113,9 @@ class CompiledExpr:
     windows: dict[str, float] = field(default_factory=dict)  # metric -> longest window read (s)
     unit: str | None = None
 
-    def holds(self, columns: Columns) -> npt.NDArray[np.bool_]:
+    def holds(self, context: EvalContext) -> npt.NDArray[np.bool_]:
         """True where the expression is definitely true (unknown counts as not true)."""
-        result: npt.NDArray[np.bool_] = self.evaluate(columns) == 1.0
+        result: npt.NDArray[np.bool_] = self.evaluate(context) == 1.0
         return result
 
 
@@ -300,7 +299,7 @@ class _Parser:
         compare = _COMPARE[op.text]
         lf, rf = left.fn, right.fn
 
-        def evaluate(c: Columns, lf: Evaluate = lf, rf: Evaluate = rf) -> FloatArray:
+        def evaluate(c: EvalContext, lf: Evaluate = lf, rf: Evaluate = rf) -> FloatArray:
             a, b = lf(c), rf(c)
             return _nan_where(np.isnan(a) | np.isnan(b), compare(a, b).astype(np.float64))
 
@@ -402,12 +401,12 @@ class _Parser:
         reduce, unit_of = _WINDOW_FUNCTIONS[name.text]
         column, seconds = metric.metric, duration.seconds
 
-        def evaluate(c: Columns) -> FloatArray:
+        def evaluate(c: EvalContext) -> FloatArray:
             return reduce(c.window(column, seconds))
 
         if name.text == "last":  # the latest value and its time answer it without reading the window
 
-            def evaluate(c: Columns) -> FloatArray:
+            def evaluate(c: EvalContext) -> FloatArray:
                 return c.last(column, seconds)
 
         else:
@@ -427,7 +426,7 @@ class _Parser:
         self.used.add(metric.text)
         column = metric.text
 
-        def evaluate(c: Columns) -> FloatArray:
+        def evaluate(c: EvalContext) -> FloatArray:
             return np.isnan(c.column(column)).astype(np.float64)
 
         return _Node("bool", evaluate, f"missing({column})")
@@ -546,15 +545,15 @@ def _constant(value: float) -> Evaluate:
     """A constant; numpy broadcasting aligns it with the batch's columns."""
     constant = np.float64(value)
 
-    def evaluate(columns: Columns) -> FloatArray:
+    def evaluate(context: EvalContext) -> FloatArray:
         return constant  # type: ignore[return-value]
 
     return evaluate
 
 
 def _combined(combine: _Binary, left: Evaluate, right: Evaluate) -> Evaluate:
-    def evaluate(columns: Columns) -> FloatArray:
-        return combine(left(columns), right(columns))
+    def evaluate(context: EvalContext) -> FloatArray:
+        return combine(left(context), right(context))
 
     return evaluate
 
