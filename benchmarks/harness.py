@@ -15,7 +15,7 @@ from typing import Any
 
 import psutil
 
-from firmware_sim.localnet import MosquittoProcess, free_port, stop_process, wait_for_port
+from firmware_sim.localnet import LocalServiceError, MosquittoProcess, free_port, stop_process, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -74,7 +74,12 @@ port = {web_port}
     process = subprocess.Popen([PYTHON, "-m", "gateway", "--log-level", "WARNING", "run", "--config", str(config)],
                                cwd=ROOT, stdout=log, stderr=log)
     try:
-        wait_for_port(web_port)
+        try:
+            wait_for_port(web_port)
+        except LocalServiceError:
+            log.close()
+            raise LocalServiceError("the gateway did not start: "
+                                    + (folder / "gateway.log").read_text(errors="replace")[-1500:]) from None
         base = f"http://127.0.0.1:{web_port}"
         deadline = time.monotonic() + 10
         while not status(base)["mqtt_connected"]:

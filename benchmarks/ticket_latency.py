@@ -34,6 +34,7 @@ groups:
           title: {en: Benchmark probe, zh: 基准探针}
           severity: info
           causes: [{cause: benchmark, likelihood: 1.0, reason: a probe sample crossed the threshold}]
+          service_items: [diagnosis_visit]
 """
 
 
