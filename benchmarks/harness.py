@@ -61,6 +61,7 @@ profiles = "{ROOT / 'rules' / 'profiles'}"
 slots = {slots}
 [storage]
 database = "{folder / 'gateway.db'}"
+key_file = "{folder / 'gateway.key'}"
 [upstream]
 url = "{upstream}"
 group_wait_seconds = 0

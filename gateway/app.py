@@ -17,6 +17,7 @@ from aiohttp import web
 
 from gateway.clock import Clock, SystemClock
 from gateway.config import GatewayConfig, resolve_path
+from gateway.diagnosis.seal import load_or_create_key
 from gateway.engine.evaluator import AlertTransition, Evaluator
 from gateway.engine.library import build_window_store, load_library
 from gateway.engine.profiles import Profile, derived_by_type, intervals_by_type
@@ -64,7 +65,8 @@ class Gateway:
         self.incidents = IncidentManager(self.db, self.store, self.registry, config.site, self.clock,
                                          on_ticket=self.sender.wake, prices=self.prices, rules=self.rules,
                                          group_wait=config.upstream.group_wait_seconds,
-                                         context_for=self.evaluator.device_context)
+                                         context_for=self.evaluator.device_context,
+                                         seal_key=load_or_create_key(resolve_path(config, config.storage.key_file)))
         self.incidents.restore(self.evaluator)
         limits = PayloadLimits(config.ingest.max_payload_bytes, config.ingest.max_past_seconds,
                                config.ingest.max_future_seconds)

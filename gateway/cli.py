@@ -11,8 +11,9 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from gateway.config import ConfigError, GatewayConfig, load_config
+from gateway.config import ConfigError, GatewayConfig, load_config, resolve_path
 from gateway.diagnosis.prices import PriceTableError
+from gateway.diagnosis.seal import SealError
 from gateway.engine.library import load_library
 from gateway.engine.profiles import ProfileError
 from gateway.engine.rules import RuleFileError
@@ -84,6 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--config", type=Path)
     replay.add_argument("--json", action="store_true", help="print the ticket drafts as JSON")
 
+    verify = commands.add_parser("verify-ticket", help="check a ticket's seal; say what was changed if it fails")
+    verify.add_argument("ticket", help="a ticket JSON file (as sent, or the platform's GET answer), "
+                                       "or a local ticket id")
+    verify.add_argument("--config", type=Path)
+
     rules = commands.add_parser("rules", help="rule-file tools")
     rules_commands = rules.add_subparsers(dest="rules_command", required=True, metavar="ACTION")
     check = rules_commands.add_parser("check", help="validate rule files; every error with file:line")
@@ -112,10 +118,13 @@ def main(argv: list[str] | None = None) -> int:
             return _serial_sim(args)
         if args.command == "replay":
             return _replay(args)
+        if args.command == "verify-ticket":
+            return _verify_ticket(args)
         if args.rules_command == "test":
             return _rules_test(args)
         return _rules_check(args)
-    except (ConfigError, ProfileError, PriceTableError, RuleFileError, StorageError, BrokerStartError) as exc:
+    except (ConfigError, ProfileError, PriceTableError, RuleFileError, StorageError, BrokerStartError,
+            SealError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -232,6 +241,39 @@ def _serial_sim(args: argparse.Namespace) -> int:
         stop.wait(args.duration)
     peer.stop()
     return 0
+
+
+def _verify_ticket(args: argparse.Namespace) -> int:
+    """Exit 0 when the seal is valid, 1 when the ticket was altered or carries no valid seal."""
+    import orjson
+
+    from gateway.diagnosis.seal import load_or_create_key, verify
+    from gateway.store.db import Database
+
+    config = load_config(args.config)
+    key_path = resolve_path(config, config.storage.key_file)
+    if not key_path.exists():
+        raise SealError(f"{key_path}: no sealing key here; run verify-ticket with the gateway's config")
+    key = load_or_create_key(key_path)
+    db = Database(resolve_path(config, config.storage.database))
+    try:
+        if args.ticket.isdigit():
+            document = db.ticket_payload(int(args.ticket))
+            if document is None:
+                print(f"error: no local ticket {args.ticket}", file=sys.stderr)
+                return 2
+        else:
+            loaded = orjson.loads(Path(args.ticket).read_bytes())
+            document = loaded.get("ticket", loaded) if isinstance(loaded, dict) else None
+            if not isinstance(document, dict):
+                print(f"error: {args.ticket} is not a ticket (a JSON object)", file=sys.stderr)
+                return 2
+        original = db.ticket_by_key(str(document.get("idempotency_key", "")))
+    finally:
+        db.close()
+    verdict = verify(document, key, original)
+    print(("valid: " if verdict.valid else "INVALID: ") + verdict.reason)
+    return 0 if verdict.valid else 1
 
 
 def _replay(args: argparse.Namespace) -> int:

@@ -80,6 +80,7 @@ class RulesConfig:
 @dataclass(frozen=True)
 class StorageConfig:
     database: str = "var/gateway.db"
+    key_file: str = "var/gateway.key"
 
 
 @dataclass(frozen=True)

@@ -54,7 +54,8 @@ async def run_demo(options: DemoOptions) -> int:
     config = GatewayConfig(
         site="demo-home",
         broker=BrokerConfig(embedded_port=port_or_free(options.broker_port)),
-        storage=StorageConfig(database=str((options.data_dir / "gateway.db").resolve())),
+        storage=StorageConfig(database=str((options.data_dir / "gateway.db").resolve()),
+                              key_file=str((options.data_dir / "gateway.key").resolve())),
         upstream=UpstreamConfig(url=platform.url, retry_min_seconds=0.5, retry_max_seconds=5.0,
                                 group_wait_seconds=3.0),
         web=WebConfig(port=port_or_free(options.web_port)),

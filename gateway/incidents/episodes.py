@@ -11,6 +11,7 @@ import numpy as np
 from gateway.clock import Clock
 from gateway.diagnosis.evidence import build_evidence, build_finding
 from gateway.diagnosis.prices import PriceTable
+from gateway.diagnosis.seal import seal
 from gateway.engine.evaluator import AlertTransition, Evaluator, Transition
 from gateway.engine.expr import EvalContext
 from gateway.engine.rules import Rule
@@ -26,7 +27,8 @@ class IncidentManager:
     def __init__(self, db: Database, store: WindowStore, registry: DeviceRegistry, site: str, clock: Clock,
                  on_ticket: Callable[[], None] | None = None, prices: PriceTable | None = None,
                  rules: list[Rule] | None = None, group_wait: float = 0.0,
-                 context_for: Callable[[str, str], EvalContext | None] | None = None) -> None:
+                 context_for: Callable[[str, str], EvalContext | None] | None = None,
+                 seal_key: bytes | None = None) -> None:
         self.db = db
         self.store = store
         self.registry = registry
@@ -37,6 +39,7 @@ class IncidentManager:
         self.rules = {rule.rule_id: rule for rule in rules or []}
         self.group_wait = group_wait
         self.context_for = context_for
+        self.seal_key = seal_key
         self.open_rules: dict[str, dict[str, Rule]] = {}  # device -> firing incidents' rules
         self.opened = 0
         self.resolved = 0
@@ -96,9 +99,10 @@ class IncidentManager:
         now = self.clock.now()
 
         def build_ticket(findings: list[dict[str, Any]], key: str) -> dict[str, Any]:
-            return ticket_payload(site=self.site, device_id=device_id, appliance_type=rule.appliance,
-                                  device=self.registry.get(device_id), findings=findings, fingerprint=key,
-                                  opened_at=now, prices=self.prices)
+            ticket = ticket_payload(site=self.site, device_id=device_id, appliance_type=rule.appliance,
+                                    device=self.registry.get(device_id), findings=findings, fingerprint=key,
+                                    opened_at=now, prices=self.prices)
+            return seal(ticket, self.seal_key) if self.seal_key else ticket
 
         opened = self.db.open_incident(rule.rule_id, rule.version, device_id, rule.diagnosis.category,
                                        transition.onset_ts, transition.at_ts, fingerprint, finding, build_ticket,

@@ -56,7 +56,7 @@ class OutboxEntry:
     platform_ticket_id: str
 
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS devices (
     device_id TEXT PRIMARY KEY,
@@ -70,6 +70,7 @@ CREATE TABLE IF NOT EXISTS tickets (
     device_id TEXT NOT NULL,
     category TEXT NOT NULL,
     payload BLOB NOT NULL,
+    late_findings BLOB NOT NULL DEFAULT '[]',
     created_at REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS incidents (
@@ -194,11 +195,12 @@ class Database:
                 if case[2] == DeliveryState.QUEUED:
                     payload = build_ticket(findings, payload["idempotency_key"])
                     action = CaseAction.JOINED
-                else:
-                    payload["late_findings"] = [*payload.get("late_findings", []), finding["rule"]]
-                    payload["findings_detail"] = findings
+                    conn.execute("UPDATE tickets SET payload=? WHERE ticket_id=?",
+                                 (orjson.dumps(payload), ticket_id))
+                else:  # the sealed ticket that was sent never changes; the finding is kept beside it
+                    conn.execute("UPDATE tickets SET late_findings=json_insert(late_findings, '$[#]', json(?)) "
+                                 "WHERE ticket_id=?", (orjson.dumps(finding), ticket_id))
                     action = CaseAction.LATE_FINDING
-                conn.execute("UPDATE tickets SET payload=? WHERE ticket_id=?", (orjson.dumps(payload), ticket_id))
             cursor = conn.execute(
                 "INSERT INTO incidents (fingerprint, rule_id, rule_version, device_id, category, ticket_id, onset_ts,"
                 " detected_ts, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'firing')",
@@ -224,13 +226,23 @@ class Database:
         """Newest tickets with their delivery state, for the web page and the demo summary."""
         rows = self._conn.execute(
             "SELECT t.ticket_id, t.payload, o.state, o.attempts, o.platform_ticket_id, o.last_error, "
-            "EXISTS (SELECT 1 FROM incidents i WHERE i.ticket_id=t.ticket_id AND i.state='firing') "
+            "EXISTS (SELECT 1 FROM incidents i WHERE i.ticket_id=t.ticket_id AND i.state='firing'), t.late_findings "
             "FROM tickets t JOIN outbox o USING (ticket_id) ORDER BY t.ticket_id DESC LIMIT ?", (limit,)).fetchall()
         return [
             {"ticket_id": r[0], "payload": orjson.loads(r[1]), "delivery": r[2], "attempts": r[3],
-             "platform_ticket_id": r[4], "last_error": r[5], "incident_state": "firing" if r[6] else "resolved"}
+             "platform_ticket_id": r[4], "last_error": r[5], "incident_state": "firing" if r[6] else "resolved",
+             "late_findings": [f["rule"] for f in orjson.loads(r[7])]}
             for r in rows
         ]
+
+    def ticket_by_key(self, idempotency_key: str) -> dict[str, Any] | None:
+        row = self._conn.execute("SELECT t.payload FROM tickets t JOIN outbox o USING (ticket_id) "
+                                 "WHERE o.idempotency_key=?", (idempotency_key,)).fetchone()
+        return None if row is None else dict(orjson.loads(row[0]))
+
+    def ticket_payload(self, ticket_id: int) -> dict[str, Any] | None:
+        row = self._conn.execute("SELECT payload FROM tickets WHERE ticket_id=?", (ticket_id,)).fetchone()
+        return None if row is None else dict(orjson.loads(row[0]))
 
     # outbox --------------------------------------------------------------------------------------------------
     def due_outbox(self, now: float, limit: int) -> list[OutboxEntry]:

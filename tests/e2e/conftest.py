@@ -58,7 +58,7 @@ def gateway_config(tmp_path: Path, platform: PlatformServer, broker_url: str = "
         site="test-home",
         broker=BrokerConfig(url=broker_url, embedded_port=0 if not broker_url else 1883,
                             reconnect_min_seconds=0.1, reconnect_max_seconds=1.0),
-        storage=StorageConfig(database=str(tmp_path / "gateway.db")),
+        storage=StorageConfig(database=str(tmp_path / "gateway.db"), key_file=str(tmp_path / "gateway.key")),
         upstream=UpstreamConfig(url=platform.url, retry_min_seconds=0.2, retry_max_seconds=1.0,
                                 group_wait_seconds=0.5),
         web=WebConfig(port=0),

@@ -97,3 +97,35 @@ def test_replay_reads_csv_and_reports_bad_lines(tmp_path: Path) -> None:
     result = cli("replay", str(bad))
     assert result.returncode == 2
     assert f"{bad}:2: not JSON" in result.stderr and f"{bad}:3: needs a device_id" in result.stderr
+
+
+def test_verify_ticket_says_what_was_changed(tmp_path: Path) -> None:
+    import orjson
+
+    from gateway.diagnosis.seal import load_or_create_key, seal
+    from gateway.store.db import Database
+
+    config = tmp_path / "gateway.toml"
+    config.write_text('[storage]\ndatabase = "gw.db"\nkey_file = "gw.key"\n')
+    key = load_or_create_key(tmp_path / "gw.key")
+    ticket = seal({"idempotency_key": "k1", "fault": {"code": "AC-CND-01"}, "price": {"total_band": [330, 670]},
+                   "findings_detail": []}, key)
+    db = Database(tmp_path / "gw.db")
+    db.open_incident("r", "v", "ac", "fault", 1.0, 1.0, "k1", {"rule": "r"}, lambda findings, k: ticket,
+                     queued_at=1.0)
+    db.close()
+    stored = Database(tmp_path / "gw.db")
+    [row] = stored.tickets()
+    stored.close()
+
+    sent = tmp_path / "sent.json"
+    sent.write_bytes(orjson.dumps({"ticket_id": "SVC-1", "ticket": row["payload"]}))
+    result = cli("verify-ticket", str(sent), "--config", str(config))
+    assert result.returncode == 0 and result.stdout.startswith("valid:"), result.stdout + result.stderr
+
+    sent.write_bytes(orjson.dumps({"ticket": {**row["payload"], "price": {"total_band": [330, 970]}}}))
+    result = cli("verify-ticket", str(sent), "--config", str(config))
+    assert result.returncode == 1
+    assert "INVALID: the ticket was altered after sealing: changed $.price.total_band[1]" in result.stdout
+
+    assert cli("verify-ticket", "1", "--config", str(config)).returncode == 0

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aiohttp
 import orjson
@@ -16,6 +17,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from firmware_sim.fleet import FleetSpec, SimClock, build_fleet, run_fleet
 from firmware_sim.mqtt_peer import MqttAppliance
 from firmware_sim.platform import PlatformServer
+from gateway.diagnosis.seal import load_or_create_key, verify
 from tests.e2e.conftest import StartGateway, eventually
 
 pytestmark = pytest.mark.e2e
@@ -67,6 +69,8 @@ async def test_condenser_fan_failure_opens_exactly_one_diagnosed_ticket(
     assert window["ts"][0] < onset <= window["ts"][-1], "the window covers the time before and at the onset"
     assert len(window["metrics"]["discharge_pressure"]) == len(window["ts"])
     assert summary["idempotency_key"] == body["idempotency_key"]
+    key = load_or_create_key(Path(running.gateway.config.storage.key_file))
+    assert verify(body, key).valid, "the ticket the platform holds is exactly as the gateway sealed it"
     assert platform.duplicates == 0
 
     status = running.gateway.status()

@@ -68,6 +68,7 @@ reconnect_min_seconds = 0.1
 reconnect_max_seconds = 1.0
 [storage]
 database = "{db}"
+key_file = "{tmp_path / 'gateway.key'}"
 [rules]
 paths = ["{PROJECT_ROOT / 'rules'}"]
 profiles = "{PROJECT_ROOT / 'rules' / 'profiles'}"

@@ -1,0 +1,57 @@
+import os
+import stat
+from pathlib import Path
+
+import orjson
+import pytest
+
+from gateway.diagnosis.seal import SealError, differences, load_or_create_key, seal, verify
+
+TICKET = {"idempotency_key": "k1", "fault": {"code": "AC-CND-01", "title": {"en": "Condenser", "zh": "冷凝器"}},
+          "evidence": {"observed": [{"quantity": "discharge_pressure", "value": 4105.0}], "window": {"ts": [1, 2]}},
+          "price": {"total_band": [330.0, 670.0]}}
+
+
+def test_key_is_created_once_with_owner_only_permissions(tmp_path: Path) -> None:
+    path = tmp_path / "var" / "gateway.key"
+    key = load_or_create_key(path)
+    assert len(key) == 32 and stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert load_or_create_key(path) == key
+    path.write_bytes(b"short")
+    with pytest.raises(SealError, match="32 bytes"):
+        load_or_create_key(path)
+
+
+def test_a_sealed_ticket_verifies(tmp_path: Path) -> None:
+    key = load_or_create_key(tmp_path / "k")
+    sealed = seal(TICKET, key)
+    assert verify(sealed, key).valid
+    assert verify(orjson.loads(orjson.dumps(sealed)), key, sealed).valid  # survives a JSON round trip
+
+
+def test_a_one_character_change_is_caught_and_located(tmp_path: Path) -> None:
+    key = load_or_create_key(tmp_path / "k")
+    sealed = seal(TICKET, key)
+    text = orjson.dumps(sealed).decode()
+    for original, forged in (("4105.0", "4106.0"), ("AC-CND-01", "AC-CND-02"), ("670.0", "970.0")):
+        tampered = orjson.loads(text.replace(original, forged, 1))
+        verdict = verify(tampered, key, sealed)
+        assert not verdict.valid, forged
+        assert len(verdict.changed) == 1 and "changed $." in verdict.reason, verdict
+    tampered = orjson.loads(text.replace("冷凝器", "冷凝机", 1))
+    assert verify(tampered, key, sealed).changed == ["$.fault.title.zh"]
+
+
+def test_a_forged_seal_or_another_key_is_rejected(tmp_path: Path) -> None:
+    key = load_or_create_key(tmp_path / "k")
+    other = load_or_create_key(tmp_path / "other")
+    sealed = seal(TICKET, key)
+    forged = {**seal({**TICKET, "price": {"total_band": [0.0, 1.0]}}, key)}
+    forged["seal"] = {**forged["seal"], "hmac": sealed["seal"]["hmac"]}
+    assert "HMAC" in verify(forged, key).reason
+    assert "another key" in verify(seal(TICKET, other), key).reason
+    assert verify(TICKET, key).reason == "the ticket carries no seal"
+
+
+def test_differences() -> None:
+    assert differences({"a": [1, {"b": 2}]}, {"a": [1, {"b": 3}], "c": 1}) == ["$.a[1].b", "$.c"]
