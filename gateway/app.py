@@ -66,7 +66,8 @@ class Gateway:
                                          on_ticket=self.sender.wake, prices=self.prices, rules=self.rules,
                                          group_wait=config.upstream.group_wait_seconds,
                                          context_for=self.evaluator.device_context,
-                                         seal_key=load_or_create_key(resolve_path(config, config.storage.key_file)))
+                                         seal_key=load_or_create_key(resolve_path(config, config.storage.key_file)),
+                                         derived={n: [d.name for d in p.derived] for n, p in self.profiles.items()})
         self.incidents.restore(self.evaluator)
         limits = PayloadLimits(config.ingest.max_payload_bytes, config.ingest.max_past_seconds,
                                config.ingest.max_future_seconds)

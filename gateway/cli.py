@@ -10,6 +10,7 @@ import signal
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from gateway.config import ConfigError, GatewayConfig, load_config, resolve_path
 from gateway.diagnosis.prices import PriceTableError
@@ -85,6 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--config", type=Path)
     replay.add_argument("--json", action="store_true", help="print the ticket drafts as JSON")
 
+    outbox = commands.add_parser("outbox", help="list, retry and explain the tickets waiting to be delivered")
+    outbox.add_argument("action", nargs="?", choices=("list", "retry", "explain"), default="list")
+    outbox.add_argument("entry", nargs="?", type=int, help="outbox entry id (retry, explain)")
+    outbox.add_argument("--state", choices=("queued", "sending", "delivered", "dead"), help="list only these")
+    outbox.add_argument("--config", type=Path)
+
     verify = commands.add_parser("verify-ticket", help="check a ticket's seal; say what was changed if it fails")
     verify.add_argument("ticket", help="a ticket JSON file (as sent, or the platform's GET answer), "
                                        "or a local ticket id")
@@ -120,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
             return _replay(args)
         if args.command == "verify-ticket":
             return _verify_ticket(args)
+        if args.command == "outbox":
+            return _outbox(args)
         if args.rules_command == "test":
             return _rules_test(args)
         return _rules_check(args)
@@ -241,6 +250,66 @@ def _serial_sim(args: argparse.Namespace) -> int:
         stop.wait(args.duration)
     peer.stop()
     return 0
+
+
+def _outbox(args: argparse.Namespace) -> int:
+    import time
+
+    from gateway.store.db import Database
+
+    config = load_config(args.config)
+    db = Database(resolve_path(config, config.storage.database))
+    try:
+        if args.action == "list":
+            entries = db.outbox_entries(args.state)
+            print(f"{'id':>4} {'ticket':>6} {'device':<16} {'code':<14} {'state':<9} {'tries':>5}  detail")
+            for e in entries:
+                print(f"{e['outbox_id']:>4} {e['ticket_id']:>6} {e['device_id']:<16} {e['fault_code']!s:<14} "
+                      f"{e['state']:<9} {e['attempts']:>5}  {_outbox_detail(e, time.time())}")
+            counts = db.outbox_counts()
+            print(", ".join(f"{n} {state}" for state, n in counts.items()))
+            return 0
+        if args.entry is None:
+            print(f"error: outbox {args.action} needs an entry id (see `appliance-gateway outbox list`)",
+                  file=sys.stderr)
+            return 2
+        entry = next((e for e in db.outbox_entries(limit=1_000_000) if e["outbox_id"] == args.entry), None)
+        if entry is None:
+            print(f"error: no outbox entry {args.entry}", file=sys.stderr)
+            return 2
+        if args.action == "retry":
+            if not db.requeue(args.entry, time.time()):
+                print(f"entry {args.entry} is {entry['state']}: nothing to retry")
+                return 1
+            print(f"entry {args.entry} queued; a running gateway sends it within a second")
+            return 0
+        print(f"entry {entry['outbox_id']}: ticket {entry['ticket_id']} for {entry['device_id']} "
+              f"({entry['fault_code']}, {entry['category']}), idempotency key {entry['idempotency_key']}")
+        print(f"  state: {entry['state']} after {entry['attempts']} attempt(s); {_outbox_detail(entry, time.time())}")
+        print(f"  next:  {_outbox_next(entry)}")
+        return 0
+    finally:
+        db.close()
+
+
+def _outbox_detail(entry: dict[str, Any], now: float) -> str:
+    if entry["state"] == "delivered":
+        return f"delivered as {entry['platform_ticket_id'] or '(no id)'}"
+    if entry["state"] == "dead":
+        return f"rejected: {entry['last_error']}"
+    wait = entry["next_attempt_at"] - now
+    last = f" (last: {entry['last_error']})" if entry["last_error"] else ""
+    return (f"next attempt in {wait:.0f} s" if wait > 0 else "due now") + last
+
+
+def _outbox_next(entry: dict[str, Any]) -> str:
+    return {
+        "delivered": "nothing: the platform has the ticket",
+        "dead": "nothing until someone acts: the platform refused it (a 4xx). Fix the cause, then "
+                f"`appliance-gateway outbox retry {entry['outbox_id']}`",
+        "sending": "a request is in flight; if the gateway stopped meanwhile, it is sent again at start-up",
+    }.get(entry["state"], "retried automatically with backoff until the platform accepts it; "
+                          f"`appliance-gateway outbox retry {entry['outbox_id']}` sends it now")
 
 
 def _verify_ticket(args: argparse.Namespace) -> int:

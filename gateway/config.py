@@ -89,6 +89,7 @@ class UpstreamConfig:
     token: str = ""
     timeout_seconds: float = 10.0
     group_wait_seconds: float = 10.0
+    max_queued_tickets: int = 1000
     retry_min_seconds: float = 1.0
     retry_max_seconds: float = 300.0
 

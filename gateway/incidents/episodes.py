@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -28,7 +29,7 @@ class IncidentManager:
                  on_ticket: Callable[[], None] | None = None, prices: PriceTable | None = None,
                  rules: list[Rule] | None = None, group_wait: float = 0.0,
                  context_for: Callable[[str, str], EvalContext | None] | None = None,
-                 seal_key: bytes | None = None) -> None:
+                 seal_key: bytes | None = None, derived: dict[str, list[str]] | None = None) -> None:
         self.db = db
         self.store = store
         self.registry = registry
@@ -40,6 +41,7 @@ class IncidentManager:
         self.group_wait = group_wait
         self.context_for = context_for
         self.seal_key = seal_key
+        self.derived = derived or {}  # appliance -> names of its derived metrics
         self.open_rules: dict[str, dict[str, Rule]] = {}  # device -> firing incidents' rules
         self.opened = 0
         self.resolved = 0
@@ -95,6 +97,9 @@ class IncidentManager:
         rule, device_id = transition.rule, transition.device_id
         fingerprint = incident_fingerprint(self.site, device_id, rule.rule_id, transition.onset_ts)
         evidence = build_evidence(transition, self.store.snapshot(device_id))
+        evidence["derived"] = self._derived_values(rule, device_id)
+        evidence["data_quality_flags"] = sorted(r.rule_id for r in self.open_rules.get(device_id, {}).values()
+                                                if r.diagnosis.category == "data_quality")
         finding = build_finding(transition, evidence, self._ruled_out(rule, device_id))
         now = self.clock.now()
 
@@ -117,6 +122,17 @@ class IncidentManager:
                     opened.action.value.replace("_", " "))
         if self.on_ticket is not None:
             self.on_ticket()
+
+    def _derived_values(self, rule: Rule, device_id: str) -> dict[str, float | None]:
+        """The profile's derived metrics (superheat, subcooling ...) at the moment the rule fired."""
+        context = self.context_for(rule.appliance, device_id) if self.context_for else None
+        if context is None or not self.derived.get(rule.appliance):
+            return {}
+        values = {}
+        for name in self.derived[rule.appliance]:
+            value = float(np.asarray(context.column(name)).reshape(-1)[0])
+            values[name] = None if math.isnan(value) else round(value, 3)
+        return values
 
     def _ruled_out(self, rule: Rule, device_id: str) -> list[tuple[str, str]]:
         """Causes whose `unless` evidence holds on this appliance right now."""

@@ -72,16 +72,22 @@ class OutboxSender:
         self.failed_attempts = 0
         self.dead_lettered = 0
         self._upstream_ok: bool | None = None
+        self._over_bound = False
 
     def wake(self) -> None:
         self._wake.set()
 
     async def run(self) -> None:
         timeout = aiohttp.ClientTimeout(total=self.config.timeout_seconds)
+        interrupted = self.db.recover_interrupted_sends()
+        if interrupted:
+            log.warning("%d ticket(s) were being sent when the gateway stopped; sending them again "
+                        "(the platform deduplicates on the idempotency key)", interrupted)
         async with aiohttp.ClientSession(timeout=timeout) as session:
             while True:
                 try:
                     due = self.db.due_outbox(self.clock.now(), self.batch_size)
+                    self._check_bound()
                 except StorageError as exc:
                     log.error("outbox unreadable, will retry: %s", exc)
                     due = []
@@ -97,7 +103,20 @@ class OutboxSender:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout=wait)
 
+    def _check_bound(self) -> None:
+        """Tickets are never dropped; a queue past its bound is said loudly, once per crossing."""
+        queued = self.db.outbox_counts()["queued"]
+        over = queued > self.config.max_queued_tickets
+        if over and not self._over_bound:
+            log.error("%d tickets are waiting for the service platform (bound %d): none is dropped, but the "
+                      "platform has not accepted tickets for a long time; check %s", queued,
+                      self.config.max_queued_tickets, self.config.url)
+        elif not over and self._over_bound:
+            log.warning("ticket queue back under its bound (%d waiting)", queued)
+        self._over_bound = over
+
     async def _deliver(self, session: aiohttp.ClientSession, entry: OutboxEntry) -> None:
+        self.db.mark_sending(entry.outbox_id)
         outcome = await self._post(session, entry)
         now = self.clock.now()
         if outcome.delivered:

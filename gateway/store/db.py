@@ -26,6 +26,7 @@ class StorageError(Exception):
 
 class DeliveryState(StrEnum):
     QUEUED = "queued"
+    SENDING = "sending"  # a request is in flight; found here at start-up, it was interrupted and goes again
     DELIVERED = "delivered"
     DEAD = "dead"
 
@@ -257,6 +258,31 @@ class Database:
         row = self._conn.execute("SELECT MIN(next_attempt_at) FROM outbox WHERE state='queued'").fetchone()
         return None if row[0] is None else float(row[0])
 
+    def mark_sending(self, outbox_id: int) -> None:
+        with self._transaction() as conn:
+            conn.execute("UPDATE outbox SET state='sending' WHERE outbox_id=?", (outbox_id,))
+
+    def recover_interrupted_sends(self) -> int:
+        """Entries left 'sending' by a crash go back to the queue; the idempotency key makes the resend safe."""
+        with self._transaction() as conn:
+            return conn.execute("UPDATE outbox SET state='queued' WHERE state='sending'").rowcount
+
+    def requeue(self, outbox_id: int, now: float) -> bool:
+        """Send again now (after fixing why it was dead-lettered, or to skip a long backoff)."""
+        with self._transaction() as conn:
+            return conn.execute("UPDATE outbox SET state='queued', next_attempt_at=? WHERE outbox_id=? "
+                                "AND state IN ('queued', 'dead')", (now, outbox_id)).rowcount > 0
+
+    def outbox_entries(self, state: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
+        rows = self._conn.execute(
+            "SELECT o.outbox_id, o.ticket_id, t.device_id, t.category, json_extract(t.payload, '$.fault.code'), "
+            "o.state, o.attempts, o.next_attempt_at, o.last_error, o.platform_ticket_id, o.delivered_at, "
+            "t.created_at, o.idempotency_key FROM outbox o JOIN tickets t USING (ticket_id) "
+            "WHERE ? IS NULL OR o.state = ? ORDER BY o.outbox_id DESC LIMIT ?", (state, state, limit)).fetchall()
+        keys = ("outbox_id", "ticket_id", "device_id", "category", "fault_code", "state", "attempts",
+                "next_attempt_at", "last_error", "platform_ticket_id", "delivered_at", "created_at", "idempotency_key")
+        return [dict(zip(keys, row, strict=True)) for row in rows]
+
     def mark_delivered(self, outbox_id: int, platform_ticket_id: str, now: float) -> None:
         with self._transaction() as conn:
             conn.execute("UPDATE outbox SET state='delivered', platform_ticket_id=?, delivered_at=?, "
@@ -264,8 +290,8 @@ class Database:
 
     def schedule_retry(self, outbox_id: int, next_attempt_at: float, error: str) -> None:
         with self._transaction() as conn:
-            conn.execute("UPDATE outbox SET attempts=attempts+1, next_attempt_at=?, last_error=? WHERE outbox_id=?",
-                         (next_attempt_at, error, outbox_id))
+            conn.execute("UPDATE outbox SET state='queued', attempts=attempts+1, next_attempt_at=?, last_error=? "
+                         "WHERE outbox_id=?", (next_attempt_at, error, outbox_id))
 
     def dead_letter(self, outbox_id: int, error: str) -> None:
         with self._transaction() as conn:

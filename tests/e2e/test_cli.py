@@ -129,3 +129,32 @@ def test_verify_ticket_says_what_was_changed(tmp_path: Path) -> None:
     assert "INVALID: the ticket was altered after sealing: changed $.price.total_band[1]" in result.stdout
 
     assert cli("verify-ticket", "1", "--config", str(config)).returncode == 0
+
+
+def test_outbox_lists_explains_and_retries(tmp_path: Path) -> None:
+    from gateway.store.db import Database
+
+    config = tmp_path / "gateway.toml"
+    config.write_text('[storage]\ndatabase = "gw.db"\n')
+    db = Database(tmp_path / "gw.db")
+    for key, device in (("k-dead", "wm-1"), ("k-wait", "ac-1")):
+        db.open_incident(f"rule-{key}", "v", device, "fault", 1.0, 1.0, key, {"rule": "r"},
+                         lambda findings, k: {"idempotency_key": k, "fault": {"code": "X-1"}, "findings_detail": []},
+                         queued_at=1.0)
+    entries = {e.idempotency_key: e for e in db.due_outbox(2.0, 10)}
+    dead, wait = entries["k-dead"], entries["k-wait"]
+    db.dead_letter(dead.outbox_id, "HTTP 422 appliance.device_id is required")
+    db.schedule_retry(wait.outbox_id, 4_000_000_000.0, "HTTP 503")
+    db.close()
+
+    listing = cli("outbox", "--config", str(config))
+    assert listing.returncode == 0, listing.stderr
+    assert "rejected: HTTP 422 appliance.device_id is required" in listing.stdout
+    assert "(last: HTTP 503)" in listing.stdout and "1 queued, 0 sending, 0 delivered, 1 dead" in listing.stdout
+
+    explained = cli("outbox", "explain", str(dead.outbox_id), "--config", str(config))
+    assert f"appliance-gateway outbox retry {dead.outbox_id}" in explained.stdout
+
+    assert cli("outbox", "retry", str(dead.outbox_id), "--config", str(config)).returncode == 0
+    assert "2 queued, 0 sending, 0 delivered, 0 dead" in cli("outbox", "--config", str(config)).stdout
+    assert cli("outbox", "explain", "--config", str(config)).returncode == 2

@@ -115,7 +115,7 @@ def test_outbox_lifecycle(tmp_path: Path) -> None:
     db.schedule_retry(entry.outbox_id, NOW + 60, "HTTP 500")
     assert db.due_outbox(NOW + 1, 10) == [] and db.next_outbox_due() == NOW + 60
     db.mark_delivered(entry.outbox_id, "SVC-1", NOW + 61)
-    assert db.outbox_counts() == {"queued": 0, "delivered": 1, "dead": 0}
+    assert db.outbox_counts() == {"queued": 0, "sending": 0, "delivered": 1, "dead": 0}
     [ticket] = db.tickets()
     assert ticket["platform_ticket_id"] == "SVC-1" and ticket["attempts"] == 2
     db.close()
@@ -222,3 +222,16 @@ groups:
     sample("w2", NOW + 2, vibration=3.0, drum_speed=800.0)  # another appliance: its own ticket
     assert len(db.tickets()) == 2
     db.close()
+
+
+def test_a_send_interrupted_by_a_crash_goes_again(tmp_path: Path) -> None:
+    db = Database(tmp_path / "gw.db")
+    open_simple(db, "r", "fp1", NOW, NOW)
+    [entry] = db.due_outbox(NOW, 10)
+    db.mark_sending(entry.outbox_id)  # ... and the process dies here
+    assert db.due_outbox(NOW, 10) == []
+    db.close()
+    restarted = Database(tmp_path / "gw.db")
+    assert restarted.recover_interrupted_sends() == 1
+    assert [e.idempotency_key for e in restarted.due_outbox(NOW, 10)] == ["fp1"]
+    restarted.close()
