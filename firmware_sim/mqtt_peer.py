@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
 
 import orjson
 import paho.mqtt.client as mqtt
@@ -51,14 +50,6 @@ class MqttAppliance:
         payload = {"ts": round(ts, 3), "type": self.model.appliance_type, "metrics": self.model.sample(ts)}
         self._client.publish(self._topic(TopicKind.TELEMETRY), orjson.dumps(payload), qos=0)
         self.published += 1
-
-    def publish_raw(self, kind: TopicKind, payload: bytes) -> None:
-        """Send arbitrary bytes on one of this appliance's topics (for malformed-input tests)."""
-        self._client.publish(self._topic(kind), payload, qos=1)
-
-    def publish_event(self, code: str, **detail: Any) -> None:
-        payload = {"ts": round(time.time(), 3), "code": code, **detail}
-        self._client.publish(self._topic(TopicKind.EVENT), orjson.dumps(payload), qos=1)
 
     def disconnect(self, graceful: bool = True) -> None:
         """Graceful: say offline and leave. Not graceful: drop the socket so the broker sends the last will."""

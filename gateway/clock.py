@@ -26,8 +26,5 @@ class FakeClock:
     def now(self) -> float:
         return self._now
 
-    def advance(self, seconds: float) -> None:
-        self._now += seconds
-
     def set(self, when: float) -> None:
         self._now = when

@@ -171,8 +171,5 @@ class WindowStore:
         window = self.window_of(device_id)
         return window.snapshot(device_id) if window else None
 
-    def device_count(self) -> int:
-        return sum(len(w.device_ids) for w in self.windows.values())
-
     def memory_bytes(self) -> int:
         return sum(sum(array.nbytes for array in w._arrays()) for w in self.windows.values())
