@@ -18,7 +18,7 @@ from aiohttp import web
 from gateway.clock import Clock, SystemClock
 from gateway.config import GatewayConfig, resolve_path
 from gateway.diagnosis.seal import load_or_create_key
-from gateway.engine.evaluator import AlertTransition, Evaluator
+from gateway.engine.evaluator import Evaluator
 from gateway.engine.library import build_window_store, load_library
 from gateway.engine.profiles import Profile, derived_by_type, intervals_by_type
 from gateway.engine.rules import Rule
@@ -88,12 +88,8 @@ class Gateway:
 
     def evaluate(self) -> None:
         """One rule pass over whatever arrived since the last one, and its incidents."""
-        self._record(self.evaluator.evaluate())
+        self.incidents.record(self.evaluator.evaluate(), self.evaluator)
 
-    def _record(self, transitions: list[AlertTransition]) -> None:
-        if transitions:
-            for retry in self.incidents.handle(transitions):
-                self.evaluator.rearm(retry.rule.rule_id, retry.device_id)
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -173,7 +169,7 @@ class Gateway:
         """Time-driven rules (silence, last will) once a second on the gateway clock."""
         while True:
             await asyncio.sleep(TIMER_SECONDS)
-            self._record(self.evaluator.evaluate_timer(self.clock.now()))
+            self.incidents.record(self.evaluator.evaluate_timer(self.clock.now()), self.evaluator)
 
     async def _persist_loop(self) -> None:
         while True:
@@ -221,6 +217,18 @@ def window_slots(profiles: dict[str, Profile], rules: list[Rule], minimum: int) 
         longest = max((s for r in rules if r.appliance == name for s in r.expr.windows.values()), default=0.0)
         slots[name] = max(minimum, math.ceil(longest / profile.interval_seconds * 1.25) + 1)
     return slots
+
+
+async def start(gateway: Gateway) -> asyncio.Task[None]:
+    """Run the gateway as a task and return once it serves; if it cannot start, raise why."""
+    ready = asyncio.Event()
+    task = asyncio.create_task(gateway.run(ready), name="gateway")
+    waiter = asyncio.create_task(ready.wait())
+    await asyncio.wait({waiter, task}, return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        waiter.cancel()
+        task.result()  # re-raises the start-up error
+    return task
 
 
 class _Stopping(Exception):

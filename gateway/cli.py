@@ -155,18 +155,15 @@ def _run_config(args: argparse.Namespace) -> GatewayConfig:
 
 
 async def _run(config: GatewayConfig) -> int:
-    from gateway.app import Gateway
+    from gateway.app import Gateway, start
 
     gateway = Gateway(config)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, gateway.request_stop)
-    ready = asyncio.Event()
-    task = asyncio.create_task(gateway.run(ready))
-    await asyncio.wait({task, asyncio.create_task(ready.wait())}, return_when=asyncio.FIRST_COMPLETED)
-    if ready.is_set():
-        log.info("web page on http://%s:%s/", config.web.host, gateway.web_port)
+    task = await start(gateway)
+    log.info("web page on http://%s:%s/", config.web.host, gateway.web_port)
     await task
     return 0
 

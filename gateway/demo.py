@@ -20,7 +20,7 @@ from typing import Any
 
 from firmware_sim.fleet import FleetSpec, SimClock, build_fleet, run_fleet
 from firmware_sim.platform import PlatformServer
-from gateway.app import Gateway
+from gateway.app import Gateway, start
 from gateway.config import BrokerConfig, GatewayConfig, IngestConfig, StorageConfig, UpstreamConfig, WebConfig
 
 
@@ -63,9 +63,7 @@ async def run_demo(options: DemoOptions) -> int:
         ingest=IngestConfig(max_future_seconds=max(300.0, (options.duration or 0) * options.time_scale)),
     )
     gateway = Gateway(config)
-    ready = asyncio.Event()
-    gateway_task = asyncio.create_task(gateway.run(ready), name="gateway")
-    await _wait_ready(ready, gateway_task)
+    gateway_task = await start(gateway)
     broker_host, broker_port = replace(config.broker, embedded_port=gateway.broker.port if gateway.broker else 0
                                        ).host_port()
     stop = asyncio.Event()
@@ -97,14 +95,6 @@ async def run_demo(options: DemoOptions) -> int:
     print()
     _print_summary(details, time.monotonic() - started)
     return 0
-
-
-async def _wait_ready(ready: asyncio.Event, task: asyncio.Task[None]) -> None:
-    waiter = asyncio.create_task(ready.wait())
-    await asyncio.wait({waiter, task}, return_when=asyncio.FIRST_COMPLETED)
-    if task.done():
-        waiter.cancel()
-        task.result()  # re-raises why the gateway could not start
 
 
 async def _status_loop(gateway: Gateway, stop: asyncio.Event, duration: float | None, started: float) -> None:

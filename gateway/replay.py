@@ -122,5 +122,4 @@ def _handle(found: list[Any], manager: IncidentManager, evaluator: Evaluator, ou
     for transition in found:
         verb = "fires" if transition.kind is Transition.FIRING else "resolves"
         out.append(f"{transition.at_ts:.0f} {transition.device_id}: {transition.rule.rule_id} {verb}")
-    for retry in manager.handle(found):
-        evaluator.rearm(retry.rule.rule_id, retry.device_id)
+    manager.record(found, evaluator)

@@ -70,13 +70,14 @@ class TypeWindow:
         return int(self.head.shape[0])
 
     def _grow(self) -> None:
-        old = self._arrays()
+        old = self.arrays()
         n = self.capacity
         self._allocate(n * 2)
-        for new, previous in zip(self._arrays(), old, strict=True):
+        for new, previous in zip(self.arrays(), old, strict=True):
             new[:n] = previous
 
-    def _arrays(self) -> list[npt.NDArray[Any]]:
+    def arrays(self) -> list[npt.NDArray[Any]]:
+        """Every per-device array, for growing them together and for measuring memory."""
         return [self.values, self.ts, self.head, self.latest, self.latest_ts, self.latest_metric_ts, self.changed_ts,
                 self.online, self.event_ts, self.dirty]
 
@@ -172,4 +173,4 @@ class WindowStore:
         return window.snapshot(device_id) if window else None
 
     def memory_bytes(self) -> int:
-        return sum(sum(array.nbytes for array in w._arrays()) for w in self.windows.values())
+        return sum(sum(array.nbytes for array in w.arrays()) for w in self.windows.values())
