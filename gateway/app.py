@@ -29,7 +29,9 @@ from gateway.ingest.registry import DeviceRegistry
 from gateway.ingest.uart import adapter_for
 from gateway.outbox.sender import OutboxSender
 from gateway.protocol.payload import DropReason, PayloadLimits
-from gateway.store.db import Database, StorageError
+from gateway.service.follow import PlatformFollower
+from gateway.service.timeline import ServiceDesk
+from gateway.store.db import Database, OutboxKind, StorageError
 from gateway.transport.broker import EmbeddedBroker
 from gateway.transport.handoff import MessageHandoff
 from gateway.transport.mqtt import MqttLink
@@ -67,7 +69,10 @@ class Gateway:
                                          group_wait=config.upstream.group_wait_seconds,
                                          context_for=self.evaluator.device_context,
                                          seal_key=load_or_create_key(resolve_path(config, config.storage.key_file)),
-                                         derived={n: [d.name for d in p.derived] for n, p in self.profiles.items()})
+                                         derived={n: [d.name for d in p.derived] for n, p in self.profiles.items()},
+                                         reopen_window=config.service.reopen_window_seconds)
+        self.service = ServiceDesk(self.db, self.clock, config.service, self._last_seen)
+        self.follower = PlatformFollower(self.service, config.upstream, config.service)
         self.incidents.restore(self.evaluator)
         limits = PayloadLimits(config.ingest.max_payload_bytes, config.ingest.max_past_seconds,
                                config.ingest.max_future_seconds)
@@ -118,6 +123,7 @@ class Gateway:
                 tasks.create_task(self.sender.run(), name="outbox-sender")
                 tasks.create_task(self._persist_loop(), name="persist-devices")
                 tasks.create_task(self._timer_loop(), name="time-driven-rules")
+                tasks.create_task(self.follower.run(), name="platform-follower")
                 if ready is not None:
                     ready.set()
                 await self._stop.wait()
@@ -139,7 +145,8 @@ class Gateway:
     async def _start_web(self) -> web.AppRunner | None:
         if not self.config.web.enabled:
             return None
-        runner = web.AppRunner(create_app(self.registry, self.db, self.status), access_log=None)
+        runner = web.AppRunner(create_app(self.registry, self.db, self.status, self.service,
+                                          self.config.service.webhook_secret), access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, self.config.web.host, self.config.web.port)
         await site.start()
@@ -166,10 +173,19 @@ class Gateway:
                 log.exception("internal error while handling a message on %s; message dropped", topic)
 
     async def _timer_loop(self) -> None:
-        """Time-driven rules (silence, last will) once a second on the gateway clock."""
+        """Time-driven rules (silence, last will) and repair verification, once a second on the gateway clock."""
         while True:
             await asyncio.sleep(TIMER_SECONDS)
             self.incidents.record(self.evaluator.evaluate_timer(self.clock.now()), self.evaluator)
+            try:
+                if self.service.verify_repairs():
+                    self.sender.wake()
+            except StorageError as exc:
+                log.error("could not check repairs for verification, will retry: %s", exc)
+
+    def _last_seen(self, device_id: str) -> float | None:
+        device = self.registry.get(device_id)
+        return None if device is None or device.online is False else device.last_seen
 
     async def _persist_loop(self) -> None:
         while True:
@@ -200,6 +216,10 @@ class Gateway:
             "incidents_opened": self.incidents.opened,
             "tickets_delivered": outbox["delivered"],
             "outbox": outbox,
+            "step_outbox": self.db.outbox_counts(OutboxKind.STEP),
+            "platform_events": {"applied": self.service.events_applied, "duplicate": self.service.events_duplicate,
+                                "rejected": self.service.events_rejected, "polls": self.follower.polls,
+                                "poll_errors": self.follower.poll_errors},
             "dropped_total": self.drops.total,
             "dropped": self.drops.as_dict(),
             "mqtt_connected": bool(self.link and self.link.connected),

@@ -56,6 +56,29 @@ def build_parser() -> argparse.ArgumentParser:
     platform = commands.add_parser("platform", help="run the service-platform stand-in (upstream API)")
     platform.add_argument("--port", type=int, default=8081)
     platform.add_argument("--db", type=Path, default=Path("var/platform.db"))
+    platform.add_argument("--webhook-url", default="",
+                          help="push service steps here, e.g. http://127.0.0.1:8080/api/platform/events")
+    platform.add_argument("--webhook-secret", default="", help="the gateway's service.webhook_secret")
+
+    advance = commands.add_parser(
+        "platform-advance", help="play the platform stand-in's side of a service step",
+        description="Advance a ticket at the platform stand-in: assign a technician (prints the one-time visit "
+                    "code), report the repair (charged items), or record the customer's confirmation.")
+    advance.add_argument("ticket", help="the platform's ticket id, e.g. SVC-000001")
+    advance.add_argument("step", choices=("technician_assigned", "repaired", "confirmed"))
+    advance.add_argument("--platform", default="http://127.0.0.1:8081", help="the stand-in's URL")
+    advance.add_argument("--item", action="append", default=[], metavar="ID=PRICE",
+                         help="repaired: a charged item (repeat); default: the diagnosed items at mid-band")
+    advance.add_argument("--new-evidence", default="", help="repaired: the technician's finding that explains "
+                                                             "items beyond the diagnosis")
+    advance.add_argument("--rating", type=int, default=5, help="confirmed: 1-5")
+
+    ticket = commands.add_parser("ticket", help="a ticket's service timeline; enter a visit code; confirm a repair")
+    ticket.add_argument("action", choices=("show", "visit-code", "confirm"))
+    ticket.add_argument("ticket_id", type=int, help="the local ticket id (see the web page or `outbox list`)")
+    ticket.add_argument("value", nargs="?", help="visit-code: the code the technician shows; confirm: rating 1-5")
+    ticket.add_argument("--comment", default="", help="confirm: a comment")
+    ticket.add_argument("--config", type=Path)
 
     sim = commands.add_parser("sim", help="run a simulated appliance fleet against a broker")
     sim.add_argument("--broker", default="mqtt://127.0.0.1:1883")
@@ -118,7 +141,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "demo":
             return _demo(args)
         if args.command == "platform":
-            return asyncio.run(_platform(args.port, args.db))
+            return asyncio.run(_platform(args))
+        if args.command == "platform-advance":
+            return asyncio.run(_platform_advance(args))
+        if args.command == "ticket":
+            return _ticket(args)
         if args.command == "sim":
             return asyncio.run(_sim(args))
         if args.command == "serial-sim":
@@ -181,12 +208,13 @@ def _demo(args: argparse.Namespace) -> int:
     return asyncio.run(run_demo(options))
 
 
-async def _platform(port: int, db: Path) -> int:
+async def _platform(args: argparse.Namespace) -> int:
     from firmware_sim.platform import PlatformServer
 
-    server = PlatformServer(db, port=port)
+    server = PlatformServer(args.db, port=args.port, webhook_url=args.webhook_url,
+                            webhook_secret=args.webhook_secret)
     await server.start()
-    print(f"service platform stand-in on {server.url}/v1/tickets (tickets in {db})", flush=True)
+    print(f"service platform stand-in on {server.url}/v1/tickets (tickets in {args.db})", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -247,6 +275,78 @@ def _serial_sim(args: argparse.Namespace) -> int:
         stop.wait(args.duration)
     peer.stop()
     return 0
+
+
+async def _platform_advance(args: argparse.Namespace) -> int:
+    import aiohttp
+
+    detail: dict[str, Any] = {}
+    if args.step == "repaired" and args.item:
+        try:
+            detail["items"] = [{"id": i.split("=", 1)[0], "price": float(i.split("=", 1)[1])} for i in args.item]
+        except (IndexError, ValueError):
+            print("error: --item takes ID=PRICE, e.g. --item ac_fan_capacitor=95", file=sys.stderr)
+            return 2
+        detail["new_evidence"] = args.new_evidence
+    if args.step == "confirmed":
+        detail["rating"] = args.rating
+    url = f"{args.platform.rstrip('/')}/_sim/tickets/{args.ticket}/advance"
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session, \
+                session.post(url, json={"step": args.step, "detail": detail}) as response:
+            answer = await response.json(content_type=None)
+    except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
+        print(f"error: cannot reach the platform stand-in at {args.platform}: {exc}", file=sys.stderr)
+        return 2
+    if response.status != 200:
+        print(f"error: {args.ticket}: {answer.get('error', response.status)}", file=sys.stderr)
+        return 1
+    print(f"{args.ticket}: {args.step} (event {answer['event']['event_id']}, webhook: {answer['webhook']})")
+    if "visit_code" in answer:
+        technician = answer["event"]["detail"]["technician"]
+        print(f"technician {technician['name']} ({technician['employee_id']}); one-time visit code: "
+              f"{answer['visit_code']}")
+    return 0
+
+
+def _ticket(args: argparse.Namespace) -> int:
+    import time
+
+    from gateway.clock import SystemClock
+    from gateway.service.timeline import ServiceDesk, ServiceError
+    from gateway.store.db import Database
+
+    config = load_config(args.config)
+    db = Database(resolve_path(config, config.storage.database))
+    desk = ServiceDesk(db, SystemClock(), config.service, last_seen=lambda _device: None)
+    try:
+        payload = db.ticket_payload(args.ticket_id)
+        if payload is None:
+            print(f"error: no local ticket {args.ticket_id}", file=sys.stderr)
+            return 2
+        if args.action == "visit-code":
+            technician = desk.enter_visit_code(args.ticket_id, args.value or "")
+            print(f"verified: {technician['name']}, employee {technician['employee_id']}, photo sha256 "
+                  f"{technician['photo_sha256']}")
+            return 0
+        if args.action == "confirm":
+            desk.confirm(args.ticket_id, int(args.value or 0), args.comment)
+            print(f"ticket {args.ticket_id}: repair confirmed; a running gateway tells the platform")
+            return 0
+        timeline = desk.timeline(args.ticket_id)
+        print(f"ticket {args.ticket_id}: {payload['fault']['code']} {payload['fault']['title']['en']} on "
+              f"{payload['appliance']['device_id']}; state {timeline['state']}")
+        for step in timeline["steps"]:
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(step["at"]))
+            print(f"  {stamp}  {step['title']['en']:<34} {step['actor']:<9} {step['source']}")
+        for flag in timeline["charge_flags"]:
+            print(f"  {'note' if flag['explained'] else 'FLAG'}: {flag['problem']}")
+        return 0
+    except ServiceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        db.close()
 
 
 def _outbox(args: argparse.Namespace) -> int:

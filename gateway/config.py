@@ -95,6 +95,18 @@ class UpstreamConfig:
 
 
 @dataclass(frozen=True)
+class ServiceConfig:
+    """The service timeline after a ticket is accepted (gateway/service/)."""
+
+    webhook_secret: str = ""  # shared with the platform; "" turns the webhook off (polling only)
+    poll_seconds: float = 60.0
+    verification_dwell_seconds: float = 86400.0
+    reopen_window_seconds: float = 604800.0
+    visit_code_attempts: int = 5
+    max_silence_seconds: float = 600.0
+
+
+@dataclass(frozen=True)
 class WebConfig:
     enabled: bool = True
     host: str = "127.0.0.1"
@@ -133,6 +145,7 @@ class GatewayConfig:
     rules: RulesConfig = field(default_factory=RulesConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     upstream: UpstreamConfig = field(default_factory=UpstreamConfig)
+    service: ServiceConfig = field(default_factory=ServiceConfig)
     web: WebConfig = field(default_factory=WebConfig)
     serial_ports: tuple[SerialPortConfig, ...] = ()
     source: str = "<defaults>"
@@ -145,6 +158,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "rules": RulesConfig,
     "storage": StorageConfig,
     "upstream": UpstreamConfig,
+    "service": ServiceConfig,
     "web": WebConfig,
 }
 
@@ -155,6 +169,8 @@ _POSITIVE = {
     "broker.reconnect_max_seconds", "broker.max_queued_messages", "ingest.max_payload_bytes",
     "ingest.max_past_seconds", "ingest.max_future_seconds", "window.slots", "window.initial_devices",
     "upstream.timeout_seconds", "upstream.retry_min_seconds", "upstream.retry_max_seconds",
+    "service.poll_seconds", "service.verification_dwell_seconds", "service.reopen_window_seconds",
+    "service.visit_code_attempts", "service.max_silence_seconds",
 }
 
 

@@ -89,7 +89,7 @@ async def run_demo(options: DemoOptions) -> int:
         await asyncio.sleep(0.5)
         gateway.request_stop()
         await gateway_task
-        tickets = platform.store.list()
+        tickets = platform.store.list_tickets()
         details = [platform.store.get(t["ticket_id"]) for t in tickets]
         await platform.stop()
     print()

@@ -18,7 +18,7 @@ from gateway.engine.expr import EvalContext
 from gateway.engine.rules import Rule
 from gateway.ingest.registry import DeviceRegistry
 from gateway.outbox.mapping import incident_fingerprint, ticket_payload
-from gateway.store.db import Database, StorageError
+from gateway.store.db import CaseAction, Database, StorageError
 from gateway.store.window import WindowStore
 
 log = logging.getLogger("gateway.incidents")
@@ -29,7 +29,8 @@ class IncidentManager:
                  on_ticket: Callable[[], None] | None = None, prices: PriceTable | None = None,
                  rules: list[Rule] | None = None, group_wait: float = 0.0,
                  context_for: Callable[[str, str], EvalContext | None] | None = None,
-                 seal_key: bytes | None = None, derived: dict[str, list[str]] | None = None) -> None:
+                 seal_key: bytes | None = None, derived: dict[str, list[str]] | None = None,
+                 reopen_window: float = 0.0) -> None:
         self.db = db
         self.store = store
         self.registry = registry
@@ -42,6 +43,7 @@ class IncidentManager:
         self.context_for = context_for
         self.seal_key = seal_key
         self.derived = derived or {}  # appliance -> names of its derived metrics
+        self.reopen_window = reopen_window  # a fault back this soon after a repair reopens its ticket
         self.open_rules: dict[str, dict[str, Rule]] = {}  # device -> firing incidents' rules
         self.opened = 0
         self.resolved = 0
@@ -117,7 +119,8 @@ class IncidentManager:
 
         opened = self.db.open_incident(rule.rule_id, rule.version, device_id, rule.diagnosis.category,
                                        transition.onset_ts, transition.at_ts, fingerprint, finding, build_ticket,
-                                       queued_at=now, group_wait=self.group_wait)
+                                       queued_at=now, group_wait=self.group_wait,
+                                       reopen_window=self.reopen_window)
         self.open_rules.setdefault(device_id, {})[rule.rule_id] = rule
         if opened is None:
             return  # the episode is already open (restored state lost?); its ticket exists
@@ -126,7 +129,7 @@ class IncidentManager:
         log.warning("incident %d on %s: %s [%s] (%s); ticket %d (%s)", opened.incident.incident_id, device_id,
                     rule.diagnosis.title_en, rule.diagnosis.code, observed, opened.ticket_id,
                     opened.action.value.replace("_", " "))
-        if self.on_ticket is not None:
+        if self.on_ticket is not None and opened.action in (CaseAction.NEW_TICKET, CaseAction.REOPENED):
             self.on_ticket()
 
     def _derived_values(self, rule: Rule, device_id: str) -> dict[str, float | None]:

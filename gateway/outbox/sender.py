@@ -1,4 +1,4 @@
-"""Deliver queued tickets to the service platform over HTTP, idempotently, until each is accepted.
+"""Deliver queued tickets (and the service steps reported after them) to the platform, idempotently.
 
 5xx, 408, 429, timeouts and refused connections are retried with jittered exponential backoff (and
 Retry-After when given); any other 4xx means the platform will never accept that ticket, so it is
@@ -17,11 +17,12 @@ import aiohttp
 
 from gateway.clock import Clock
 from gateway.config import UpstreamConfig
-from gateway.store.db import Database, OutboxEntry, StorageError
+from gateway.store.db import Database, OutboxEntry, OutboxKind, StorageError
 
 log = logging.getLogger("gateway.outbox")
 
 RETRYABLE_4XX = {408, 425, 429}
+WAIT_FOR_ACCEPTANCE_SECONDS = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,14 +117,19 @@ class OutboxSender:
         self._over_bound = over
 
     async def _deliver(self, session: aiohttp.ClientSession, entry: OutboxEntry) -> None:
+        if entry.kind is OutboxKind.STEP and not entry.platform_ticket_id:
+            self.db.postpone(entry.outbox_id, self.clock.now() + WAIT_FOR_ACCEPTANCE_SECONDS,
+                             "waiting for the platform to accept the ticket first")
+            return
         self.db.mark_sending(entry.outbox_id)
         outcome = await self._post(session, entry)
         now = self.clock.now()
         if outcome.delivered:
-            self.db.mark_delivered(entry.outbox_id, outcome.platform_ticket_id, now)
+            self.db.mark_delivered(entry, outcome.platform_ticket_id or entry.platform_ticket_id, now)
             self.delivered += 1
             self._set_upstream(True, "")
-            log.info("ticket %d delivered as %s", entry.ticket_id, outcome.platform_ticket_id or "(no id)")
+            what = "ticket" if entry.kind is OutboxKind.TICKET else f"step entry {entry.outbox_id} of ticket"
+            log.info("%s %d delivered as %s", what, entry.ticket_id, outcome.platform_ticket_id or "(no id)")
         elif outcome.retry:
             self.failed_attempts += 1
             delay = backoff_seconds(entry.attempts, self.config.retry_min_seconds, self.config.retry_max_seconds,
@@ -142,6 +148,8 @@ class OutboxSender:
         if self.config.token:
             headers["Authorization"] = f"Bearer {self.config.token}"
         url = self.config.url.rstrip("/") + "/v1/tickets"
+        if entry.kind is OutboxKind.STEP:
+            url += f"/{entry.platform_ticket_id}/steps"
         try:
             async with session.post(url, data=entry.payload, headers=headers) as response:
                 try:

@@ -1,8 +1,10 @@
-"""The gateway's SQLite file (WAL): devices, incidents, tickets and the outbox that delivers them.
+"""The gateway's SQLite file (WAL): devices, incidents, tickets, their service steps, and the outbox.
 
-An incident, its ticket and the ticket's outbox entry are written in one transaction, so a ticket
-exists if and only if its incident does, across crashes. A partial unique index allows one open
-episode per (rule, device), so a restart can never open a second ticket for the same fault.
+An incident, its ticket, the ticket's first steps and its outbox entry are written in one transaction, so
+a ticket exists if and only if its incident does, across crashes. A partial unique index allows one open
+episode per (rule, device), so a restart can never open a second ticket for the same fault. The outbox
+carries two kinds of entry: the ticket itself (one per ticket) and the service steps the gateway reports
+to the platform afterwards (technician verified, repair verified by telemetry, reopened, confirmed).
 """
 
 from __future__ import annotations
@@ -35,6 +37,12 @@ class CaseAction(StrEnum):
     NEW_TICKET = "new_ticket"
     JOINED = "joined"  # added to a ticket not yet sent
     LATE_FINDING = "late_finding"  # recorded with a ticket already delivered
+    REOPENED = "reopened"  # the fault came back within the verification window of a repaired ticket
+
+
+class OutboxKind(StrEnum):
+    TICKET = "ticket"  # POST /v1/tickets
+    STEP = "step"  # POST /v1/tickets/{platform id}/steps, once the ticket was accepted
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,9 +63,24 @@ class OutboxEntry:
     state: DeliveryState
     last_error: str
     platform_ticket_id: str
+    kind: OutboxKind = OutboxKind.TICKET
 
 
-SCHEMA_VERSION = 3
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One step of a ticket's service timeline, with who did it and when."""
+
+    step_id: int
+    ticket_id: int
+    step: str
+    at: float
+    actor: str
+    source: str  # gateway | webhook | poll | customer
+    event_id: str
+    detail: dict[str, Any]
+
+
+SCHEMA_VERSION = 4
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS devices (
     device_id TEXT PRIMARY KEY,
@@ -88,7 +111,9 @@ CREATE UNIQUE INDEX IF NOT EXISTS one_open_episode ON incidents(rule_id, device_
 CREATE INDEX IF NOT EXISTS incidents_by_ticket ON incidents(ticket_id, state);
 CREATE TABLE IF NOT EXISTS outbox (
     outbox_id INTEGER PRIMARY KEY,
-    ticket_id INTEGER NOT NULL UNIQUE REFERENCES tickets(ticket_id),
+    ticket_id INTEGER NOT NULL REFERENCES tickets(ticket_id),
+    kind TEXT NOT NULL DEFAULT 'ticket',
+    body BLOB,
     idempotency_key TEXT NOT NULL UNIQUE,
     state TEXT NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,
@@ -98,6 +123,26 @@ CREATE TABLE IF NOT EXISTS outbox (
     delivered_at REAL
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox(state, next_attempt_at);
+CREATE UNIQUE INDEX IF NOT EXISTS one_ticket_delivery ON outbox(ticket_id) WHERE kind = 'ticket';
+CREATE VIEW IF NOT EXISTS delivery AS SELECT * FROM outbox WHERE kind = 'ticket';
+CREATE TABLE IF NOT EXISTS ticket_steps (
+    step_id INTEGER PRIMARY KEY,
+    ticket_id INTEGER NOT NULL REFERENCES tickets(ticket_id),
+    step TEXT NOT NULL,
+    at REAL NOT NULL,
+    actor TEXT NOT NULL,
+    source TEXT NOT NULL,
+    event_id TEXT NOT NULL UNIQUE,
+    detail BLOB NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS steps_by_ticket ON ticket_steps(ticket_id, step_id);
+CREATE TABLE IF NOT EXISTS visit_codes (
+    ticket_id INTEGER PRIMARY KEY REFERENCES tickets(ticket_id),
+    digest TEXT NOT NULL,
+    technician BLOB NOT NULL,
+    failed_attempts INTEGER NOT NULL DEFAULT 0,
+    used_at REAL
+);
 """
 
 
@@ -164,12 +209,15 @@ class Database:
     def open_incident(self, rule_id: str, rule_version: str, device_id: str, category: str, onset_ts: float,
                       detected_ts: float, fingerprint: str, finding: dict[str, Any],
                       build_ticket: Callable[[list[dict[str, Any]], str], dict[str, Any]],
-                      queued_at: float, group_wait: float = 0.0) -> OpenedIncident | None:
-        """Open an episode in one transaction, and put it on its appliance's open case of the same category.
+                      queued_at: float, group_wait: float = 0.0,
+                      reopen_window: float = 0.0) -> OpenedIncident | None:
+        """Open an episode in one transaction, and put it on its appliance's case of the same category.
 
-        A new case gets a ticket and an outbox entry, first sent after `group_wait` so that rules firing
-        together join one ticket. While the case's ticket waits, a joining finding rebuilds it; after it was
-        delivered, the finding is kept with the local ticket only. `onset_ts`/`detected_ts` are the
+        The case is the newest ticket of (device, category) with an episode still firing, or one repaired
+        less than `reopen_window` ago (the fault came back: the ticket is reopened, not duplicated). A new
+        case gets a ticket, its first steps and an outbox entry, first sent after `group_wait` so that rules
+        firing together join one ticket. While the case's ticket waits, a joining finding rebuilds it; after
+        it was delivered, the finding is kept beside the sealed ticket. `onset_ts`/`detected_ts` are the
         appliance's sample times; `queued_at` is the gateway clock, which alone schedules delivery.
         Returns None if this (rule, device) episode is already open."""
         with self._transaction() as conn:
@@ -178,10 +226,13 @@ class Database:
             if exists:
                 return None
             case = conn.execute(
-                "SELECT t.ticket_id, t.payload, o.state FROM tickets t JOIN outbox o USING (ticket_id) "
-                "WHERE t.device_id=? AND t.category=? AND EXISTS (SELECT 1 FROM incidents i "
-                "WHERE i.ticket_id=t.ticket_id AND i.state='firing') ORDER BY t.ticket_id DESC LIMIT 1",
-                (device_id, category)).fetchone()
+                "SELECT t.ticket_id, t.payload, o.state, EXISTS (SELECT 1 FROM incidents i "
+                "WHERE i.ticket_id=t.ticket_id AND i.state='firing') FROM tickets t JOIN delivery o USING (ticket_id) "
+                "WHERE t.device_id=? AND t.category=? AND (EXISTS (SELECT 1 FROM incidents i "
+                "WHERE i.ticket_id=t.ticket_id AND i.state='firing') OR EXISTS (SELECT 1 FROM ticket_steps s "
+                "WHERE s.ticket_id=t.ticket_id AND s.step='repaired' AND s.at >= ?)) "
+                "ORDER BY t.ticket_id DESC LIMIT 1",
+                (device_id, category, queued_at - reopen_window)).fetchone()
             if case is None:
                 payload = build_ticket([finding], fingerprint)
                 cursor = conn.execute("INSERT INTO tickets (device_id, category, payload, created_at) "
@@ -189,6 +240,8 @@ class Database:
                 ticket_id, action = int(cursor.lastrowid or 0), CaseAction.NEW_TICKET
                 conn.execute("INSERT INTO outbox (ticket_id, idempotency_key, state, next_attempt_at) "
                              "VALUES (?, ?, 'queued', ?)", (ticket_id, fingerprint, queued_at + group_wait))
+                self._first_steps(conn, ticket_id, fingerprint, (rule_id, onset_ts, detected_ts), finding, payload,
+                                  queued_at)
             else:
                 ticket_id = int(case[0])
                 payload = orjson.loads(case[1])
@@ -202,6 +255,12 @@ class Database:
                     conn.execute("UPDATE tickets SET late_findings=json_insert(late_findings, '$[#]', json(?)) "
                                  "WHERE ticket_id=?", (orjson.dumps(finding), ticket_id))
                     action = CaseAction.LATE_FINDING
+                if not case[3]:  # nothing was firing: the repaired fault is back
+                    action = CaseAction.REOPENED
+                    detail = {"rule": rule_id, "code": finding.get("code"), "onset_ts": onset_ts,
+                              "observed": finding.get("evidence", {}).get("observed", [])}
+                    self._add_step(conn, ticket_id, "reopened", queued_at, "gateway", "gateway",
+                                   f"{fingerprint}:reopened", detail, notify=True)
             cursor = conn.execute(
                 "INSERT INTO incidents (fingerprint, rule_id, rule_version, device_id, category, ticket_id, onset_ts,"
                 " detected_ts, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'firing')",
@@ -209,6 +268,105 @@ class Database:
             incident_id = int(cursor.lastrowid or 0)
         incident = Incident(incident_id, fingerprint, rule_id, device_id, onset_ts, detected_ts, IncidentState.FIRING)
         return OpenedIncident(incident, ticket_id, action)
+
+    def _first_steps(self, conn: sqlite3.Connection, ticket_id: int, key: str, episode: tuple[str, float, float],
+                     finding: dict[str, Any], payload: dict[str, Any], opened_at: float) -> None:
+        rule_id, onset_ts, detected_ts = episode
+        causes = payload.get("probable_causes") or [{}]
+        steps = [
+            ("detected", detected_ts, {"rule": rule_id, "onset_ts": onset_ts,
+                                       "observed": finding.get("evidence", {}).get("observed", [])}),
+            ("diagnosed", detected_ts, {"code": finding.get("code"), "top_cause": causes[0].get("cause"),
+                                        "causes": len(causes)}),
+            ("ticket_opened", opened_at, {"seal_sha256": (payload.get("seal") or {}).get("sha256"),
+                                          "price": payload.get("price")}),
+        ]
+        for step, at, detail in steps:
+            self._add_step(conn, ticket_id, step, at, "gateway", "gateway", f"{key}:{step}", detail)
+
+    def _add_step(self, conn: sqlite3.Connection, ticket_id: int, step: str, at: float, actor: str, source: str,
+                  event_id: str, detail: dict[str, Any], notify: bool = False, now: float | None = None) -> bool:
+        """Record a step once per event id; `notify` also queues it for the platform. False if already known."""
+        cursor = conn.execute("INSERT INTO ticket_steps (ticket_id, step, at, actor, source, event_id, detail) "
+                              "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(event_id) DO NOTHING",
+                              (ticket_id, step, at, actor, source, event_id, orjson.dumps(detail)))
+        if cursor.rowcount == 0:
+            return False
+        if notify:
+            body = {"event_id": event_id, "step": step, "at": at, "actor": actor, "detail": detail}
+            conn.execute("INSERT INTO outbox (ticket_id, kind, body, idempotency_key, state, next_attempt_at) "
+                         "VALUES (?, 'step', ?, ?, 'queued', ?)",
+                         (ticket_id, orjson.dumps(body), event_id, at if now is None else now))
+        return True
+
+    def add_step(self, ticket_id: int, step: str, at: float, actor: str, source: str, event_id: str,
+                 detail: dict[str, Any], notify: bool = False, now: float | None = None) -> bool:
+        with self._transaction() as conn:
+            return self._add_step(conn, ticket_id, step, at, actor, source, event_id, detail, notify, now)
+
+    def steps(self, ticket_id: int) -> list[Step]:
+        rows = self._conn.execute("SELECT step_id, ticket_id, step, at, actor, source, event_id, detail "
+                                  "FROM ticket_steps WHERE ticket_id=? ORDER BY step_id", (ticket_id,)).fetchall()
+        return [Step(r[0], r[1], r[2], r[3], r[4], r[5], r[6], orjson.loads(r[7])) for r in rows]
+
+    def ticket_by_platform_id(self, platform_ticket_id: str) -> int | None:
+        row = self._conn.execute("SELECT ticket_id FROM delivery WHERE platform_ticket_id=?",
+                                 (platform_ticket_id,)).fetchone()
+        return None if row is None else int(row[0])
+
+    def tickets_to_follow(self) -> list[tuple[int, str]]:
+        """Delivered tickets the platform may still report steps on: (ticket id, platform ticket id) of every
+        ticket whose newest step is not the customer's confirmation."""
+        rows = self._conn.execute(
+            "SELECT d.ticket_id, d.platform_ticket_id FROM delivery d WHERE d.state='delivered' AND "
+            "d.platform_ticket_id != '' AND COALESCE((SELECT s.step FROM ticket_steps s WHERE "
+            "s.ticket_id=d.ticket_id ORDER BY s.step_id DESC LIMIT 1), '') != 'confirmed' "
+            "ORDER BY d.ticket_id").fetchall()
+        return [(int(r[0]), str(r[1])) for r in rows]
+
+    def awaiting_verification(self) -> list[dict[str, Any]]:
+        """Tickets whose newest step is `repaired`, with what telemetry verification needs to decide."""
+        rows = self._conn.execute(
+            "SELECT t.ticket_id, t.device_id, s.at, s.event_id, "
+            "(SELECT COUNT(*) FROM incidents i WHERE i.ticket_id=t.ticket_id AND i.state='firing'), "
+            "(SELECT MAX(resolved_ts) FROM incidents i WHERE i.ticket_id=t.ticket_id), "
+            "(SELECT json_group_array(DISTINCT rule_id) FROM incidents i WHERE i.ticket_id=t.ticket_id) "
+            "FROM tickets t JOIN ticket_steps s ON s.ticket_id=t.ticket_id "
+            "WHERE s.step_id=(SELECT MAX(step_id) FROM ticket_steps x WHERE x.ticket_id=t.ticket_id) "
+            "AND s.step='repaired'").fetchall()
+        return [{"ticket_id": r[0], "device_id": r[1], "repaired_at": r[2], "repair_event": r[3], "firing": r[4],
+                 "last_resolved": r[5], "rules": orjson.loads(r[6])} for r in rows]
+
+    def save_visit_code(self, ticket_id: int, digest: str, technician: dict[str, Any]) -> None:
+        """A new assignment replaces the previous code (and its failed attempts)."""
+        with self._transaction() as conn:
+            conn.execute("INSERT INTO visit_codes (ticket_id, digest, technician) VALUES (?, ?, ?) "
+                         "ON CONFLICT(ticket_id) DO UPDATE SET digest=excluded.digest, "
+                         "technician=excluded.technician, failed_attempts=0, used_at=NULL",
+                         (ticket_id, digest, orjson.dumps(technician)))
+
+    def visit_code(self, ticket_id: int) -> dict[str, Any] | None:
+        row = self._conn.execute("SELECT digest, technician, failed_attempts, used_at FROM visit_codes "
+                                 "WHERE ticket_id=?", (ticket_id,)).fetchone()
+        if row is None:
+            return None
+        return {"digest": row[0], "technician": orjson.loads(row[1]), "failed_attempts": row[2], "used_at": row[3]}
+
+    def visit_code_failed(self, ticket_id: int) -> int:
+        with self._transaction() as conn:
+            conn.execute("UPDATE visit_codes SET failed_attempts=failed_attempts+1 WHERE ticket_id=?", (ticket_id,))
+            row = conn.execute("SELECT failed_attempts FROM visit_codes WHERE ticket_id=?", (ticket_id,)).fetchone()
+            return int(row[0]) if row else 0
+
+    def visit_code_used(self, ticket_id: int, step: str, at: float, actor: str, event_id: str,
+                        detail: dict[str, Any]) -> bool:
+        """Spend the code and record the step in one transaction; False if it was already spent."""
+        with self._transaction() as conn:
+            spent = conn.execute("UPDATE visit_codes SET used_at=? WHERE ticket_id=? AND used_at IS NULL",
+                                 (at, ticket_id)).rowcount
+            if not spent:
+                return False
+            return self._add_step(conn, ticket_id, step, at, actor, "customer", event_id, detail, notify=True)
 
     def resolve_incident(self, rule_id: str, device_id: str, resolved_ts: float) -> bool:
         with self._transaction() as conn:
@@ -228,7 +386,7 @@ class Database:
         rows = self._conn.execute(
             "SELECT t.ticket_id, t.payload, o.state, o.attempts, o.platform_ticket_id, o.last_error, "
             "EXISTS (SELECT 1 FROM incidents i WHERE i.ticket_id=t.ticket_id AND i.state='firing'), t.late_findings "
-            "FROM tickets t JOIN outbox o USING (ticket_id) ORDER BY t.ticket_id DESC LIMIT ?", (limit,)).fetchall()
+            "FROM tickets t JOIN delivery o USING (ticket_id) ORDER BY t.ticket_id DESC LIMIT ?", (limit,)).fetchall()
         return [
             {"ticket_id": r[0], "payload": orjson.loads(r[1]), "delivery": r[2], "attempts": r[3],
              "platform_ticket_id": r[4], "last_error": r[5], "incident_state": "firing" if r[6] else "resolved",
@@ -237,7 +395,7 @@ class Database:
         ]
 
     def ticket_by_key(self, idempotency_key: str) -> dict[str, Any] | None:
-        row = self._conn.execute("SELECT t.payload FROM tickets t JOIN outbox o USING (ticket_id) "
+        row = self._conn.execute("SELECT t.payload FROM tickets t JOIN delivery o USING (ticket_id) "
                                  "WHERE o.idempotency_key=?", (idempotency_key,)).fetchone()
         return None if row is None else dict(orjson.loads(row[0]))
 
@@ -247,12 +405,15 @@ class Database:
 
     # outbox --------------------------------------------------------------------------------------------------
     def due_outbox(self, now: float, limit: int) -> list[OutboxEntry]:
+        """Entries due now. A step entry carries its ticket's platform id (empty until the ticket is accepted)."""
         rows = self._conn.execute(
-            "SELECT o.outbox_id, o.ticket_id, o.idempotency_key, t.payload, o.attempts, o.next_attempt_at, "
-            "o.state, o.last_error, o.platform_ticket_id FROM outbox o JOIN tickets t USING (ticket_id) "
+            "SELECT o.outbox_id, o.ticket_id, o.idempotency_key, COALESCE(o.body, t.payload), o.attempts, "
+            "o.next_attempt_at, o.state, o.last_error, d.platform_ticket_id, o.kind FROM outbox o "
+            "JOIN tickets t USING (ticket_id) JOIN delivery d USING (ticket_id) "
             "WHERE o.state='queued' AND o.next_attempt_at <= ? ORDER BY o.next_attempt_at LIMIT ?",
             (now, limit)).fetchall()
-        return [OutboxEntry(r[0], r[1], r[2], r[3], r[4], r[5], DeliveryState(r[6]), r[7], r[8]) for r in rows]
+        return [OutboxEntry(r[0], r[1], r[2], r[3], r[4], r[5], DeliveryState(r[6]), r[7], r[8], OutboxKind(r[9]))
+                for r in rows]
 
     def next_outbox_due(self) -> float | None:
         row = self._conn.execute("SELECT MIN(next_attempt_at) FROM outbox WHERE state='queued'").fetchone()
@@ -277,16 +438,29 @@ class Database:
         rows = self._conn.execute(
             "SELECT o.outbox_id, o.ticket_id, t.device_id, t.category, json_extract(t.payload, '$.fault.code'), "
             "o.state, o.attempts, o.next_attempt_at, o.last_error, o.platform_ticket_id, o.delivered_at, "
-            "t.created_at, o.idempotency_key FROM outbox o JOIN tickets t USING (ticket_id) "
+            "t.created_at, o.idempotency_key, o.kind, json_extract(o.body, '$.step') "
+            "FROM outbox o JOIN tickets t USING (ticket_id) "
             "WHERE ? IS NULL OR o.state = ? ORDER BY o.outbox_id DESC LIMIT ?", (state, state, limit)).fetchall()
         keys = ("outbox_id", "ticket_id", "device_id", "category", "fault_code", "state", "attempts",
-                "next_attempt_at", "last_error", "platform_ticket_id", "delivered_at", "created_at", "idempotency_key")
+                "next_attempt_at", "last_error", "platform_ticket_id", "delivered_at", "created_at", "idempotency_key",
+                "kind", "step")
         return [dict(zip(keys, row, strict=True)) for row in rows]
 
-    def mark_delivered(self, outbox_id: int, platform_ticket_id: str, now: float) -> None:
+    def mark_delivered(self, entry: OutboxEntry, platform_ticket_id: str, now: float) -> None:
+        """Delivered; a ticket's acceptance is also the `accepted` step of its timeline."""
         with self._transaction() as conn:
             conn.execute("UPDATE outbox SET state='delivered', platform_ticket_id=?, delivered_at=?, "
-                         "attempts=attempts+1, last_error='' WHERE outbox_id=?", (platform_ticket_id, now, outbox_id))
+                         "attempts=attempts+1, last_error='' WHERE outbox_id=?",
+                         (platform_ticket_id, now, entry.outbox_id))
+            if entry.kind is OutboxKind.TICKET:
+                self._add_step(conn, entry.ticket_id, "accepted", now, "platform", "gateway",
+                               f"{entry.idempotency_key}:accepted", {"platform_ticket_id": platform_ticket_id})
+
+    def postpone(self, outbox_id: int, next_attempt_at: float, reason: str) -> None:
+        """Not an attempt: the entry waits for something else first (a step for its ticket's acceptance)."""
+        with self._transaction() as conn:
+            conn.execute("UPDATE outbox SET state='queued', next_attempt_at=?, last_error=? WHERE outbox_id=?",
+                         (next_attempt_at, reason, outbox_id))
 
     def schedule_retry(self, outbox_id: int, next_attempt_at: float, error: str) -> None:
         with self._transaction() as conn:
@@ -298,8 +472,9 @@ class Database:
             conn.execute("UPDATE outbox SET state='dead', attempts=attempts+1, last_error=? WHERE outbox_id=?",
                          (error, outbox_id))
 
-    def outbox_counts(self) -> dict[str, int]:
-        rows = self._conn.execute("SELECT state, COUNT(*) FROM outbox GROUP BY state").fetchall()
+    def outbox_counts(self, kind: OutboxKind = OutboxKind.TICKET) -> dict[str, int]:
+        rows = self._conn.execute("SELECT state, COUNT(*) FROM outbox WHERE kind=? GROUP BY state",
+                                  (kind.value,)).fetchall()
         counts = {s.value: 0 for s in DeliveryState}
         counts.update({r[0]: r[1] for r in rows})
         return counts

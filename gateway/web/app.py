@@ -10,13 +10,18 @@ from typing import Any
 from aiohttp import web
 
 from gateway.ingest.registry import DeviceRegistry
+from gateway.service.timeline import ServiceDesk
 from gateway.store.db import Database
+from gateway.web.service_routes import add_service_routes
 
 StatusSource = Callable[[], dict[str, Any]]
 
 
-def create_app(registry: DeviceRegistry, db: Database, status: StatusSource) -> web.Application:
+def create_app(registry: DeviceRegistry, db: Database, status: StatusSource, desk: ServiceDesk | None = None,
+               webhook_secret: str = "") -> web.Application:
     app = web.Application()
+    if desk is not None:
+        add_service_routes(app, db, desk, webhook_secret)
     routes = web.RouteTableDef()
 
     @routes.get("/")
@@ -70,7 +75,8 @@ def _index_html(devices: list[dict[str, Any]], tickets: list[dict[str, Any]], st
         for d in devices
     ) or "<tr><td colspan=5>No appliances have reported yet.</td></tr>"
     ticket_rows = "".join(
-        f"<tr><td>{t['ticket_id']}</td><td>{esc(t['payload']['appliance']['device_id'])}</td>"
+        f"<tr><td><a href='/tickets/{t['ticket_id']}'>{t['ticket_id']}</a></td>"
+        f"<td>{esc(t['payload']['appliance']['device_id'])}</td>"
         f"<td>{esc(t['payload']['fault']['code'])}</td><td>{esc(t['payload']['fault']['title']['en'])}<br>"
         f"{esc(t['payload']['fault']['title']['zh'])}</td><td>{esc(t['payload']['fault']['severity'])}</td>"
         f"<td>{esc(t['payload']['probable_causes'][0]['cause'])}</td><td>{esc(t['delivery'])}</td></tr>"

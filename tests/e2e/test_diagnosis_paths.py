@@ -38,8 +38,8 @@ async def test_a_vendor_code_becomes_a_diagnosed_ticket(start_gateway: StartGate
         ("appliances/wm-lg/event", orjson.dumps({"ts": now + 1, "code": "ZZ"}), False),  # not in the table
         ("appliances/wm-lg/event", orjson.dumps({"ts": now + 2, "code": "OE"}), False),  # drain timeout
     ])
-    await eventually(lambda: len(platform.store.list()) == 1, 15, "the drain fault reaches the platform")
-    [summary] = platform.store.list()
+    await eventually(lambda: len(platform.store.list_tickets()) == 1, 15, "the drain fault reaches the platform")
+    [summary] = platform.store.list_tickets()
     ticket = platform.store.get(summary["ticket_id"])
     assert ticket is not None
     body = ticket["ticket"]
@@ -59,9 +59,9 @@ async def test_impossible_sensor_values_open_a_sensor_ticket_not_a_fault(
     messages += [("appliances/ac-x/telemetry", orjson.dumps(
         {"ts": now + i, "metrics": {**healthy, "discharge_temperature": 999.0}}), False) for i in range(5)]
     await publish_all(running.broker_host, running.broker_port, messages)
-    await eventually(lambda: len(platform.store.list()) == 1, 15, "a ticket reaches the platform")
+    await eventually(lambda: len(platform.store.list_tickets()) == 1, 15, "a ticket reaches the platform")
     await asyncio.sleep(1.5)
-    [summary] = platform.store.list()
+    [summary] = platform.store.list_tickets()
     ticket = platform.store.get(summary["ticket_id"])
     assert ticket is not None
     assert ticket["ticket"]["fault"]["code"] == "DQ-RANGE"

@@ -45,9 +45,9 @@ async def test_condenser_fan_failure_opens_exactly_one_diagnosed_ticket(
     spec = FleetSpec(air_conditioners=2, refrigerators=1, washers=1, faulty_device="ac-01",
                      fault_after_seconds=5, fault_ramp_seconds=5)
     async with fleet_running(spec, running.broker_host, running.broker_port):
-        await eventually(lambda: len(platform.store.list()) >= 1, 30, "the platform receives a ticket")
+        await eventually(lambda: len(platform.store.list_tickets()) >= 1, 30, "the platform receives a ticket")
         await asyncio.sleep(3)  # 30 more simulated seconds with the fault still present
-    [summary] = platform.store.list()
+    [summary] = platform.store.list_tickets()
     ticket = platform.store.get(summary["ticket_id"])
     assert ticket is not None
     body = ticket["ticket"]
@@ -98,7 +98,7 @@ async def test_healthy_fleet_opens_no_ticket(
     assert status["samples"] > 1000  # at most ~1,430 in two simulated minutes; connecting takes some
     assert status["devices"] == 20
     assert status["incidents_opened"] == 0
-    assert platform.store.list() == []
+    assert platform.store.list_tickets() == []
     assert status["dropped_total"] == 0
 
 

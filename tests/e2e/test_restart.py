@@ -90,12 +90,12 @@ port = 0
         async with fleet_running(spec, "127.0.0.1", mosquitto.port):
             await eventually(lambda: incidents_in(db) == 1, 30, "the gateway records the incident")
             await eventually(lambda: platform.posts >= 1, 10, "the gateway tries to send and is refused")
-            assert platform.store.list() == []
+            assert platform.store.list_tickets() == []
             assert gateway.signal(signal.SIGKILL) == -signal.SIGKILL  # killed with the ticket undelivered
 
             platform.fail_next(0)
             gateway.start()
-            await eventually(lambda: len(platform.store.list()) == 1, 30, "the queued ticket is delivered")
+            await eventually(lambda: len(platform.store.list_tickets()) == 1, 30, "the queued ticket is delivered")
             await asyncio.sleep(2)  # 20 simulated seconds more with the fault still present
 
             assert gateway.signal(signal.SIGKILL) == -signal.SIGKILL  # and once more after delivery
@@ -107,7 +107,7 @@ port = 0
     finally:
         gateway.kill_if_running()
 
-    assert len(platform.store.list()) == 1, "exactly one ticket upstream"
+    assert len(platform.store.list_tickets()) == 1, "exactly one ticket upstream"
     assert incidents_in(db) == 1, "one incident for one fault episode"
     assert platform.posts >= 2  # refused while down, then accepted
     assert "Traceback" not in gateway.log_text()

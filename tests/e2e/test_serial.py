@@ -50,8 +50,8 @@ async def test_midea_ac_fault_over_serial_opens_one_ticket_and_line_noise_opens_
         port(noisy.path, "midea", "ac-serial-2", "air_conditioner")))
     gateway = running.gateway
 
-    await eventually(lambda: len(platform.store.list()) >= 1, 60, "the serial AC's fault reaches the platform")
-    [summary] = platform.store.list()
+    await eventually(lambda: len(platform.store.list_tickets()) >= 1, 60, "the serial AC's fault reaches the platform")
+    [summary] = platform.store.list_tickets()
     ticket = platform.store.get(summary["ticket_id"])
     assert ticket is not None
     body = ticket["ticket"]
@@ -68,7 +68,7 @@ async def test_midea_ac_fault_over_serial_opens_one_ticket_and_line_noise_opens_
     assert noisy_port["frames"] > 100, noisy_port
     assert noisy_port["resyncs"] >= damage
     assert gateway.ingest.samples > 200
-    assert len(platform.store.list()) == 1, "no false ticket from the noisy line"
+    assert len(platform.store.list_tickets()) == 1, "no false ticket from the noisy line"
     assert gateway.internal_errors == 0
 
 

@@ -114,7 +114,7 @@ def test_outbox_lifecycle(tmp_path: Path) -> None:
     assert entry.idempotency_key == "fp1" and orjson.loads(entry.payload)["x"] == 1
     db.schedule_retry(entry.outbox_id, NOW + 60, "HTTP 500")
     assert db.due_outbox(NOW + 1, 10) == [] and db.next_outbox_due() == NOW + 60
-    db.mark_delivered(entry.outbox_id, "SVC-1", NOW + 61)
+    db.mark_delivered(entry, "SVC-1", NOW + 61)
     assert db.outbox_counts() == {"queued": 0, "sending": 0, "delivered": 1, "dead": 0}
     [ticket] = db.tickets()
     assert ticket["platform_ticket_id"] == "SVC-1" and ticket["attempts"] == 2
@@ -217,7 +217,7 @@ groups:
                                      "rules": ["unbalanced"]}]
     assert db.due_outbox(NOW + 5, 10) == []  # waiting for other rules
     [entry] = db.due_outbox(NOW + 10, 10)
-    db.mark_delivered(entry.outbox_id, "SVC-1", NOW + 10)
+    db.mark_delivered(entry, "SVC-1", NOW + 10)
 
     sample("w2", NOW + 2, vibration=3.0, drum_speed=800.0)  # another appliance: its own ticket
     assert len(db.tickets()) == 2
