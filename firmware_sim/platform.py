@@ -192,14 +192,16 @@ class PlatformServer:
         return not self.token or request.headers.get("Authorization") == f"Bearer {self.token}"
 
     async def _injected_failure(self) -> web.Response | None:
-        if self.faults.delay_seconds:
-            await asyncio.sleep(self.faults.delay_seconds)
+        """An injected error answer (after the configured delay), or None to go on."""
+        failure = None
         if self.faults.fail_next > 0:
             self.faults.fail_next -= 1
-            return web.json_response({"error": "injected failure"}, status=self.faults.status)
-        if self.faults.random_500 and self.rng.random() < self.faults.random_500:
-            return web.json_response({"error": "injected random failure"}, status=500)
-        return None
+            failure = web.json_response({"error": "injected failure"}, status=self.faults.status)
+        elif self.faults.random_500 and self.rng.random() < self.faults.random_500:
+            failure = web.json_response({"error": "injected random failure"}, status=500)
+        if failure is not None and self.faults.delay_seconds:
+            await asyncio.sleep(self.faults.delay_seconds)
+        return failure
 
     async def _create(self, request: web.Request) -> web.StreamResponse:
         self.posts += 1
@@ -215,12 +217,16 @@ class PlatformServer:
             body = orjson.loads(await request.read())
         except orjson.JSONDecodeError as exc:
             return web.json_response({"error": f"body is not JSON: {exc}"}, status=400)
+        except ConnectionResetError:  # the gateway went away mid-request (killed): nothing was stored
+            raise asyncio.CancelledError from None
         problem = validate_ticket(body)
         if problem:
             return web.json_response({"error": problem}, status=422)
         ticket, created = self.store.create(key, body, time.time())
         if not created:
             self.duplicates += 1
+        if self.faults.delay_seconds:  # a slow platform: the ticket is stored, the answer takes its time
+            await asyncio.sleep(self.faults.delay_seconds)
         if self.faults.drop_after_accept > 0:  # stored, but the answer never reaches the gateway
             self.faults.drop_after_accept -= 1
             self.dropped_answers += 1
@@ -256,6 +262,8 @@ class PlatformServer:
             created = self.store.add_step(ticket_id, {**event, "detail": event.get("detail", {})}, "gateway")
         except (orjson.JSONDecodeError, ValueError, TypeError, AttributeError) as exc:
             return web.json_response({"error": f"bad step: {exc}"}, status=400)
+        if self.faults.delay_seconds:
+            await asyncio.sleep(self.faults.delay_seconds)
         return web.json_response({"ticket_id": ticket_id, "event_id": event["event_id"]},
                                  status=201 if created else 200)
 

@@ -190,7 +190,8 @@ async def _run(config: GatewayConfig) -> int:
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, gateway.request_stop)
     task = await start(gateway)
-    log.info("web page on http://%s:%s/", config.web.host, gateway.web_port)
+    if gateway.web_port is not None:
+        log.info("web page on http://%s:%s/", config.web.host, gateway.web_port)
     await task
     return 0
 

@@ -92,6 +92,7 @@ class UpstreamConfig:
     max_queued_tickets: int = 1000
     retry_min_seconds: float = 1.0
     retry_max_seconds: float = 300.0
+    max_in_flight: int = 4  # requests to the platform at once
 
 
 @dataclass(frozen=True)
@@ -168,7 +169,7 @@ _POSITIVE = {
     "broker.embedded_port", "broker.keepalive_seconds", "broker.reconnect_min_seconds",
     "broker.reconnect_max_seconds", "broker.max_queued_messages", "ingest.max_payload_bytes",
     "ingest.max_past_seconds", "ingest.max_future_seconds", "window.slots", "window.initial_devices",
-    "upstream.timeout_seconds", "upstream.retry_min_seconds", "upstream.retry_max_seconds",
+    "upstream.timeout_seconds", "upstream.retry_min_seconds", "upstream.retry_max_seconds", "upstream.max_in_flight",
     "service.poll_seconds", "service.verification_dwell_seconds", "service.reopen_window_seconds",
     "service.visit_code_attempts", "service.max_silence_seconds",
 }

@@ -23,6 +23,8 @@ log = logging.getLogger("gateway.outbox")
 
 RETRYABLE_4XX = {408, 425, 429}
 WAIT_FOR_ACCEPTANCE_SECONDS = 5.0
+STORAGE_RETRY_SECONDS = 5.0
+FAILURES_BEFORE_WARNING = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,18 +63,17 @@ def _parse_retry_after(value: str | None) -> float | None:
 
 
 class OutboxSender:
-    def __init__(self, db: Database, config: UpstreamConfig, clock: Clock, batch_size: int = 20,
-                 rng: random.Random | None = None) -> None:
+    def __init__(self, db: Database, config: UpstreamConfig, clock: Clock, rng: random.Random | None = None) -> None:
         self.db = db
         self.config = config
         self.clock = clock
-        self.batch_size = batch_size
         self.rng = rng or random.Random()
         self._wake = asyncio.Event()
         self.delivered = 0
         self.failed_attempts = 0
         self.dead_lettered = 0
-        self._upstream_ok: bool | None = None
+        self.storage_errors = 0
+        self._failures_in_a_row = 0
         self._over_bound = False
 
     def wake(self) -> None:
@@ -87,15 +88,26 @@ class OutboxSender:
         async with aiohttp.ClientSession(timeout=timeout) as session:
             while True:
                 try:
-                    due = self.db.due_outbox(self.clock.now(), self.batch_size)
-                    self._check_bound()
+                    due = await self._send_due(session)
+                    if len(due) < self.config.max_in_flight:
+                        await self._sleep_until_due()
                 except StorageError as exc:
-                    log.error("outbox unreadable, will retry: %s", exc)
-                    due = []
-                for entry in due:
-                    await self._deliver(session, entry)
-                if len(due) < self.batch_size:
-                    await self._sleep_until_due()
+                    self.storage_errors += 1
+                    log.error("outbox storage failed (%s); nothing is dropped, retrying in %.0f s",
+                              exc, STORAGE_RETRY_SECONDS)
+                    await asyncio.sleep(STORAGE_RETRY_SECONDS)
+                    with contextlib.suppress(StorageError):  # entries whose outcome could not be written
+                        self.db.recover_interrupted_sends()
+
+    async def _send_due(self, session: aiohttp.ClientSession) -> list[OutboxEntry]:
+        """Send up to `max_in_flight` due entries at once; a storage error surfaces after all have finished."""
+        due = self.db.due_outbox(self.clock.now(), self.config.max_in_flight)
+        self._check_bound()
+        results = await asyncio.gather(*(self._deliver(session, entry) for entry in due), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return due
 
     async def _sleep_until_due(self) -> None:
         next_due = self.db.next_outbox_due()
@@ -110,7 +122,7 @@ class OutboxSender:
         over = queued > self.config.max_queued_tickets
         if over and not self._over_bound:
             log.error("%d tickets are waiting for the service platform (bound %d): none is dropped, but the "
-                      "platform has not accepted tickets for a long time; check %s", queued,
+                      "platform is not keeping up or not reachable; check %s", queued,
                       self.config.max_queued_tickets, self.config.url)
         elif not over and self._over_bound:
             log.warning("ticket queue back under its bound (%d waiting)", queued)
@@ -162,10 +174,13 @@ class OutboxSender:
             return Outcome(False, True, f"{type(exc).__name__}: {exc}"[:200])
 
     def _set_upstream(self, ok: bool, detail: str) -> None:
-        if ok == self._upstream_ok:
+        """Log the platform going away and coming back once each; a single failed answer among good
+        ones (a flaky platform) is retried quietly."""
+        if ok:
+            if self._failures_in_a_row >= FAILURES_BEFORE_WARNING:
+                log.info("service platform reachable again at %s", self.config.url)
+            self._failures_in_a_row = 0
             return
-        if ok and self._upstream_ok is False:
-            log.info("service platform reachable again at %s", self.config.url)
-        elif not ok:
+        self._failures_in_a_row += 1
+        if self._failures_in_a_row == FAILURES_BEFORE_WARNING:
             log.warning("service platform not accepting tickets (%s); retrying with backoff", detail)
-        self._upstream_ok = ok

@@ -72,6 +72,9 @@ class ServiceDesk:
     # platform events (webhook or poll) -------------------------------------------------------------------
     def apply_platform_event(self, event: Any, source: str) -> bool:
         """Record one platform step; False if it was already recorded. Raises ServiceError with the reason."""
+        if isinstance(event, dict) and self.db.has_event(str(event.get("event_id"))):
+            self.events_duplicate += 1  # seen before (webhook and poll both deliver it): no side effects again
+            return False
         try:
             ticket_id, step, at, event_id, detail = self._checked_event(event)
             if step == "technician_assigned":

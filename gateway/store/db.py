@@ -180,7 +180,8 @@ class Database:
                 raise
             self._conn.execute("COMMIT")
         except sqlite3.Error as exc:
-            raise StorageError(f"database {self.path}: {exc}") from exc
+            hint = " (is the disk full, read-only or failing?)" if "disk" in str(exc) else ""
+            raise StorageError(f"database {self.path}: {exc}{hint}") from exc
 
     # devices ---------------------------------------------------------------------------------------------
     def save_devices(self, devices: list[Device]) -> None:
@@ -308,6 +309,9 @@ class Database:
         rows = self._conn.execute("SELECT step_id, ticket_id, step, at, actor, source, event_id, detail "
                                   "FROM ticket_steps WHERE ticket_id=? ORDER BY step_id", (ticket_id,)).fetchall()
         return [Step(r[0], r[1], r[2], r[3], r[4], r[5], r[6], orjson.loads(r[7])) for r in rows]
+
+    def has_event(self, event_id: str) -> bool:
+        return self._conn.execute("SELECT 1 FROM ticket_steps WHERE event_id=?", (event_id,)).fetchone() is not None
 
     def ticket_by_platform_id(self, platform_ticket_id: str) -> int | None:
         row = self._conn.execute("SELECT ticket_id FROM delivery WHERE platform_ticket_id=?",

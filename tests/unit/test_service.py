@@ -107,6 +107,9 @@ def test_a_step_seen_by_webhook_and_by_poll_counts_once(desk) -> None:  # type: 
         "technician": TECHNICIAN, "visit_code_sha256": visit_code_digest("SVC-1", "123456")}), "poll") is False
     assert [s["step"] for s in service.timeline(ticket_id)["steps"]].count("technician_assigned") == 1
     assert service.events_duplicate == 1
+    service.enter_visit_code(ticket_id, "123456")
+    assign(service)  # polled again after the visit: must not hand out a fresh, unused code
+    assert service.timeline(ticket_id)["visit_code"]["verified"] is True
 
 
 def test_the_visit_code_works_once_and_locks_after_too_many_wrong_tries(desk) -> None:  # type: ignore[no-untyped-def]
