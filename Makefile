@@ -42,6 +42,8 @@ bench: $(BIN)/.installed system-deps
 	$(BIN)/python -m benchmarks.serial_decoders
 	$(BIN)/python -m benchmarks.serial_ports
 	$(BIN)/python -m benchmarks.rule_engine
+	$(BIN)/python -m benchmarks.outbox_delivery
+	$(BIN)/python -m benchmarks.delivery_faults
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
