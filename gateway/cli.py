@@ -335,8 +335,9 @@ def _ticket(args: argparse.Namespace) -> int:
             print(f"ticket {args.ticket_id}: repair confirmed; a running gateway tells the platform")
             return 0
         timeline = desk.timeline(args.ticket_id)
-        print(f"ticket {args.ticket_id}: {payload['fault']['code']} {payload['fault']['title']['en']} on "
-              f"{payload['appliance']['device_id']}; state {timeline['state']}")
+        fault = payload.get("fault", {})
+        print(f"ticket {args.ticket_id}: {fault.get('code', '?')} {fault.get('title', {}).get('en', '')} on "
+              f"{payload.get('appliance', {}).get('device_id', '?')}; state {timeline['state']}")
         for step in timeline["steps"]:
             stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(step["at"]))
             print(f"  {stamp}  {step['title']['en']:<34} {step['actor']:<9} {step['source']}")

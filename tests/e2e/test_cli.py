@@ -158,3 +158,70 @@ def test_outbox_lists_explains_and_retries(tmp_path: Path) -> None:
     assert cli("outbox", "retry", str(dead.outbox_id), "--config", str(config)).returncode == 0
     assert "2 queued, 0 sending, 0 delivered, 0 dead" in cli("outbox", "--config", str(config)).stdout
     assert cli("outbox", "explain", "--config", str(config)).returncode == 2
+
+
+async def test_a_service_walk_from_the_command_line(tmp_path: Path) -> None:
+    """platform-advance plays the platform; `ticket` shows the timeline, takes the visit code and the rating."""
+    import asyncio
+
+    import aiohttp
+
+    from firmware_sim.delivery_faults import queue_tickets
+    from firmware_sim.platform import PlatformServer
+    from gateway.clock import SystemClock
+    from gateway.config import ServiceConfig, UpstreamConfig
+    from gateway.outbox.sender import OutboxSender
+    from gateway.service.follow import PlatformFollower
+    from gateway.service.timeline import ServiceDesk
+    from gateway.store.db import Database
+
+    async def run(*args: str) -> tuple[int, str]:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "gateway", *args, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT, cwd=PROJECT_ROOT)
+        out, _ = await asyncio.wait_for(process.communicate(), 60)
+        return process.returncode or 0, out.decode()
+
+    config = tmp_path / "gateway.toml"
+    config.write_text('[storage]\ndatabase = "gw.db"\n')
+    platform = PlatformServer(tmp_path / "platform.db")
+    await platform.start()
+    db = Database(tmp_path / "gw.db")
+    queue_tickets(db, 1, "cli")
+    upstream = UpstreamConfig(url=platform.url)
+    sender = asyncio.create_task(OutboxSender(db, upstream, SystemClock()).run())
+    follower = PlatformFollower(ServiceDesk(db, SystemClock(), ServiceConfig(), lambda _d: None), upstream,
+                                ServiceConfig())
+    try:
+        code, out = await run("platform-advance", "SVC-999999", "technician_assigned", "--platform", platform.url)
+        assert code == 1 and "SVC-999999: no such ticket" in out, out
+        for _ in range(100):
+            if db.outbox_counts()["delivered"] == 1:
+                break
+            await asyncio.sleep(0.05)
+        code, out = await run("platform-advance", "SVC-000001", "technician_assigned", "--platform", platform.url)
+        assert code == 0, out
+        visit_code = re.search(r"one-time visit code: (\d{6})", out)
+        assert visit_code is not None, out
+        async with aiohttp.ClientSession() as http:
+            assert await follower.poll_once(http) == 1
+
+        code, out = await run("ticket", "visit-code", "1", visit_code.group(1), "--config", str(config))
+        assert code == 0 and "\nverified: Wang Fang, employee T-1000" in out, out
+        code, out = await run("platform-advance", "SVC-000001", "repaired", "--item", "ac_inverter_board=800",
+                              "--platform", platform.url)
+        assert code == 0, out
+        async with aiohttp.ClientSession() as http:
+            assert await follower.poll_once(http) == 1
+        code, out = await run("ticket", "confirm", "1", "5", "--config", str(config))
+        assert code == 0, out
+        code, out = await run("ticket", "show", "1", "--config", str(config))
+        assert code == 0, out
+        for text in ("Technician verified on site", "Repaired", "Confirmed by the customer",
+                     "FLAG: ac_inverter_board was charged (800) but not diagnosed"):
+            assert text in out, out
+    finally:
+        sender.cancel()
+        await asyncio.gather(sender, return_exceptions=True)
+        db.close()
+        await platform.stop()
