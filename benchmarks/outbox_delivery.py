@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from benchmarks.harness import platform
+from firmware_sim.delivery_faults import until
 from gateway.clock import SystemClock
 from gateway.config import UpstreamConfig
 from gateway.outbox.sender import OutboxSender
@@ -47,8 +48,7 @@ async def throughput(db: Database, url: str, tickets: int) -> tuple[float, int]:
     sender = OutboxSender(db, UpstreamConfig(url=url), SystemClock())
     started = time.perf_counter()
     task = asyncio.create_task(sender.run())
-    while db.outbox_counts()["delivered"] < tickets:
-        await asyncio.sleep(0.05)
+    await until(lambda: db.outbox_counts()["delivered"] >= tickets, 600)
     elapsed = time.perf_counter() - started
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
@@ -65,8 +65,7 @@ async def latency(db: Database, url: str, rate: float, seconds: float) -> list[f
         sender.wake()
         keys.append(key)
         await asyncio.sleep(1 / rate)
-    while any(e["state"] != "delivered" for e in db.outbox_entries(limit=len(keys))):
-        await asyncio.sleep(0.05)
+    await until(lambda: all(e["state"] == "delivered" for e in db.outbox_entries(limit=len(keys))), 120)
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     return [(e["delivered_at"] - e["created_at"]) * 1000 for e in db.outbox_entries(limit=len(keys))]

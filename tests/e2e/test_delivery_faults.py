@@ -26,7 +26,7 @@ async def test_no_ticket_is_lost_or_duplicated(tmp_path: Path, scenario: str) ->
 
 
 async def test_a_corrupt_database_stops_the_gateway_once_with_the_reason(tmp_path: Path) -> None:
-    code, log, seconds = await corrupt_database(tmp_path)
+    code, log = await corrupt_database(tmp_path)
     assert code == 2
     assert "cannot open the gateway database" in log and "file is not a database" in log
     assert "Traceback" not in log
