@@ -15,11 +15,16 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
-# Debian packages the tests start for real: the mosquitto broker.
+# Debian packages the tests start for real: the mosquitto broker, VictoriaMetrics (it speaks the InfluxDB v2
+# write API) for the InfluxDB sink, and Chromium with its driver (and CJK fonts) for the web console tests.
+SYSTEM_PACKAGES := mosquitto victoria-metrics chromium chromium-driver fonts-noto-cjk
 system-deps:
-	@if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then \
-		echo "installing mosquitto (Debian package) for the broker tests"; \
-		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto; \
+	@missing=""; for p in $(SYSTEM_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages the tests use:$$missing"; \
+		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
 
 demo: $(BIN)/.installed

@@ -2,7 +2,7 @@
 
 Every `service.poll_seconds` the gateway asks the platform for each followed ticket (GET /v1/tickets/{id})
 and applies the platform's steps it does not have yet; the event id makes a step seen by webhook and by
-poll count once.
+poll count once. A ticket is followed until the customer confirms it, for at most FOLLOW_DAYS after delivery.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from gateway.service.timeline import ServiceDesk, ServiceError
 from gateway.store.db import StorageError
 
 log = logging.getLogger("gateway.service")
+FOLLOW_DAYS = 90
 
 
 class PlatformFollower:
@@ -38,7 +39,7 @@ class PlatformFollower:
         """Fetch every followed ticket once; returns how many new steps were recorded."""
         recorded = 0
         try:
-            followed = self.desk.db.tickets_to_follow()
+            followed = self.desk.db.tickets_to_follow(self.desk.clock.now() - FOLLOW_DAYS * 86400)
         except StorageError as exc:
             log.error("cannot read the tickets to follow: %s", exc)
             return 0

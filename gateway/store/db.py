@@ -318,14 +318,14 @@ class Database:
                                  (platform_ticket_id,)).fetchone()
         return None if row is None else int(row[0])
 
-    def tickets_to_follow(self) -> list[tuple[int, str]]:
+    def tickets_to_follow(self, delivered_since: float = 0.0) -> list[tuple[int, str]]:
         """Delivered tickets the platform may still report steps on: (ticket id, platform ticket id) of every
-        ticket whose newest step is not the customer's confirmation."""
+        ticket delivered since `delivered_since` whose newest step is not the customer's confirmation."""
         rows = self._conn.execute(
             "SELECT d.ticket_id, d.platform_ticket_id FROM delivery d WHERE d.state='delivered' AND "
-            "d.platform_ticket_id != '' AND COALESCE((SELECT s.step FROM ticket_steps s WHERE "
-            "s.ticket_id=d.ticket_id ORDER BY s.step_id DESC LIMIT 1), '') != 'confirmed' "
-            "ORDER BY d.ticket_id").fetchall()
+            "d.platform_ticket_id != '' AND d.delivered_at >= ? AND COALESCE((SELECT s.step FROM ticket_steps s "
+            "WHERE s.ticket_id=d.ticket_id ORDER BY s.step_id DESC LIMIT 1), '') != 'confirmed' "
+            "ORDER BY d.ticket_id", (delivered_since,)).fetchall()
         return [(int(r[0]), str(r[1])) for r in rows]
 
     def awaiting_verification(self) -> list[dict[str, Any]]:
