@@ -31,7 +31,9 @@ from gateway.outbox.sender import OutboxSender
 from gateway.protocol.payload import DropReason, PayloadLimits
 from gateway.service.follow import PlatformFollower
 from gateway.service.timeline import ServiceDesk
+from gateway.sinks.influx import InfluxSink
 from gateway.store.db import Database, OutboxKind, StorageError
+from gateway.store.history import History
 from gateway.transport.broker import EmbeddedBroker
 from gateway.transport.handoff import MessageHandoff
 from gateway.transport.mqtt import MqttLink
@@ -41,6 +43,7 @@ from gateway.web.app import create_app
 log = logging.getLogger("gateway")
 
 PERSIST_INTERVAL_SECONDS = 2.0
+HISTORY_FLUSH_SECONDS = 10.0
 TIMER_SECONDS = 1.0
 # A rule pass costs about a millisecond with the full library whatever its size (tens of rules, each a few
 # numpy calls); under load, gather for up to 10 ms (the batch age the architecture allows) so the pass is paid
@@ -76,8 +79,16 @@ class Gateway:
         self.incidents.restore(self.evaluator)
         limits = PayloadLimits(config.ingest.max_payload_bytes, config.ingest.max_past_seconds,
                                config.ingest.max_future_seconds)
+        history_path = (resolve_path(config, config.history.database) if config.history.database
+                        else resolve_path(config, config.storage.database).with_name("history.db"))
+        self.history = (History(history_path, self.store,
+                                intervals_by_type(self.profiles), config.history.days)
+                        if config.history.enabled else None)
+        self.influx = InfluxSink(config.influx, self.registry, self.db, config.site) if config.influx.url else None
         self.ingest = Ingest(self.profiles, self.registry, self.store, self.drops, limits, self.clock,
-                             config.broker.topic_prefix, flush_rules=self.evaluate, vendor_codes=self.vendor_codes)
+                             config.broker.topic_prefix, flush_rules=self.evaluate, vendor_codes=self.vendor_codes,
+                             on_sample=self.influx.add_sample if self.influx else None)
+        self.history_flush_ms = 0.0
         self.broker: EmbeddedBroker | None = None
         self.link: MqttLink | None = None
         self.serial_links: list[SerialLink] = []
@@ -124,6 +135,10 @@ class Gateway:
                 tasks.create_task(self._persist_loop(), name="persist-devices")
                 tasks.create_task(self._timer_loop(), name="time-driven-rules")
                 tasks.create_task(self.follower.run(), name="platform-follower")
+                if self.history is not None:
+                    tasks.create_task(self._history_loop(self.history), name="history")
+                if self.influx is not None:
+                    tasks.create_task(self.influx.run(), name="influx-sink")
                 if ready is not None:
                     ready.set()
                 await self._stop.wait()
@@ -135,6 +150,8 @@ class Gateway:
             for serial_link in self.serial_links:
                 await asyncio.to_thread(serial_link.stop)
             self._persist_devices()
+            if self.history is not None:
+                self.history.close()
             if runner is not None:
                 await runner.cleanup()
             if self.broker is not None:
@@ -187,6 +204,21 @@ class Gateway:
         device = self.registry.get(device_id)
         return None if device is None or device.online is False else device.last_seen
 
+    async def _history_loop(self, history: History) -> None:
+        """Each closed minute into the history (computed in the loop, written on a thread); prune hourly."""
+        last_prune = 0.0
+        while True:
+            await asyncio.sleep(HISTORY_FLUSH_SECONDS)
+            started = time.perf_counter()
+            try:
+                await asyncio.to_thread(history.write, history.collect(self.clock.now()))
+                if self.clock.now() - last_prune > 3600:
+                    await asyncio.to_thread(history.prune, self.clock.now())
+                    last_prune = self.clock.now()
+            except StorageError as exc:
+                log.error("history not written, those minutes are missing from the charts: %s", exc)
+            self.history_flush_ms = (time.perf_counter() - started) * 1000
+
     async def _persist_loop(self) -> None:
         while True:
             await asyncio.sleep(PERSIST_INTERVAL_SECONDS)
@@ -226,6 +258,9 @@ class Gateway:
             "rule_pass_ms": round(self.evaluator.last_pass_seconds * 1000, 3),
             "internal_errors": self.internal_errors,
             "serial_ports": {link.name: link.snapshot() for link in self.serial_links},
+            "history": {"rows_written": self.history.rows_written if self.history else 0,
+                        "last_flush_ms": round(self.history_flush_ms, 1)},
+            "influx": self.influx.counters() if self.influx else None,
         }
 
 

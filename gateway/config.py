@@ -108,6 +108,29 @@ class ServiceConfig:
 
 
 @dataclass(frozen=True)
+class InfluxConfig:
+    """An optional InfluxDB v2 (or compatible) write target; off while url is empty."""
+
+    url: str = ""
+    token: str = ""
+    org: str = ""
+    bucket: str = "appliances"
+    batch_size: int = 5000
+    flush_seconds: float = 1.0
+    max_buffered_samples: int = 1_000_000
+    timeout_seconds: float = 10.0
+
+
+@dataclass(frozen=True)
+class HistoryConfig:
+    """Local 1-minute history in SQLite for the charts."""
+
+    enabled: bool = True
+    database: str = ""  # "" = history.db beside storage.database
+    days: float = 30.0
+
+
+@dataclass(frozen=True)
 class WebConfig:
     enabled: bool = True
     host: str = "127.0.0.1"
@@ -147,6 +170,8 @@ class GatewayConfig:
     storage: StorageConfig = field(default_factory=StorageConfig)
     upstream: UpstreamConfig = field(default_factory=UpstreamConfig)
     service: ServiceConfig = field(default_factory=ServiceConfig)
+    history: HistoryConfig = field(default_factory=HistoryConfig)
+    influx: InfluxConfig = field(default_factory=InfluxConfig)
     web: WebConfig = field(default_factory=WebConfig)
     serial_ports: tuple[SerialPortConfig, ...] = ()
     source: str = "<defaults>"
@@ -160,6 +185,8 @@ _SECTIONS: dict[str, type[Any]] = {
     "storage": StorageConfig,
     "upstream": UpstreamConfig,
     "service": ServiceConfig,
+    "history": HistoryConfig,
+    "influx": InfluxConfig,
     "web": WebConfig,
 }
 
@@ -171,7 +198,8 @@ _POSITIVE = {
     "ingest.max_past_seconds", "ingest.max_future_seconds", "window.slots", "window.initial_devices",
     "upstream.timeout_seconds", "upstream.retry_min_seconds", "upstream.retry_max_seconds", "upstream.max_in_flight",
     "service.poll_seconds", "service.verification_dwell_seconds", "service.reopen_window_seconds",
-    "service.visit_code_attempts", "service.max_silence_seconds",
+    "service.visit_code_attempts", "service.max_silence_seconds", "history.days", "influx.batch_size",
+    "influx.flush_seconds", "influx.max_buffered_samples", "influx.timeout_seconds",
 }
 
 

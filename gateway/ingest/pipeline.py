@@ -34,7 +34,8 @@ class Ingest:
                  drops: DropCounter, limits: PayloadLimits, clock: Clock, topic_prefix: str = "appliances",
                  flush_rules: Callable[[], None] | None = None,
                  on_event: Callable[[DeviceEvent], None] | None = None,
-                 vendor_codes: VendorCodes | None = None) -> None:
+                 vendor_codes: VendorCodes | None = None,
+                 on_sample: Callable[[str, float, dict[str, float]], None] | None = None) -> None:
         self.profiles = profiles
         self.registry = registry
         self.store = store
@@ -43,6 +44,7 @@ class Ingest:
         self.clock = clock
         self.prefix = topic_prefix
         self.flush_rules = flush_rules
+        self.on_sample = on_sample  # e.g. the InfluxDB sink's buffer
         self.on_event = on_event
         self.vendor_codes = vendor_codes
         self.messages = 0
@@ -108,6 +110,8 @@ class Ingest:
         window.append(row, sample.ts, metrics)
         self.registry.seen(device_id, sample.ts)
         self.samples += 1
+        if self.on_sample is not None:
+            self.on_sample(device_id, sample.ts, metrics)
 
     def _status(self, device_id: str, payload: bytes) -> None:
         text = payload.decode("utf-8", "replace").strip().lower()

@@ -310,6 +310,21 @@ class Database:
                                   "FROM ticket_steps WHERE ticket_id=? ORDER BY step_id", (ticket_id,)).fetchall()
         return [Step(r[0], r[1], r[2], r[3], r[4], r[5], r[6], orjson.loads(r[7])) for r in rows]
 
+    def records_since(self, incident_id: int, step_id: int,
+                      limit: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Incidents and service steps newer than the given ids, oldest first (for outside stores)."""
+        incidents = self._conn.execute(
+            "SELECT incident_id, rule_id, device_id, category, ticket_id, onset_ts, detected_ts FROM incidents "
+            "WHERE incident_id > ? ORDER BY incident_id LIMIT ?", (incident_id, limit)).fetchall()
+        steps = self._conn.execute(
+            "SELECT s.step_id, s.ticket_id, t.device_id, s.step, s.at, s.actor, s.detail FROM ticket_steps s "
+            "JOIN tickets t USING (ticket_id) WHERE s.step_id > ? ORDER BY s.step_id LIMIT ?",
+            (step_id, limit)).fetchall()
+        keys = ("incident_id", "rule_id", "device_id", "category", "ticket_id", "onset_ts", "detected_ts")
+        return ([dict(zip(keys, r, strict=True)) for r in incidents],
+                [{"step_id": r[0], "ticket_id": r[1], "device_id": r[2], "step": r[3], "at": r[4], "actor": r[5],
+                  "detail": orjson.loads(r[6])} for r in steps])
+
     def has_event(self, event_id: str) -> bool:
         return self._conn.execute("SELECT 1 FROM ticket_steps WHERE event_id=?", (event_id,)).fetchone() is not None
 

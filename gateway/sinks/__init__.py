@@ -1,0 +1,1 @@
+"""Copies of what the gateway sees, sent to outside stores (InfluxDB)."""

@@ -1,0 +1,195 @@
+"""Telemetry history: per device and metric, 1-minute min / mean / max / last, kept `history_days` days.
+
+The minutes are computed from the in-memory window store once a minute, vectorized per appliance type, so
+the ingest path pays nothing for history. Rows are written in one transaction per flush, on a worker thread
+with the history's own SQLite connection. A sample that arrives after its minute was flushed (more than
+`FLUSH_GRACE_SECONDS` late) stays in the window for the rules but is not in the history.
+
+Queries merge the stored minutes with the raw samples still in memory and reduce them to at most `points`
+buckets, the resolution a chart can show.
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from gateway.store.db import StorageError
+from gateway.store.window import TypeWindow, WindowStore
+
+MINUTE = 60.0
+FLUSH_GRACE_SECONDS = 5.0
+DEVICE_CHUNK = 2048  # devices per numpy pass, to bound the temporary arrays
+Row = tuple[str, str, int, int, float, float, float, float]
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS history (
+    device_id TEXT NOT NULL, metric TEXT NOT NULL, minute INTEGER NOT NULL,
+    n INTEGER NOT NULL, min REAL NOT NULL, mean REAL NOT NULL, max REAL NOT NULL, last REAL NOT NULL,
+    PRIMARY KEY (device_id, metric, minute)
+) WITHOUT ROWID;
+"""
+
+
+class History:
+    def __init__(self, path: str | Path, store: WindowStore, intervals: dict[str, float],
+                 retention_days: float = 30.0) -> None:
+        self.path = Path(path)
+        self.store = store
+        self.intervals = intervals
+        self.retention_days = retention_days
+        self._next_minute: dict[str, float] = {}  # per appliance type: the first minute not yet flushed
+        self._lock = threading.Lock()
+        self.rows_written = 0
+        try:
+            self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.execute("PRAGMA busy_timeout=5000")
+            self._conn.executescript(SCHEMA)
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot open the history in {self.path}: {exc}") from exc
+
+    def close(self) -> None:
+        self._conn.close()
+
+    # writing ---------------------------------------------------------------------------------------------
+    def collect(self, now: float) -> list[Row]:
+        """The rows of every minute that ended at least FLUSH_GRACE_SECONDS ago and was not flushed yet."""
+        end = math.floor((now - FLUSH_GRACE_SECONDS) / MINUTE) * MINUTE
+        rows: list[Row] = []
+        for appliance, window in self.store.windows.items():
+            start = self._next_minute.get(appliance, end - MINUTE)
+            if start >= end or not window.device_ids:
+                self._next_minute[appliance] = max(start, end)
+                continue
+            span = now - start + MINUTE
+            recent = min(window.slots, math.ceil(span / self.intervals.get(appliance, 1.0) * 1.5) + 4)
+            for first in range(0, len(window.device_ids), DEVICE_CHUNK):
+                rows.extend(_minutes(window, first, recent, start, end))
+            self._next_minute[appliance] = end
+        return rows
+
+    def write(self, rows: list[Row]) -> None:
+        if not rows:
+            return
+        with self._lock:
+            try:
+                self._conn.execute("BEGIN")
+                self._conn.executemany("INSERT OR REPLACE INTO history VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+                self._conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise StorageError(f"history {self.path}: {exc}") from exc
+        self.rows_written += len(rows)
+
+    def prune(self, now: float) -> int:
+        with self._lock:
+            try:
+                return self._conn.execute("DELETE FROM history WHERE minute < ?",
+                                          (int(now - self.retention_days * 86400),)).rowcount
+            except sqlite3.Error as exc:
+                raise StorageError(f"history {self.path}: {exc}") from exc
+
+    # reading ---------------------------------------------------------------------------------------------
+    def query(self, device_id: str, metrics: Iterable[str], start: float, end: float,
+              points: int = 300) -> dict[str, dict[str, list[float | None]]]:
+        """Per metric, at most `points` buckets over [start, end): ts (bucket start), min, mean, max, last."""
+        metrics = list(metrics)
+        points = max(1, min(points, 5000))
+        step = max((end - start) / points, 1e-9)
+        result = {}
+        window = self.store.window_of(device_id)
+        for metric in metrics:
+            ts, lows, means, highs, lasts, counts = self._stored(device_id, metric, start, end)
+            if window is not None and metric in window.metric_index:
+                raw_ts, raw = _raw(window, device_id, metric, max(start, self._next_minute.get(
+                    window.appliance, -math.inf)), end)
+                ts = np.concatenate([ts, raw_ts])
+                lows, means, highs, lasts = (np.concatenate([a, raw]) for a in (lows, means, highs, lasts))
+                counts = np.concatenate([counts, np.ones(raw.size)])
+            result[metric] = _buckets(ts, lows, means, highs, lasts, counts, start, step, points)
+        return result
+
+    def _stored(self, device_id: str, metric: str, start: float, end: float) -> tuple[npt.NDArray[np.float64], ...]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT minute, min, mean, max, last, n FROM history WHERE device_id=? AND metric=? "
+                "AND minute >= ? AND minute < ? ORDER BY minute",
+                (device_id, metric, math.floor(start / MINUTE) * MINUTE, end)).fetchall()
+        table = np.array(rows, dtype=np.float64).reshape(-1, 6)
+        table[:, 0] += MINUTE / 2  # a minute's values sit in its middle
+        return tuple(table[:, i] for i in range(6))
+
+
+def _minutes(window: TypeWindow, first: int, recent: int, start: float, end: float) -> list[Row]:
+    """Aggregate the last `recent` slots of devices [first, first + DEVICE_CHUNK) into minutes in [start, end)."""
+    rows_index = np.arange(first, min(first + DEVICE_CHUNK, len(window.device_ids)))
+    slots = (window.head[rows_index, None] - 1 - np.arange(recent)[None, :]) % window.slots  # newest first
+    ts = window.ts[rows_index[:, None], slots]  # devices x recent
+    values = window.values[rows_index[:, None, None], np.arange(len(window.metric_names))[None, :, None],
+                           slots[:, None, :]].astype(np.float64)  # devices x metrics x recent
+    out: list[Row] = []
+    for minute in np.arange(start, end, MINUTE):
+        inside = (ts >= minute) & (ts < minute + MINUTE)
+        if not inside.any():
+            continue
+        chosen = np.where(inside[:, None, :], values, np.nan)
+        present = ~np.isnan(chosen)
+        counts = present.sum(axis=2)
+        if not counts.any():
+            continue
+        with np.errstate(all="ignore"):
+            lows, highs = np.nanmin(chosen, axis=2), np.nanmax(chosen, axis=2)
+            means = np.nansum(chosen, axis=2) / np.maximum(counts, 1)
+        newest_ts = np.where(present, ts[:, None, :], -np.inf)
+        lasts = np.take_along_axis(chosen, newest_ts.argmax(axis=2)[:, :, None], axis=2)[:, :, 0]
+        for d, m in zip(*np.nonzero(counts), strict=True):
+            out.append((window.device_ids[rows_index[d]], window.metric_names[m], int(minute), int(counts[d, m]),
+                        float(lows[d, m]), float(means[d, m]), float(highs[d, m]), float(lasts[d, m])))
+    return out
+
+
+def _raw(window: TypeWindow, device_id: str, metric: str, start: float,
+         end: float) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    row, column = window.rows[device_id], window.metric_index[metric]
+    ts = window.ts[row]
+    values = window.values[row, column].astype(np.float64)
+    keep = (ts >= start) & (ts < end) & ~np.isnan(values)
+    order = np.argsort(ts[keep])
+    return ts[keep][order], values[keep][order]
+
+
+def _buckets(ts: npt.NDArray[np.float64], lows: npt.NDArray[np.float64], means: npt.NDArray[np.float64],
+             highs: npt.NDArray[np.float64], lasts: npt.NDArray[np.float64], counts: npt.NDArray[np.float64],
+             start: float, step: float, points: int) -> dict[str, list[float | None]]:
+    if ts.size == 0:
+        return {"ts": [], "min": [], "mean": [], "max": [], "last": []}
+    index = np.clip(((ts - start) // step).astype(np.int64), 0, points - 1)
+    used = np.unique(index)
+    position = np.searchsorted(used, index)
+    n = used.size
+    low, high = np.full(n, np.inf), np.full(n, -np.inf)
+    np.minimum.at(low, position, lows)
+    np.maximum.at(high, position, highs)
+    weight = np.zeros(n)
+    np.add.at(weight, position, counts)
+    total = np.zeros(n)
+    np.add.at(total, position, means * counts)
+    order = np.lexsort((ts, position))  # within a bucket, the newest value is its last
+    last = np.empty(n)
+    last[position[order]] = lasts[order]
+    return {"ts": [round(start + (i + 0.5) * step, 3) for i in used.tolist()],
+            "min": _rounded(low), "mean": _rounded(total / np.maximum(weight, 1)), "max": _rounded(high),
+            "last": _rounded(last)}
+
+
+def _rounded(values: npt.NDArray[np.float64]) -> list[float | None]:
+    return [None if not math.isfinite(v) else round(v, 4) for v in values.tolist()]
