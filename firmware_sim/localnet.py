@@ -1,4 +1,5 @@
-"""Local processes of the simulated world, shared by tests and benchmarks: loopback ports and a mosquitto broker."""
+"""Local processes of the simulated world, shared by tests and benchmarks: loopback ports, a mosquitto broker,
+and VictoriaMetrics standing in for InfluxDB (it accepts the InfluxDB v2 write API)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from gateway.transport.broker import free_port
 
 MOSQUITTO_PATHS = ("/usr/sbin/mosquitto", "/usr/bin/mosquitto")
 
-__all__ = ["MosquittoProcess", "free_port", "mosquitto_binary", "stop_process", "wait_for_port"]
+__all__ = ["MosquittoProcess", "VictoriaMetricsProcess", "free_port", "mosquitto_binary", "stop_process",
+           "wait_for_port"]
 
 
 class LocalServiceError(Exception):
@@ -71,6 +73,42 @@ class MosquittoProcess:
             self.stop()
             detail = self.log.read_text(errors="replace")[-500:]
             raise LocalServiceError(f"mosquitto did not start on port {self.port}: {detail}") from exc
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop_process(self.process)
+        self.process = None
+
+
+class VictoriaMetricsProcess:
+    """Debian's victoria-metrics on a loopback port with its own data folder, restartable on the same port."""
+
+    def __init__(self, folder: Path) -> None:
+        self.port = free_port()
+        self.data = folder / "victoria-metrics-data"
+        self.log = folder / "victoria-metrics.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        binary = shutil.which("victoria-metrics") or "/usr/bin/victoria-metrics"
+        if not Path(binary).exists():
+            raise LocalServiceError("victoria-metrics is not installed; `make test` installs it "
+                                    "(apt-get install victoria-metrics)")
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [binary, f"-httpListenAddr=127.0.0.1:{self.port}", f"-storageDataPath={self.data}",
+                 "-retentionPeriod=100y", "-search.latencyOffset=0s", "-search.disableCache"],
+                stdout=log, stderr=log)
+        try:
+            wait_for_port(self.port, timeout=20)
+        except LocalServiceError as exc:
+            self.stop()
+            detail = self.log.read_text(errors="replace")[-500:]
+            raise LocalServiceError(f"victoria-metrics did not start on port {self.port}: {detail}") from exc
 
     def stop(self) -> None:
         if self.process is not None:
