@@ -57,9 +57,15 @@ def feed(sink: InfluxSink, start: float, count: int) -> None:
         sink.add_sample("wm-1", start + i, {"water_level": float(i), "motor_current": 1.5})
 
 
-def values_of(server: VictoriaMetricsProcess, metric: str) -> list[float]:
-    series = exported(server, metric)
-    return sorted(v for s in series for v in s["values"])  # type: ignore[union-attr]
+def values_of(server: VictoriaMetricsProcess, metric: str, expected: int) -> list[float]:
+    """The metric's values once `expected` of them are searchable (the server indexes writes within
+    moments of accepting them), or whatever is there after 15 s."""
+    deadline = time.monotonic() + 15
+    while True:
+        values = sorted(v for s in exported(server, metric) for v in s["values"])  # type: ignore[union-attr]
+        if len(values) >= expected or time.monotonic() > deadline:
+            return values
+        time.sleep(0.2)
 
 
 async def test_points_arrive_with_their_tags_and_an_outage_loses_nothing(
@@ -73,6 +79,7 @@ async def test_points_arrive_with_their_tags_and_an_outage_loses_nothing(
                          queued_at=start + 5)
         feed(sink, start, 500)
         await eventually(lambda: sink.points_written >= 500 + 4, 20, "500 samples, 1 incident, 3 steps written")
+        assert values_of(victoria, "telemetry_water_level", 500) == [float(i) for i in range(500)]
         [incident] = exported(victoria, "incident_onset_ts")
         assert incident["metric"]["rule"] == "drain_timeout" and incident["values"] == [pytest.approx(start)]
         steps = exported(victoria, "service_step_ticket_id")
@@ -80,7 +87,6 @@ async def test_points_arrive_with_their_tags_and_an_outage_loses_nothing(
         [series] = exported(victoria, "telemetry_water_level")
         assert series["metric"] == {"__name__": "telemetry_water_level", "device": "wm-1", "type": "washer",
                                     "brand": "Haier", "model": "EG100", "site": "test-home"}
-        assert values_of(victoria, "telemetry_water_level") == [float(i) for i in range(500)]
 
         victoria.stop()  # the server goes away; ingest keeps adding
         feed(sink, start + 500, 300)
@@ -89,7 +95,7 @@ async def test_points_arrive_with_their_tags_and_an_outage_loses_nothing(
         await asyncio.to_thread(victoria.start)
         await eventually(lambda: sink.buffered == 0, 60, "the buffered samples are written after the outage")
         expected = sorted([float(i) for i in range(500)] + [float(i) for i in range(300)])
-        assert values_of(victoria, "telemetry_water_level") == expected, "every sample of the outage arrived"
+        assert values_of(victoria, "telemetry_water_level", 800) == expected, "every sample of the outage arrived"
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
@@ -107,7 +113,7 @@ async def test_an_outage_beyond_the_bound_drops_the_oldest_samples_and_counts_th
         await eventually(lambda: sink.write_failures >= 1, 20, "writes fail while the server is down")
         await asyncio.to_thread(victoria.start)
         await eventually(lambda: sink.buffered == 0, 60, "the buffer drains once the server is back")
-        assert values_of(victoria, "telemetry_water_level") == [float(i) for i in range(150, 250)], \
+        assert values_of(victoria, "telemetry_water_level", 100) == [float(i) for i in range(150, 250)], \
             "the newest 100 samples were kept"
         assert sink.counters()["dropped_overflow"] == 150
     finally:
