@@ -18,6 +18,7 @@ import psutil
 from firmware_sim.localnet import LocalServiceError, MosquittoProcess, free_port, stop_process, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
+ADMIN_TOKEN = "benchmark-admin-token"
 PYTHON = sys.executable
 
 
@@ -69,6 +70,7 @@ retry_min_seconds = 0.1
 retry_max_seconds = 1.0
 [web]
 port = {web_port}
+admin_token = "{ADMIN_TOKEN}"
 {extra_toml}
 """)
     log = (folder / "gateway.log").open("wb")
@@ -94,7 +96,8 @@ port = {web_port}
 
 
 def status(base: str) -> dict[str, Any]:
-    with urllib.request.urlopen(base + "/api/status", timeout=5) as response:
+    request = urllib.request.Request(base + "/api/status", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    with urllib.request.urlopen(request, timeout=5) as response:
         result: dict[str, Any] = json.loads(response.read())
         return result
 

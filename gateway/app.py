@@ -38,7 +38,8 @@ from gateway.transport.broker import EmbeddedBroker
 from gateway.transport.handoff import MessageHandoff
 from gateway.transport.mqtt import MqttLink
 from gateway.transport.serial import SerialLink
-from gateway.web.app import create_app
+from gateway.web.access import Access, load_or_create_token
+from gateway.web.app import WebContext, create_app
 
 log = logging.getLogger("gateway")
 
@@ -67,11 +68,12 @@ class Gateway:
                                    intervals_by_type(self.profiles))
         self.drops = DropCounter()
         self.sender = OutboxSender(self.db, config.upstream, self.clock)
+        self.seal_key = load_or_create_key(resolve_path(config, config.storage.key_file))
         self.incidents = IncidentManager(self.db, self.store, self.registry, config.site, self.clock,
                                          on_ticket=self.sender.wake, prices=self.prices, rules=self.rules,
                                          group_wait=config.upstream.group_wait_seconds,
                                          context_for=self.evaluator.device_context,
-                                         seal_key=load_or_create_key(resolve_path(config, config.storage.key_file)),
+                                         seal_key=self.seal_key,
                                          derived={n: [d.name for d in p.derived] for n, p in self.profiles.items()},
                                          reopen_window=config.service.reopen_window_seconds)
         self.service = ServiceDesk(self.db, self.clock, config.service, self._last_seen)
@@ -162,8 +164,11 @@ class Gateway:
     async def _start_web(self) -> web.AppRunner | None:
         if not self.config.web.enabled:
             return None
-        runner = web.AppRunner(create_app(self.registry, self.db, self.status, self.service,
-                                          self.config.service.webhook_secret), access_log=None)
+        context = WebContext(self.registry, self.db, self.status, Access(self.admin_token(), self.seal_key, self.db,
+                                                                         self.config.web.technician_link_days),
+                             self.profiles, self.store, self.history, self.service,
+                             self.config.service.webhook_secret, self.seal_key)
+        runner = web.AppRunner(create_app(context), access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, self.config.web.host, self.config.web.port)
         await site.start()
@@ -199,6 +204,15 @@ class Gateway:
                     self.sender.wake()
             except StorageError as exc:
                 log.error("could not check repairs for verification, will retry: %s", exc)
+
+    def admin_token(self) -> str:
+        """The owner's web token: configured, or read from (first run: written to) its file."""
+        if self.config.web.admin_token:
+            return self.config.web.admin_token
+        web_config = self.config.web
+        path = (resolve_path(self.config, web_config.admin_token_file) if web_config.admin_token_file
+                else resolve_path(self.config, self.config.storage.database).with_name("admin.token"))
+        return load_or_create_token(path)
 
     def _last_seen(self, device_id: str) -> float | None:
         device = self.registry.get(device_id)

@@ -20,6 +20,7 @@ from gateway.engine.profiles import ProfileError
 from gateway.engine.rules import RuleFileError
 from gateway.store.db import StorageError
 from gateway.transport.broker import BrokerStartError
+from gateway.web.access import AccessError
 
 log = logging.getLogger("gateway.cli")
 
@@ -160,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
             return _rules_test(args)
         return _rules_check(args)
     except (ConfigError, ProfileError, PriceTableError, RuleFileError, StorageError, BrokerStartError,
-            SealError) as exc:
+            SealError, AccessError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -191,7 +192,8 @@ async def _run(config: GatewayConfig) -> int:
             loop.add_signal_handler(sig, gateway.request_stop)
     task = await start(gateway)
     if gateway.web_port is not None:
-        log.info("web page on http://%s:%s/", config.web.host, gateway.web_port)
+        log.info("web console on http://%s:%s/ (sign in with ?token=<the owner's token>%s)", config.web.host,
+                 gateway.web_port, "" if config.web.admin_token else ", kept in the admin.token file")
     await task
     return 0
 

@@ -135,6 +135,9 @@ class WebConfig:
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = 8080
+    admin_token: str = ""  # "" = the token in admin_token_file, created on first run
+    admin_token_file: str = ""  # "" = admin.token beside storage.database
+    technician_link_days: float = 7.0
 
 
 DIALECTS = ("midea", "haier", "open")
@@ -199,7 +202,7 @@ _POSITIVE = {
     "upstream.timeout_seconds", "upstream.retry_min_seconds", "upstream.retry_max_seconds", "upstream.max_in_flight",
     "service.poll_seconds", "service.verification_dwell_seconds", "service.reopen_window_seconds",
     "service.visit_code_attempts", "service.max_silence_seconds", "history.days", "influx.batch_size",
-    "influx.flush_seconds", "influx.max_buffered_samples", "influx.timeout_seconds",
+    "influx.flush_seconds", "influx.max_buffered_samples", "influx.timeout_seconds", "web.technician_link_days",
 }
 
 

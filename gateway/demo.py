@@ -95,7 +95,7 @@ async def run_demo(options: DemoOptions) -> int:
     fleet = build_fleet(options.fleet, broker_host, broker_port, clock.start)
     fleet_task = asyncio.create_task(run_fleet(fleet, stop, clock), name="fleet")
     walk_task = asyncio.create_task(_walk_service(gateway, platform, fleet), name="service-walk")
-    print(f"web page:          http://127.0.0.1:{gateway.web_port}/")
+    print(f"web console:       http://127.0.0.1:{gateway.web_port}/?token={gateway.admin_token()}")
     print(f"MQTT broker:       {gateway.broker_url} (topics appliances/<id>/telemetry|event|status|meta)")
     print(f"service platform:  {platform.url}/v1/tickets")
     print(f"fleet:             {len(fleet)} appliances; {options.fleet.faulty_device} develops a condenser fan "

@@ -325,6 +325,28 @@ class Database:
                 [{"step_id": r[0], "ticket_id": r[1], "device_id": r[2], "step": r[3], "at": r[4], "actor": r[5],
                   "detail": orjson.loads(r[6])} for r in steps])
 
+    def device_marks(self, device_id: str, since: float) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """A device's incidents and service steps since `since`, for the time axis of its charts."""
+        incidents = self._conn.execute(
+            "SELECT incident_id, rule_id, onset_ts, detected_ts, state, resolved_ts, ticket_id FROM incidents "
+            "WHERE device_id=? AND (resolved_ts IS NULL OR resolved_ts >= ?) ORDER BY incident_id",
+            (device_id, since)).fetchall()
+        steps = self._conn.execute(
+            "SELECT s.ticket_id, s.step, s.at, s.actor FROM ticket_steps s JOIN tickets t USING (ticket_id) "
+            "WHERE t.device_id=? AND s.at >= ? ORDER BY s.step_id", (device_id, since)).fetchall()
+        keys = ("incident_id", "rule_id", "onset_ts", "detected_ts", "state", "resolved_ts", "ticket_id")
+        return ([dict(zip(keys, r, strict=True)) for r in incidents],
+                [{"ticket_id": r[0], "step": r[1], "at": r[2], "actor": r[3]} for r in steps])
+
+    def open_counts(self) -> dict[str, tuple[int, int]]:
+        """Per device: (incidents firing, tickets not yet confirmed by the customer)."""
+        rows = self._conn.execute(
+            "SELECT t.device_id, (SELECT COUNT(*) FROM incidents i WHERE i.device_id=t.device_id "
+            "AND i.state='firing'), COUNT(*) FROM tickets t WHERE COALESCE((SELECT s.step FROM ticket_steps s "
+            "WHERE s.ticket_id=t.ticket_id ORDER BY s.step_id DESC LIMIT 1), '') != 'confirmed' "
+            "GROUP BY t.device_id").fetchall()
+        return {r[0]: (int(r[1]), int(r[2])) for r in rows}
+
     def has_event(self, event_id: str) -> bool:
         return self._conn.execute("SELECT 1 FROM ticket_steps WHERE event_id=?", (event_id,)).fetchone() is not None
 

@@ -1,122 +1,244 @@
-"""aiohttp application: `/` lists devices and open tickets; `/api/*` serves the same facts as JSON."""
+"""The web console (aiohttp): pages for appliances, one appliance, tickets and the gateway; the JSON API under
+/api/ that the pages use (docs/web-api.yaml, also served at /api/openapi.yaml); live updates by server-sent
+events; Prometheus metrics at /metrics. Access control and the access log are in `access`."""
 
 from __future__ import annotations
 
-import html
+import asyncio
+import contextlib
+import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+import orjson
 from aiohttp import web
 
+from gateway.config import PROJECT_ROOT
+from gateway.engine.profiles import Profile
 from gateway.ingest.registry import DeviceRegistry
 from gateway.service.timeline import ServiceDesk
 from gateway.store.db import Database
+from gateway.store.history import History
+from gateway.store.window import WindowStore
+from gateway.web import pages
+from gateway.web.access import ACCESS_KEY, ROLE_KEY, Access, access_control
+from gateway.web.charts import Marker, chart_svg
+from gateway.web.metrics import prometheus_text
 from gateway.web.service_routes import add_service_routes
 
 StatusSource = Callable[[], dict[str, Any]]
+STREAM_SECONDS = 2.0
+HISTORY_POINTS = 300
 
 
-def create_app(registry: DeviceRegistry, db: Database, status: StatusSource, desk: ServiceDesk | None = None,
-               webhook_secret: str = "") -> web.Application:
-    app = web.Application()
-    if desk is not None:
-        add_service_routes(app, db, desk, webhook_secret)
+@dataclass
+class WebContext:
+    """What the console reads; it never writes telemetry."""
+
+    registry: DeviceRegistry
+    db: Database
+    status: StatusSource
+    access: Access
+    profiles: dict[str, Profile]
+    store: WindowStore
+    history: History | None = None
+    desk: ServiceDesk | None = None
+    webhook_secret: str = ""
+    seal_key: bytes | None = None
+
+
+def create_app(context: WebContext) -> web.Application:
+    app = web.Application(middlewares=[access_control])
+    app[ACCESS_KEY] = context.access
+    if context.desk is not None:
+        add_service_routes(app, context.db, context.desk, context.webhook_secret, context.access, context.seal_key,
+                           context.history, context.profiles)
+    rates = RateMeter(context.status)
     routes = web.RouteTableDef()
 
     @routes.get("/")
     async def index(request: web.Request) -> web.Response:
-        return web.Response(text=_index_html(_devices(registry), _open_tickets(db), status()),
-                            content_type="text/html")
+        filters = {k: request.query.get(k, "") for k in ("type", "state", "q")}
+        open_tickets = [t for t in context.db.tickets() if t["incident_state"] == "firing"]
+        return _html(pages.devices_page(_devices(context, filters), open_tickets, context.status(), filters,
+                                        sorted(context.profiles)))
 
     @routes.get("/api/devices")
     async def devices(request: web.Request) -> web.Response:
-        return web.json_response(_devices(registry))
+        return web.json_response(_devices(context, {k: request.query.get(k, "") for k in ("type", "state", "q")}))
+
+    @routes.get("/api/devices/{device_id}")
+    async def device(request: web.Request) -> web.Response:
+        found = _device(context, request.match_info["device_id"])
+        incidents, steps = context.db.device_marks(found["device_id"], time.time() - 30 * 86400)
+        return web.json_response({**found, "latest": _latest(context, found["device_id"]), "incidents": incidents,
+                                  "steps": steps})
+
+    @routes.get("/api/devices/{device_id}/history")
+    async def history(request: web.Request) -> web.Response:
+        found = _device(context, request.match_info["device_id"])
+        try:
+            end = float(request.query.get("to", time.time()))
+            start = float(request.query.get("from", end - 3600))
+            points = int(request.query.get("points", HISTORY_POINTS))
+        except ValueError:
+            raise web.HTTPBadRequest(text="from and to are unix seconds, points a whole number") from None
+        if not (math.isfinite(start) and math.isfinite(end) and start < end) or not 1 <= points <= 5000:
+            raise web.HTTPBadRequest(text="need from < to and 1 <= points <= 5000")
+        profile = context.profiles.get(found["type"] or "")
+        names = request.query.get("metrics", "")
+        metrics = names.split(",") if names else [m.name for m in profile.metrics] if profile else []
+        if context.history is None:
+            raise web.HTTPServiceUnavailable(text="history is turned off (history.enabled = false)")
+        return web.json_response({"device_id": found["device_id"], "from": start, "to": end,
+                                  "series": context.history.query(found["device_id"], metrics, start, end, points)})
+
+    @routes.get("/devices/{device_id}")
+    async def device_page(request: web.Request) -> web.Response:
+        found = _device(context, request.match_info["device_id"])
+        range_name = request.query.get("range", "1h")
+        range_name = range_name if range_name in pages.RANGES else "1h"
+        incidents, _ = context.db.device_marks(found["device_id"], time.time() - pages.RANGES[range_name])
+        base = f"/devices/{found['device_id']}"
+        return _html(pages.device_page(found, _latest(context, found["device_id"]),
+                                       _charts(context, found, range_name), range_name, incidents, base))
+
+    @routes.get("/devices/{device_id}/charts")
+    async def device_charts(request: web.Request) -> web.Response:
+        found = _device(context, request.match_info["device_id"])
+        range_name = request.query.get("range", "1h")
+        return _html(_charts(context, found, range_name if range_name in pages.RANGES else "1h"))
+
+    @routes.get("/gateway")
+    async def gateway_page(request: web.Request) -> web.Response:
+        return _html(pages.gateway_page(context.status(), rates.sample()))
 
     @routes.get("/api/tickets")
     async def tickets(request: web.Request) -> web.Response:
-        return web.json_response(db.tickets())
+        return web.json_response(context.db.tickets())
 
     @routes.get("/api/status")
     async def gateway_status(request: web.Request) -> web.Response:
-        return web.json_response(status())
+        return web.json_response({**context.status(), "rates": rates.sample()})
+
+    @routes.get("/api/stream")
+    async def stream(request: web.Request) -> web.StreamResponse:
+        """Server-sent events: `status` every STREAM_SECONDS (a technician gets only the clock)."""
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        await response.prepare(request)
+        admin = request[ROLE_KEY].name == "admin"
+        with contextlib.suppress(ConnectionResetError, asyncio.CancelledError):
+            while True:
+                data: dict[str, Any] = {"time": time.time()}
+                if admin:
+                    status = context.status()
+                    data.update({k: v for k, v in status.items() if isinstance(v, int | float | bool)})
+                    data.update(rates.sample())
+                    data["outbox_queued"] = status["outbox"]["queued"]
+                await response.write(b"event: status\ndata: " + orjson.dumps(data) + b"\n\n")
+                await asyncio.sleep(STREAM_SECONDS)
+        return response
+
+    @routes.get("/metrics")
+    async def metrics(request: web.Request) -> web.Response:
+        return web.Response(text=prometheus_text(context.status()), content_type="text/plain", charset="utf-8")
+
+    @routes.get("/api/openapi.yaml")
+    async def openapi(request: web.Request) -> web.Response:
+        return web.Response(text=(PROJECT_ROOT / "docs" / "web-api.yaml").read_text(encoding="utf-8"),
+                            content_type="application/yaml")
 
     app.add_routes(routes)
     return app
 
 
-def _devices(registry: DeviceRegistry) -> list[dict[str, Any]]:
-    return [
-        {"device_id": d.device_id, "type": d.meta.appliance_type if d.meta else None,
-         "brand": d.meta.brand if d.meta else None, "model": d.meta.model if d.meta else None,
-         "online": d.online, "last_seen": d.last_seen}
-        for d in sorted(registry.devices.values(), key=lambda d: d.device_id)
-    ]
+class RateMeter:
+    """Messages and samples per second between two looks at the status counters."""
+
+    def __init__(self, status: StatusSource) -> None:
+        self.status = status
+        self._last: tuple[float, int, int] | None = None
+        self._rates = {"messages_per_second": 0.0, "samples_per_second": 0.0}
+
+    def sample(self) -> dict[str, float]:
+        now, status = time.monotonic(), self.status()
+        if self._last is not None and now - self._last[0] >= 1.0:
+            span = now - self._last[0]
+            self._rates = {"messages_per_second": round((status["messages"] - self._last[1]) / span, 1),
+                           "samples_per_second": round((status["samples"] - self._last[2]) / span, 1)}
+        if self._last is None or now - self._last[0] >= 1.0:
+            self._last = (now, status["messages"], status["samples"])
+        return dict(self._rates)
 
 
-def _open_tickets(db: Database) -> list[dict[str, Any]]:
-    return [t for t in db.tickets() if t["incident_state"] == "firing"]
+def _html(text: str) -> web.Response:
+    return web.Response(text=text, content_type="text/html", charset="utf-8")
 
 
-def _ago(ts: float | None) -> str:
-    if ts is None:
-        return "never"
-    seconds = max(0, int(time.time() - ts))
-    return f"{seconds} s ago" if seconds < 120 else f"{seconds // 60} min ago"
+def _devices(context: WebContext, filters: dict[str, str]) -> list[dict[str, Any]]:
+    counts = context.db.open_counts()
+    out = []
+    for d in sorted(context.registry.devices.values(), key=lambda d: d.device_id):
+        meta = d.meta
+        incidents, tickets = counts.get(d.device_id, (0, 0))
+        row = {"device_id": d.device_id, "type": meta.appliance_type if meta else None,
+               "brand": meta.brand if meta else None, "model": meta.model if meta else None,
+               "online": d.online, "last_seen": d.last_seen, "open_incidents": incidents, "open_tickets": tickets}
+        if filters.get("type") and row["type"] != filters["type"]:
+            continue
+        state = filters.get("state")
+        if (state == "online" and not d.online) or (state == "offline" and d.online) or \
+                (state == "faulty" and not incidents):
+            continue
+        text = filters.get("q", "").lower()
+        if text and not any(text in str(row[k] or "").lower() for k in ("device_id", "brand", "model")):
+            continue
+        out.append(row)
+    return out
 
 
-def _index_html(devices: list[dict[str, Any]], tickets: list[dict[str, Any]], status: dict[str, Any]) -> str:
-    esc = html.escape
-    device_rows = "".join(
-        f"<tr><td>{esc(d['device_id'])}</td><td>{esc(d['type'] or '?')}</td>"
-        f"<td>{esc((d['brand'] or '') + ' ' + (d['model'] or ''))}</td>"
-        f"<td class='{'on' if d['online'] else 'off'}'>{'online' if d['online'] else 'offline'}</td>"
-        f"<td>{_ago(d['last_seen'])}</td></tr>"
-        for d in devices
-    ) or "<tr><td colspan=5>No appliances have reported yet.</td></tr>"
-    ticket_rows = "".join(
-        f"<tr><td><a href='/tickets/{t['ticket_id']}'>{t['ticket_id']}</a></td>"
-        f"<td>{esc(t['payload']['appliance']['device_id'])}</td>"
-        f"<td>{esc(t['payload']['fault']['code'])}</td><td>{esc(t['payload']['fault']['title']['en'])}<br>"
-        f"{esc(t['payload']['fault']['title']['zh'])}</td><td>{esc(t['payload']['fault']['severity'])}</td>"
-        f"<td>{esc(t['payload']['probable_causes'][0]['cause'])}</td><td>{esc(t['delivery'])}</td></tr>"
-        for t in tickets
-    ) or "<tr><td colspan=7>No open tickets.</td></tr>"
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<meta http-equiv="refresh" content="5"><title>Appliance gateway</title>
-<style>body{{font-family:system-ui,sans-serif;margin:1rem;}}
-table{{border-collapse:collapse;width:100%;margin-bottom:2rem}}
-td,th{{border-bottom:1px solid #ddd;padding:.3rem .5rem;text-align:left}} .on{{color:#070}} .off{{color:#a00}}
-.stat{{color:#555}} .scroll{{overflow-x:auto}} td{{vertical-align:top}}</style></head><body>
-<h1>Appliance gateway</h1>
-<p class="stat">{_count(status.get('devices', 0), 'appliance')}, {_count(status.get('messages', 0), 'message')},
-{_count(status.get('open_incidents', 0), 'open incident')},
-{_count(status.get('tickets_delivered', 0), 'ticket')} delivered,
-{_count(status.get('dropped_total', 0), 'input')} dropped</p>
-<h2>Open tickets</h2>
-<div class="scroll"><table id="tickets"><tr><th>#</th><th>Appliance</th><th>Code</th><th>Fault</th><th>Severity</th>
-<th>Most likely cause</th><th>Delivery</th></tr>{ticket_rows}</table></div>
-{_ports_html(status.get('serial_ports', {}))}
-<h2>Appliances</h2>
-<div class="scroll"><table id="devices"><tr><th>Device</th><th>Type</th><th>Brand / model</th><th>State</th>
-<th>Last seen</th></tr>{device_rows}</table></div></body></html>"""
+def _device(context: WebContext, device_id: str) -> dict[str, Any]:
+    device = context.registry.get(device_id)
+    if device is None:
+        raise web.HTTPNotFound(text=f"no appliance {device_id!r} has reported to this gateway")
+    meta = device.meta
+    return {"device_id": device_id, "type": meta.appliance_type if meta else None,
+            "brand": meta.brand if meta else None, "model": meta.model if meta else None,
+            "serial": meta.serial if meta else None, "firmware": meta.firmware if meta else None,
+            "online": device.online, "last_seen": device.last_seen}
 
 
-def _ports_html(ports: dict[str, dict[str, Any]]) -> str:
-    if not ports:
-        return ""
-    esc = html.escape
-    keys = ("frames", "bad_checksum", "bad_crc", "resyncs", "timeouts", "reconnects", "watchdog_resets")
-    rows = "".join(
-        f"<tr><td>{esc(name)}</td><td>{esc(p['url'])}</td><td>{esc(p['dialect'])}</td><td>{esc(p['state'])}</td>"
-        + "".join(f"<td>{p.get(k, 0)}</td>" for k in keys) + "</tr>"
-        for name, p in sorted(ports.items())
-    )
-    head = "".join(f"<th>{k.replace('_', ' ')}</th>" for k in keys)
-    return (f"<h2>Serial ports</h2><div class='scroll'><table id='serial'><tr><th>Appliance</th><th>Port</th>"
-            f"<th>Dialect</th><th>State</th>{head}</tr>{rows}</table></div>")
+def _latest(context: WebContext, device_id: str) -> list[dict[str, Any]]:
+    window = context.store.window_of(device_id)
+    profile = context.profiles.get(window.appliance) if window else None
+    if window is None or profile is None:
+        return []
+    row = window.rows[device_id]
+    out = []
+    for spec in profile.metrics:
+        column = window.metric_index[spec.name]
+        value, ts = float(window.latest[row, column]), float(window.latest_metric_ts[row, column])
+        known = not np.isnan(value)
+        out.append({"metric": spec.name, "value": value if known else None, "unit": spec.unit,
+                    "low": spec.low, "high": spec.high, "ts": ts if known else None,
+                    "in_range": not known or spec.low <= value <= spec.high})
+    return out
 
 
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+def _charts(context: WebContext, device: dict[str, Any], range_name: str) -> str:
+    profile = context.profiles.get(device["type"] or "")
+    if profile is None or context.history is None:
+        return "<p>No charts: unknown appliance type or history turned off.</p>"
+    end = time.time()
+    start = end - pages.RANGES[range_name]
+    series = context.history.query(device["device_id"], [m.name for m in profile.metrics], start, end,
+                                   HISTORY_POINTS)
+    incidents, steps = context.db.device_marks(device["device_id"], start)
+    markers = [Marker(i["onset_ts"], "incident", f"{i['rule_id']} began") for i in incidents] + \
+              [Marker(s["at"], "step", s["step"].replace("_", " ")) for s in steps
+               if s["step"] not in ("detected", "diagnosed")]
+    return "".join(chart_svg(m.name, m.unit, series[m.name], start, end, (m.low, m.high), markers)
+                   for m in profile.metrics if series[m.name]["ts"])

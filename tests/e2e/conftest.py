@@ -61,11 +61,13 @@ def gateway_config(tmp_path: Path, platform: PlatformServer, broker_url: str = "
         storage=StorageConfig(database=str(tmp_path / "gateway.db"), key_file=str(tmp_path / "gateway.key")),
         upstream=UpstreamConfig(url=platform.url, retry_min_seconds=0.2, retry_max_seconds=1.0,
                                 group_wait_seconds=0.5),
-        web=WebConfig(port=0),
+        web=WebConfig(port=0, admin_token=ADMIN_TOKEN),
     )
 
 
 StartGateway = Callable[..., Awaitable[RunningGateway]]
+ADMIN_TOKEN = "test-admin-token-0123456789"
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ def test_demo_opens_a_diagnosed_ticket_and_prints_it(tmp_path: Path) -> None:
                  str(tmp_path), "--web-port", "0", "--platform-port", "0", "--broker-port", "0", timeout=90)
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout
-    assert "web page:          http://127.0.0.1:" in out
+    assert re.search(r"web console:       http://127.0.0.1:\d+/\?token=\S{16,}", out), out[:2000]
     assert "The service platform received 1 ticket(s)." in out, out[-3000:]
     assert "AC-CND-01 Condenser airflow loss" in out
     causes = re.findall(r"^  cause +\d+% (.+?):", out, flags=re.M)

@@ -18,7 +18,7 @@ from firmware_sim.fleet import FleetSpec, SimClock, build_fleet, run_fleet
 from firmware_sim.mqtt_peer import MqttAppliance
 from firmware_sim.platform import PlatformServer
 from gateway.diagnosis.seal import load_or_create_key, verify
-from tests.e2e.conftest import StartGateway, eventually
+from tests.e2e.conftest import ADMIN, StartGateway, eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -77,7 +77,7 @@ async def test_condenser_fan_failure_opens_exactly_one_diagnosed_ticket(
     assert status["tickets_delivered"] == 1 and status["open_incidents"] == 1
     assert status["dropped_total"] == 0 and status["internal_errors"] == 0
 
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession(headers=ADMIN) as session:
         base = f"http://127.0.0.1:{running.gateway.web_port}"
         async with session.get(base + "/") as response:
             page = await response.text()

@@ -17,7 +17,7 @@ from firmware_sim.localnet import free_port
 from firmware_sim.platform import PlatformServer
 from gateway.config import ServiceConfig
 from gateway.service import signing
-from tests.e2e.conftest import StartGateway, eventually
+from tests.e2e.conftest import ADMIN, StartGateway, eventually
 from tests.e2e.test_diagnosis_paths import publish_all
 
 pytestmark = pytest.mark.e2e
@@ -82,7 +82,7 @@ async def test_the_whole_service_flow_by_webhook(start_gateway: StartGateway, pl
     code = assigned["visit_code"]
     wrong = "000000" if code != "000000" else "111111"
     web = f"http://127.0.0.1:{gateway.web_port}"
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(headers=ADMIN) as http:
         async with http.post(f"{web}/api/tickets/{ticket_id}/visit-code", json={"code": wrong}) as response:
             assert response.status == 403
             assert "4 attempt(s) left" in (await response.json())["error"]
