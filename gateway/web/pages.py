@@ -59,7 +59,7 @@ def devices_page(devices: list[dict[str, Any]], tickets: list[dict[str, Any]], s
     rows = "".join(
         f"<tr data-device='{esc(d['device_id'])}'><td><a href='/devices/{esc(d['device_id'])}'>{esc(d['device_id'])}"
         f"</a></td><td>{esc(d['type'] or '?')}</td><td>{esc((d['brand'] or '') + ' ' + (d['model'] or ''))}</td>"
-        f"<td class='{'on' if d['online'] else 'off'}'>{'online' if d['online'] else 'offline'}</td>"
+        f"<td class='{_state_class(d['online'])}'>{_state(d['online'])}</td>"
         f"<td>{ago(d['last_seen'])}</td><td>{d['open_incidents']}</td><td>{d['open_tickets']}</td></tr>"
         for d in devices) or "<tr><td colspan=7>No appliance matches.</td></tr>"
     ticket_rows = "".join(
@@ -105,11 +105,11 @@ def device_page(device: dict[str, Any], latest: list[dict[str, Any]], charts: st
         for i in incidents) or "<li>none</li>"
     ranges = "".join(f"<a href='{base}?range={name}'{' aria-current=page' if name == range_name else ''}>"
                      f"{'<b>' + name + '</b>' if name == range_name else name}</a>" for name in RANGES)
-    state = "online" if device["online"] else "offline"
     body = f"""<h1>{esc(device['device_id'])}</h1>
 <p>{esc(device['type'] or '?')} · {esc(device['brand'] or '')} {esc(device['model'] or '')} · serial
 {esc(device['serial'] or '?')} · firmware {esc(device['firmware'] or '?')} ·
-<span class="{'on' if device['online'] else 'off'}">{state}</span>, last seen {ago(device['last_seen'])}</p>
+<span class="{_state_class(device['online'])}">{_state(device['online'])}</span>, last seen
+{ago(device['last_seen'])}</p>
 <h2>Incidents</h2><ul id="incidents">{incident_rows}</ul>
 <h2>Charts</h2><p class="ranges">{ranges}</p>
 <div id="charts" data-src="{base}/charts?range={range_name}">{charts}</div>
@@ -118,7 +118,7 @@ step.</p>
 <h2>Latest values</h2><div class="scroll"><table id="latest"><tr><th>Metric</th><th>Value</th><th>Unit</th>
 <th>Valid range</th><th>Updated</th></tr>{latest_rows}</table></div>
 <script>
-var lastRefresh=0;
+var lastRefresh=Date.now();
 window.refreshLive=function(){{
   var now=Date.now(); if(now-lastRefresh<10000){{return;}} lastRefresh=now;
   var box=document.getElementById('charts');
@@ -127,6 +127,15 @@ window.refreshLive=function(){{
 }};
 </script>"""
     return page(device["device_id"], body)
+
+
+def _state(online: bool | None) -> str:
+    """None: the appliance never sent a status (no last will configured), so nobody knows."""
+    return "online" if online else "offline" if online is False else "state unknown"
+
+
+def _state_class(online: bool | None) -> str:
+    return "on" if online else "off" if online is False else "stat"
 
 
 def _value(value: float | None) -> str:
