@@ -1,0 +1,82 @@
+"""Pure parts of the web console: technician links and their scope, charts, Prometheus text."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+from gateway.store.db import Database
+from gateway.web.access import Access, Role, allowed, load_or_create_token
+from gateway.web.charts import Marker, chart_svg
+from gateway.web.metrics import prometheus_text
+
+KEY = b"k" * 32
+
+
+def ticket_on(db: Database, device: str, key: str) -> int:
+    opened = db.open_incident("r", "1", device, "fault", 1.0, 1.0, key, {"rule": "r"},
+                              lambda findings, k: {"appliance": {"device_id": device}, "findings_detail": findings},
+                              queued_at=1.0)
+    assert opened is not None
+    return opened.ticket_id
+
+
+def test_technician_links_cannot_be_forged_moved_or_outlive_the_ticket(tmp_path: Path) -> None:
+    db = Database(tmp_path / "gw.db")
+    ticket = ticket_on(db, "ac-1", "k1")
+    access = Access("admin-token-0123456789", KEY, db)
+    link = access.technician_link(ticket)
+    assert access.technician(link) == Role("technician", ticket, "ac-1")
+    ticket_id, expires, mac = link.split(".")
+    assert access.technician(f"{int(ticket_id) + 1}.{expires}.{mac}") == "not a technician link of this gateway"
+    assert access.technician(f"{ticket_id}.{int(expires) + 86400}.{mac}") == "not a technician link of this gateway"
+    assert Access("other-admin-token-000000", b"x" * 32, db).technician(link) == \
+        "not a technician link of this gateway"
+    assert access.technician(link, now=time.time() + 8 * 86400) == "this technician link has expired"
+    assert access.technician("garbage") == "not a technician link"
+    db.add_step(ticket, "confirmed", 2.0, "customer", "customer", "e-confirmed", {"rating": 5})
+    assert access.technician(link) == "the ticket is closed: the customer confirmed the repair"
+    db.close()
+
+
+def test_a_technician_reaches_only_the_ticket_and_its_appliance() -> None:
+    role = Role("technician", 7, "ac-1")
+    for path in ("/tickets/7", "/api/tickets/7", "/devices/ac-1", "/devices/ac-1/charts",
+                 "/api/devices/ac-1/history", "/api/stream"):
+        assert allowed(role, path), path
+    for path in ("/tickets/8", "/api/tickets/70", "/devices/ac-2", "/", "/gateway", "/metrics", "/api/status",
+                 "/api/tickets", "/api/tickets/7/technician-link", "/devices/ac-1/../ac-2"):
+        assert not allowed(role, path), path
+    assert allowed(Role("admin"), "/metrics")
+
+
+def test_the_admin_token_file_is_created_private_and_reused(tmp_path: Path) -> None:
+    path = tmp_path / "var" / "admin.token"
+    token = load_or_create_token(path)
+    assert len(token) >= 16 and path.stat().st_mode & 0o777 == 0o600
+    assert load_or_create_token(path) == token
+
+
+def test_a_chart_draws_its_points_band_valid_range_and_markers() -> None:
+    series = {"ts": [10.0, 20.0, 30.0], "mean": [1.0, None, 3.0], "min": [0.5, None, 2.0], "max": [1.5, None, 4.0]}
+    svg = chart_svg("discharge_pressure", "kPa", series, 0.0, 40.0, (0.0, 3.5),
+                    [Marker(25.0, "incident", "fault began"), Marker(99.0, "step", "outside the range")])
+    assert 'data-points="2"' in svg and 'aria-label="discharge_pressure (kPa)"' in svg
+    assert len(re.search(r'polyline class="line" points="([^"]*)"', svg).group(1).split()) == 2  # type: ignore[union-attr]
+    assert svg.count('class="incident"') == 1 and 'class="step"' not in svg
+    assert '<rect class="valid"' in svg and '<polygon class="band"' in svg
+    empty = chart_svg("x", "", {"ts": [], "mean": [], "min": [], "max": []}, 0.0, 1.0, None, [])
+    assert "no data in this range" in empty and 'data-points="0"' in empty
+
+
+def test_prometheus_text_has_help_type_and_labels() -> None:
+    status = {"devices": 3, "online": 2, "messages": 10, "samples": 9, "dropped": {"bad_json": 1},
+              "open_incidents": 1, "outbox": {"queued": 1, "delivered": 4}, "rule_pass_ms": 2.5,
+              "internal_errors": 0, "mqtt_connected": True, "serial_ports": {"ac-uart": {"frames": 5}}}
+    text = prometheus_text(status)
+    assert "# TYPE appliance_gateway_messages_total counter\nappliance_gateway_messages_total 10\n" in text
+    assert 'appliance_gateway_dropped_total{reason="bad_json"} 1' in text
+    assert 'appliance_gateway_outbox_entries{state="delivered"} 4' in text
+    assert "appliance_gateway_rule_pass_seconds 0.0025" in text
+    assert 'appliance_gateway_serial_frames_total{port="ac-uart"} 5' in text
