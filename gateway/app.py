@@ -225,7 +225,7 @@ class Gateway:
             await asyncio.sleep(HISTORY_FLUSH_SECONDS)
             started = time.perf_counter()
             try:
-                await asyncio.to_thread(history.write, history.collect(self.clock.now()))
+                await asyncio.to_thread(history.flush, self.clock.now())
                 if self.clock.now() - last_prune > 3600:
                     await asyncio.to_thread(history.prune, self.clock.now())
                     last_prune = self.clock.now()

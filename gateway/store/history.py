@@ -69,8 +69,9 @@ class History:
             if start >= end or not window.device_ids:
                 self._next_minute[appliance] = max(start, end)
                 continue
-            span = now - start + MINUTE
-            recent = min(window.slots, math.ceil(span / self.intervals.get(appliance, 1.0) * 1.5) + 4)
+            newest = float(np.nanmax(window.latest_ts[:len(window.device_ids)], initial=now))
+            span = max(now, newest) - start  # back to the oldest minute to flush; a quarter more for jitter
+            recent = min(window.slots, math.ceil(span / self.intervals.get(appliance, 1.0) * 1.25) + 4)
             for first in range(0, len(window.device_ids), DEVICE_CHUNK):
                 rows.extend(_minutes(window, first, recent, start, end))
             self._next_minute[appliance] = end
@@ -89,6 +90,14 @@ class History:
                     self._conn.execute("ROLLBACK")
                 raise StorageError(f"history {self.path}: {exc}") from exc
         self.rows_written += len(rows)
+
+    def flush(self, now: float) -> int:
+        """Compute and write the closed minutes. Runs on a worker thread: numpy releases the GIL for the
+        heavy part and reads copies of the window's recent slots, while ingest keeps appending (it writes
+        only the newest slot; the minutes read here closed at least FLUSH_GRACE_SECONDS ago)."""
+        rows = self.collect(now)
+        self.write(rows)
+        return len(rows)
 
     def prune(self, now: float) -> int:
         with self._lock:
@@ -134,26 +143,30 @@ def _minutes(window: TypeWindow, first: int, recent: int, start: float, end: flo
     rows_index = np.arange(first, min(first + DEVICE_CHUNK, len(window.device_ids)))
     slots = (window.head[rows_index, None] - 1 - np.arange(recent)[None, :]) % window.slots  # newest first
     ts = window.ts[rows_index[:, None], slots]  # devices x recent
-    values = window.values[rows_index[:, None, None], np.arange(len(window.metric_names))[None, :, None],
-                           slots[:, None, :]].astype(np.float64)  # devices x metrics x recent
+    gathered = window.values[rows_index[:, None, None], np.arange(len(window.metric_names))[None, :, None],
+                             slots[:, None, :]]  # devices x metrics x recent (a copy: ingest may go on)
+    device_ids = np.array(window.device_ids, dtype=object)[rows_index]
+    metric_names = np.array(window.metric_names, dtype=object)
     out: list[Row] = []
     for minute in np.arange(start, end, MINUTE):
         inside = (ts >= minute) & (ts < minute + MINUTE)
         if not inside.any():
             continue
-        chosen = np.where(inside[:, None, :], values, np.nan)
-        present = ~np.isnan(chosen)
+        values = np.where(inside[:, None, :], gathered, np.float32(np.nan))
+        present = ~np.isnan(values)
         counts = present.sum(axis=2)
-        if not counts.any():
+        d, m = np.nonzero(counts)
+        if d.size == 0:
             continue
-        with np.errstate(all="ignore"):
-            lows, highs = np.nanmin(chosen, axis=2), np.nanmax(chosen, axis=2)
-            means = np.nansum(chosen, axis=2) / np.maximum(counts, 1)
-        newest_ts = np.where(present, ts[:, None, :], -np.inf)
-        lasts = np.take_along_axis(chosen, newest_ts.argmax(axis=2)[:, :, None], axis=2)[:, :, 0]
-        for d, m in zip(*np.nonzero(counts), strict=True):
-            out.append((window.device_ids[rows_index[d]], window.metric_names[m], int(minute), int(counts[d, m]),
-                        float(lows[d, m]), float(means[d, m]), float(highs[d, m]), float(lasts[d, m])))
+        lows = np.fmin.reduce(values, axis=2)[d, m]  # fmin/fmax skip NaN
+        highs = np.fmax.reduce(values, axis=2)[d, m]
+        sums = np.where(present, values, 0).sum(axis=2, dtype=np.float64)[d, m]
+        newest = np.where(present, ts[:, None, :], -np.inf).argmax(axis=2)[d, m]  # the slot of each last value
+        lasts = values[d, m, newest]
+        n = counts[d, m]
+        out.extend(zip(device_ids[d].tolist(), metric_names[m].tolist(), [int(minute)] * d.size, n.tolist(),
+                       lows.astype(np.float64).tolist(), (sums / n).tolist(), highs.astype(np.float64).tolist(),
+                       lasts.astype(np.float64).tolist(), strict=True))
     return out
 
 

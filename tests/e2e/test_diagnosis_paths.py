@@ -17,16 +17,18 @@ pytestmark = pytest.mark.e2e
 
 
 async def publish_all(host: str, port: int, messages: list[tuple[str, bytes, bool]]) -> None:
+    """Publish with QoS 1 and wait for each acknowledgement. Every blocking paho call runs on a thread: the
+    embedded broker may be serving from this very event loop."""
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"test-{time.time_ns()}")
-    client.connect(host, port)
+    await asyncio.to_thread(client.connect, host, port)
     client.loop_start()
     try:
         for topic, payload, retain in messages:
             info = client.publish(topic, payload, qos=1, retain=retain)
             await asyncio.to_thread(info.wait_for_publish, 5)
     finally:
-        client.loop_stop()
-        client.disconnect()
+        await asyncio.to_thread(client.disconnect)
+        await asyncio.to_thread(client.loop_stop)
 
 
 async def test_a_vendor_code_becomes_a_diagnosed_ticket(start_gateway: StartGateway, platform: PlatformServer) -> None:
