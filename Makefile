@@ -49,6 +49,9 @@ bench: $(BIN)/.installed system-deps
 	$(BIN)/python -m benchmarks.rule_engine
 	$(BIN)/python -m benchmarks.outbox_delivery
 	$(BIN)/python -m benchmarks.delivery_faults
+	$(BIN)/python -m benchmarks.history_write
+	$(BIN)/python -m benchmarks.device_page
+	$(BIN)/python -m benchmarks.influx_sink
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -137,7 +137,7 @@ def create_app(context: WebContext) -> web.Application:
                     status = context.status()
                     data.update({k: v for k, v in status.items() if isinstance(v, int | float | bool)})
                     data.update(rates.sample())
-                    data["outbox_queued"] = status["outbox"]["queued"]
+                    data["outbox_queued"] = status.get("outbox", {}).get("queued", 0)
                 await response.write(b"event: status\ndata: " + orjson.dumps(data) + b"\n\n")
                 await asyncio.sleep(STREAM_SECONDS)
         return response
@@ -165,12 +165,13 @@ class RateMeter:
 
     def sample(self) -> dict[str, float]:
         now, status = time.monotonic(), self.status()
+        messages, samples = int(status.get("messages", 0)), int(status.get("samples", 0))
         if self._last is not None and now - self._last[0] >= 1.0:
             span = now - self._last[0]
-            self._rates = {"messages_per_second": round((status["messages"] - self._last[1]) / span, 1),
-                           "samples_per_second": round((status["samples"] - self._last[2]) / span, 1)}
+            self._rates = {"messages_per_second": round((messages - self._last[1]) / span, 1),
+                           "samples_per_second": round((samples - self._last[2]) / span, 1)}
         if self._last is None or now - self._last[0] >= 1.0:
-            self._last = (now, status["messages"], status["samples"])
+            self._last = (now, messages, samples)
         return dict(self._rates)
 
 
