@@ -79,6 +79,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=5.0, help="publishing time per step")
     parser.add_argument("--devices", type=int, default=1000)
     parser.add_argument("--rates", default="2000,5000,10000,15000,20000,25000,30000,40000,50000")
+    parser.add_argument("--no-history", action="store_true", help="run the gateway with history.enabled = false")
+    parser.add_argument("--no-ceiling", action="store_true", help="skip the bare paho subscriber")
     args = parser.parse_args()
     rates = [float(r) for r in args.rates.split(",")]
 
@@ -91,7 +93,7 @@ def main() -> int:
         with harness.mosquitto(folder) as port, harness.platform(folder) as upstream:
             print("\n bare paho subscriber (ceiling)")
             print(f"{'offered/s':>10} {'published/s':>12} {'received':>9} {'sent':>9} {'lossless':>9}")
-            for rate in rates:
+            for rate in [] if args.no_ceiling else rates:
                 sent, received = ceiling_step(port, rate, args.seconds, args.devices)
                 lossless = received >= sent["sent"]
                 if lossless:
@@ -103,7 +105,8 @@ def main() -> int:
             print("\n gateway: decode -> window store -> rules (all shipped rules)")
             print(f"{'offered/s':>10} {'published/s':>12} {'processed':>9} {'sent':>9} {'lossless':>9} "
                   f"{'lag s':>6} {'CPU %':>6} {'RSS MB':>7} {'queue_full':>10}")
-            with harness.gateway(folder, port, upstream) as (process, base):
+            extra = "[history]\nenabled = false\n" if args.no_history else ""
+            with harness.gateway(folder, port, upstream, extra_toml=extra) as (process, base):
                 for rate in rates:
                     sent, processed, cpu, rss, queue_full, lag = gateway_step(port, base, process, rate,
                                                                               args.seconds, args.devices)

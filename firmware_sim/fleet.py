@@ -69,7 +69,7 @@ def build_fleet(spec: FleetSpec, host: str, port: int, start: float) -> list[Mqt
             elif appliance == "refrigerator":
                 model = RefrigeratorModel(seed)
             else:
-                model = WasherModel(seed)
+                model = WasherModel(seed, continuous=True)
             brand, model_name = BRANDS[appliance][n % len(BRANDS[appliance])]
             identity = Identity(device_id, brand, model_name, f"SN{seed:08d}")
             devices.append(MqttAppliance(identity, model, host, port))

@@ -49,6 +49,9 @@ class MqttAppliance:
         ts = time.time() if ts is None else ts
         payload = {"ts": round(ts, 3), "type": self.model.appliance_type, "metrics": self.model.sample(ts)}
         self._client.publish(self._topic(TopicKind.TELEMETRY), orjson.dumps(payload), qos=0)
+        for code in self.model.codes(ts):  # as firmware does: the active code again with each report
+            self._client.publish(self._topic(TopicKind.EVENT), orjson.dumps({"ts": round(ts, 3), "code": code}),
+                                 qos=1)
         self.published += 1
 
     def disconnect(self, graceful: bool = True) -> None:

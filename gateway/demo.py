@@ -153,8 +153,8 @@ async def _walk_service(gateway: Gateway, platform: PlatformServer, fleet: list[
             gateway.service.enter_visit_code(ticket_id, assigned["visit_code"])
             _say(f"{svc}: entered the visit code for you; the technician is verified")
     for appliance in fleet:  # the technician replaces the fan motor
-        if isinstance(appliance.model, AirConditionerModel) and appliance.model.fault is not None:
-            appliance.model.fault = None
+        if isinstance(appliance.model, AirConditionerModel):
+            appliance.model.repair()
     await platform.advance(svc, "repaired")
     _say(f"{svc}: repaired (fan motor replaced). The gateway now watches the telemetry for 30 s before it "
          "counts the repair as verified")

@@ -68,7 +68,7 @@ def test_replay_finds_the_fault_in_a_recording_and_drafts_the_ticket(tmp_path: P
     from firmware_sim.models import AirConditionerModel, FaultSchedule
 
     start = 1_760_000_000.0
-    model = AirConditionerModel(3, FaultSchedule("fan", start + 120, 10))
+    model = AirConditionerModel(3, FaultSchedule("condenser_fan_failure", start + 120, 10))
     recording = tmp_path / "ac.jsonl"
     recording.write_text("".join(
         orjson.dumps({"device_id": "ac-home", "ts": start + i, "type": "air_conditioner",

@@ -40,7 +40,8 @@ def port(path: Path, dialect: str, device_id: str, appliance: str = "", **change
 async def test_midea_ac_fault_over_serial_opens_one_ticket_and_line_noise_opens_none(
         tmp_path: Path, start_gateway: StartGateway, platform: PlatformServer, ptys: list[PtyAppliance]) -> None:
     now = time.time()
-    faulty = PtyAppliance(tmp_path / "ttyAC0", "midea", AirConditionerModel(7, FaultSchedule("fan", now + 2, 2)))
+    fan_failure = FaultSchedule("condenser_fan_failure", now + 2, 2)
+    faulty = PtyAppliance(tmp_path / "ttyAC0", "midea", AirConditionerModel(7, fan_failure))
     noisy = PtyAppliance(tmp_path / "ttyAC1", "midea", AirConditionerModel(8), faults=ONE_PERCENT, seed=3)
     for peer in (faulty, noisy):
         peer.start()

@@ -1,0 +1,106 @@
+"""Split inverter air conditioner (R32) in cooling mode, switched on by its owner for the warm part of the day."""
+
+from __future__ import annotations
+
+import math
+
+from firmware_sim.models.base import FaultableModel, FaultSchedule, daily_wave, day_fraction
+
+
+def r32_saturation_kpa_gauge(temp_c: float) -> float:
+    """R32 saturation pressure (Clausius-Clapeyron fit through 0.81 MPa at 0 degC and 3.14 MPa at 50 degC)."""
+    absolute_mpa = math.exp(8.524 - 2385.0 / (temp_c + 273.15))
+    return absolute_mpa * 1000.0 - 101.3
+
+
+class AirConditionerModel(FaultableModel):
+    """Faults: condenser_fan_failure (no airflow: head pressure and discharge temperature climb, fan speed 0),
+    condenser_fouling (the same climb with the fan turning normally, usually gradual), refrigerant_leak (high
+    superheat, low subcooling), room_sensor_fault (the compressor cycles every few minutes), filter_clogged
+    (too little air over the indoor coil: it falls below freezing)."""
+
+    appliance_type = "air_conditioner"
+    faults: tuple[str, ...] = ("condenser_fan_failure", "condenser_fouling", "refrigerant_leak", "room_sensor_fault",
+              "filter_clogged")
+
+    def __init__(self, seed: int, schedules: list[FaultSchedule] | FaultSchedule | None = None,
+                 outdoor_base: float = 31.0, always_on: bool = True) -> None:
+        super().__init__(seed, schedules)
+        self.outdoor_base = outdoor_base + self.rng.uniform(-3, 3)
+        self.weather = 0.0  # day-to-day deviation, a slow random walk
+        self.setpoint = float(self.rng.choice([24, 25, 26]))
+        self.room = self.setpoint + self.rng.uniform(0, 2)
+        self.filter_hours = self.rng.uniform(0, 300)
+        self.always_on = always_on  # the demo's units run all the time; scenario units follow their owners
+        self.on_hour = self.rng.uniform(9.0, 13.0)
+        self.off_hour = self.rng.uniform(21.0, 23.5)
+
+    def user_wants_cooling(self, ts: float) -> bool:
+        hour = day_fraction(ts) * 24.0
+        return self.always_on or self.on_hour <= hour < self.off_hour
+
+    def sample(self, ts: float) -> dict[str, float]:
+        dt = self.step(ts, 1.0, 60.0)
+        noise = self.rng.gauss
+        self.weather = max(-4.0, min(4.0, self.weather + noise(0, 0.02) * math.sqrt(dt / 60.0)))
+        outdoor = self.outdoor_base + self.weather + 4.0 * daily_wave(ts) + noise(0, 0.1)
+        fan_loss = self.level("condenser_fan_failure", ts)
+        fouling = self.level("condenser_fouling", ts)
+        leak = self.level("refrigerant_leak", ts)
+        clog = self.level("filter_clogged", ts)
+        cycling = self.level("room_sensor_fault", ts) > 0.5
+        on = self.user_wants_cooling(ts)
+        if on and cycling:  # a sensor in the unit's own airflow: 100 s on, 100 s off
+            on = (ts % 200.0) < 100.0
+        error = self.room - self.setpoint
+        frequency = max(20.0, min(90.0, 45.0 + 25.0 * error)) if on else 0.0
+        heat_gain = 0.0002 * (outdoor - self.room)
+        cooling = 0.0012 * frequency / 45.0 * (1.0 - 0.3 * max(fan_loss, fouling) - 0.4 * leak)
+        self.room += (heat_gain - cooling) * dt
+        if on:
+            self.filter_hours += dt / 3600.0
+        if not on:  # pressures equalise near the saturation pressure of the warmer side
+            equal = r32_saturation_kpa_gauge(outdoor - 2.0)
+            return {
+                "local_temperature": round(self.room + noise(0, 0.05), 2),
+                "outdoor_temperature": round(outdoor, 2),
+                "occupied_cooling_setpoint": self.setpoint,
+                "system_mode": 3.0 if self.user_wants_cooling(ts) else 0.0,
+                "compressor_on": 0.0, "compressor_frequency": 0.0,
+                "compressor_current": round(abs(noise(0.2, 0.02)), 2),
+                "discharge_temperature": round(outdoor + 3.0 + noise(0, 0.3), 1),
+                "suction_pressure": round(equal + noise(0, 5), 0),
+                "discharge_pressure": round(equal + noise(0, 10), 0),
+                "indoor_coil_temperature": round(self.room - 1.0 + noise(0, 0.2), 2),
+                "suction_temperature": round(self.room + noise(0, 0.2), 2),
+                "liquid_line_temperature": round(outdoor + noise(0, 0.2), 2),
+                "indoor_fan_speed": 0.0, "outdoor_fan_speed": 0.0,
+                "filter_runtime_hours": round(self.filter_hours, 3),
+            }
+        # Losing condenser airflow divides the coil's heat rejection: the approach to outdoor air grows until
+        # the high-pressure switch would trip (about 4.15 MPa, 64 degC for R32), whatever the weather.
+        airflow = max(0.2, 1.0 - 0.8 * max(fan_loss, fouling))
+        approach = (11.0 + 0.05 * (frequency - 45.0)) / airflow
+        condensing = min(outdoor + approach, max(outdoor + 11.0, 63.5))
+        evaporating = 8.0 - 0.04 * (frequency - 45.0) - 4.0 * leak - 14.0 * clog
+        superheat = 6.0 + 14.0 * leak
+        subcooling = 5.0 - 4.3 * leak
+        return {
+            "local_temperature": round(self.room + noise(0, 0.05), 2),
+            "outdoor_temperature": round(outdoor, 2),
+            "occupied_cooling_setpoint": self.setpoint,
+            "system_mode": 3.0,
+            "compressor_on": 1.0,
+            "compressor_frequency": round(frequency, 1),
+            "compressor_current": round(3.5 + 0.085 * frequency + 3.0 * max(fan_loss, fouling) + noise(0, 0.1), 2),
+            "discharge_temperature": round(condensing + 24.0 + 20.0 * max(fan_loss, fouling) + 10.0 * leak
+                                           + noise(0, 0.3), 1),
+            "suction_pressure": round(r32_saturation_kpa_gauge(evaporating) + noise(0, 5), 0),
+            "discharge_pressure": round(r32_saturation_kpa_gauge(condensing) + noise(0, 10), 0),
+            "indoor_coil_temperature": round(evaporating + 1.5 + noise(0, 0.2), 2),
+            "suction_temperature": round(evaporating + superheat + noise(0, 0.2), 2),
+            "liquid_line_temperature": round(condensing - subcooling + noise(0, 0.2), 2),
+            "indoor_fan_speed": round(900.0 * (1.0 - 0.5 * clog) + noise(0, 5.0)),
+            "outdoor_fan_speed": round(800.0 * (1.0 - fan_loss) + abs(noise(0, 3.0))),
+            "filter_runtime_hours": round(self.filter_hours, 3),
+        }

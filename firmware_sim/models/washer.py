@@ -1,0 +1,97 @@
+"""Front-loading washer: one or two programs a day (fill, wash, drain, fill, rinse, drain, spin), error codes
+shown the way its brand's firmware shows them."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from firmware_sim.models.base import FaultableModel, FaultSchedule, day_fraction
+
+# phase code, duration (s), water level %, drum rpm, motor current A
+PROGRAM: tuple[tuple[int, float, float, float, float], ...] = (
+    (1, 90, 60.0, 0.0, 0.4), (2, 600, 60.0, 50.0, 1.8), (5, 60, 5.0, 0.0, 0.3),
+    (1, 90, 60.0, 0.0, 0.4), (3, 300, 60.0, 45.0, 1.6), (5, 60, 5.0, 0.0, 0.3),
+    (4, 420, 0.0, 1200.0, 3.2))
+PROGRAM_SECONDS = sum(p[1] for p in PROGRAM)
+# canonical fault of the vendor tables (rules/vendor_codes) -> the code each brand displays
+BRAND_CODES = {
+    "LG": {"drain_timeout": "OE", "fill_timeout": "IE", "door_lock": "dE", "motor": "LE"},
+    # 3E is what Samsung firmware shows for a motor fault; the gateway's Samsung table leaves it out on purpose
+    # (sources disagree by model), so a Samsung motor fault is a known blind spot the scorer shows
+    "Samsung": {"drain_timeout": "5E", "fill_timeout": "4E", "door_lock": "dE", "motor": "3E"},
+}
+
+
+class WasherModel(FaultableModel):
+    """Faults (each stops the program and shows its code until repaired): drain_filter_clogged (the water does
+    not go), water_supply_low_pressure (filling never finishes), door_lock_failure (the program cannot start),
+    motor_failure (the drum does not turn)."""
+
+    appliance_type = "washer"
+    faults: tuple[str, ...] = ("drain_filter_clogged", "water_supply_low_pressure", "door_lock_failure",
+                               "motor_failure")
+    CANONICAL: ClassVar[dict[str, str]] = {
+        "drain_filter_clogged": "drain_timeout", "water_supply_low_pressure": "fill_timeout",
+        "door_lock_failure": "door_lock", "motor_failure": "motor"}
+    STOPS_IN_PHASE: ClassVar[dict[str, int]] = {
+        "drain_filter_clogged": 5, "water_supply_low_pressure": 1, "door_lock_failure": 1, "motor_failure": 2}
+
+    def __init__(self, seed: int, schedules: list[FaultSchedule] | FaultSchedule | None = None,
+                 brand: str = "LG", continuous: bool = False) -> None:
+        super().__init__(seed, schedules)
+        self.brand = brand if brand in BRAND_CODES else "LG"
+        self.continuous = continuous  # the demo's washers run program after program
+        self.offset = self.rng.uniform(0, PROGRAM_SECONDS)
+        self.starts = sorted(self.rng.uniform(7.0, 21.0) for _ in range(self.rng.choice([1, 1, 2])))
+        self.stopped_with: str | None = None
+
+    def _program_position(self, ts: float) -> float | None:
+        if self.continuous:
+            return (ts + self.offset) % (PROGRAM_SECONDS + 1800.0)
+        day_start = ts - day_fraction(ts) * 86400.0
+        for hour in self.starts:
+            position = ts - (day_start + hour * 3600.0)
+            if 0 <= position < PROGRAM_SECONDS:
+                return position
+        return None
+
+    def _step(self, position: float | None) -> tuple[int, float, float, float, float]:
+        if position is None or position >= PROGRAM_SECONDS:
+            return (0, 0, 0.0, 0.0, 0.0)
+        for step in PROGRAM:
+            if position < step[1]:
+                return step
+            position -= step[1]
+        return (0, 0, 0.0, 0.0, 0.0)
+
+    def sample(self, ts: float) -> dict[str, float]:
+        self.step(ts, 2.0, 60.0)
+        phase, _, level, rpm, current = self._step(self._program_position(ts))
+        if self.stopped_with is None and phase:
+            for fault, stop_phase in self.STOPS_IN_PHASE.items():
+                if self.level(fault, ts) > 0.5 and phase == stop_phase:
+                    self.stopped_with = fault
+        if self.stopped_with is not None and not self.schedules:
+            self.stopped_with = None  # repaired
+        noise = self.rng.gauss
+        if self.stopped_with is not None:  # halted, showing its code; water as the fault left it
+            water = {"drain_filter_clogged": 55.0, "water_supply_low_pressure": 8.0}.get(self.stopped_with, 0.0)
+            return {"operational_state": 3.0, "phase": 0.0, "water_level": round(water + noise(0, 1.0), 1),
+                    "water_temperature": 25.0, "motor_current": 0.0, "drum_speed": 0.0,
+                    "vibration": round(abs(noise(0.01, 0.005)), 3), "door_locked": 0.0}
+        running = phase != 0
+        return {
+            "operational_state": 1.0 if running else 0.0,
+            "phase": float(phase),
+            "water_level": round(max(0.0, level + noise(0, 1.0)) if running else 0.0, 1),
+            "water_temperature": round(40.0 + noise(0, 0.3) if running else 20.0, 1),
+            "motor_current": round(max(0.0, current + noise(0, 0.05)), 2),
+            "drum_speed": round(max(0.0, rpm + noise(0, 5.0)) if rpm else 0.0, 0),
+            "vibration": round(abs(0.05 + rpm / 2000.0 * 0.4 + noise(0, 0.02)), 3),
+            "door_locked": float(running),
+        }
+
+    def codes(self, ts: float) -> list[str]:
+        if self.stopped_with is None:
+            return []
+        return [BRAND_CODES[self.brand][self.CANONICAL[self.stopped_with]]]

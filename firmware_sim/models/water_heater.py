@@ -1,0 +1,66 @@
+"""Electric storage water heater (80 l): thermostat with hysteresis, showers morning and evening, small draws."""
+
+from __future__ import annotations
+
+from firmware_sim.models.base import FaultableModel, FaultSchedule, day_fraction
+
+TANK_LITRES = 80.0
+HEAT_CAPACITY = TANK_LITRES * 4186.0  # J/K
+HIGH_LIMIT = 92.0  # the safety cut-out
+
+
+class WaterHeaterModel(FaultableModel):
+    """Faults: element_burnout (energised, no heat), scale_build_up (heats at a fraction of its rate, usually
+    gradual), thermostat_stuck_closed (heats on to the safety cut-out), thermostat_failed_open (never calls
+    for heat: the tank goes cold)."""
+
+    appliance_type = "water_heater"
+    faults: tuple[str, ...] = ("element_burnout", "scale_build_up", "thermostat_stuck_closed", "thermostat_failed_open")
+
+    def __init__(self, seed: int, schedules: list[FaultSchedule] | FaultSchedule | None = None) -> None:
+        super().__init__(seed, schedules)
+        self.setpoint = float(self.rng.choice([55, 60, 65]))
+        self.tank = self.setpoint - self.rng.uniform(0, 4)
+        self.heating = False
+        self.power = self.rng.choice([2000.0, 2500.0, 3000.0])
+        self.inlet = 15.0 + self.rng.uniform(-3, 3)
+        self.draw_until = 0.0
+        self.draw_flow = 0.0
+        self.showers = [self.rng.uniform(6.5, 8.0), self.rng.uniform(19.5, 22.5)]
+
+    def _maybe_draw(self, ts: float, dt: float) -> None:
+        if ts < self.draw_until:
+            return
+        hour = day_fraction(ts) * 24.0
+        if any(0 <= hour - start < dt / 3600.0 for start in self.showers):
+            self.draw_until, self.draw_flow = ts + self.rng.uniform(420, 720), self.rng.uniform(6.0, 9.0)
+        elif 7.0 <= hour < 23.0 and self.rng.random() < dt / 5400.0:  # a hand wash, the dishes
+            self.draw_until, self.draw_flow = ts + self.rng.uniform(20, 90), self.rng.uniform(2.0, 5.0)
+
+    def sample(self, ts: float) -> dict[str, float]:
+        dt = self.step(ts, 10.0, 300.0)
+        self._maybe_draw(ts, dt)
+        flow = self.draw_flow if ts < self.draw_until else 0.0
+        if self.level("thermostat_failed_open", ts) > 0.5:
+            self.heating = False
+        elif self.level("thermostat_stuck_closed", ts) > 0.5:
+            self.heating = self.tank < HIGH_LIMIT
+        elif self.tank < self.setpoint - 5.0:
+            self.heating = True
+        elif self.tank >= self.setpoint:
+            self.heating = False
+        element_ok = self.level("element_burnout", ts) < 0.5
+        efficiency = 1.0 - 0.6 * self.level("scale_build_up", ts)
+        power = self.power * (1.0 if element_ok else 0.0) if self.heating else 0.0
+        self.tank += (power * efficiency / HEAT_CAPACITY
+                      - flow / 60.0 / TANK_LITRES * (self.tank - self.inlet)
+                      - 0.000012 * (self.tank - 20.0)) * dt  # standing loss about 1 K per day-hour scale
+        noise = self.rng.gauss
+        return {
+            "tank_temperature": round(self.tank + noise(0, 0.05), 2),
+            "setpoint": self.setpoint,
+            "heating_on": float(self.heating),
+            "element_power": round(max(0.0, power + noise(0, 10.0)) if power else 0.0, 0),
+            "inlet_temperature": round(self.inlet + noise(0, 0.1), 2),
+            "hot_water_flow": round(flow + (abs(noise(0, 0.05)) if flow else 0.0), 2),
+        }
