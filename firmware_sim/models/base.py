@@ -65,6 +65,9 @@ class FaultableModel:
         self.last_ts = ts
         return dt
 
+    def sample(self, ts: float) -> dict[str, float]:
+        raise NotImplementedError
+
     def codes(self, ts: float) -> list[str]:
         """Vendor error codes the appliance shows at `ts` (sent on its event topic); none by default."""
         return []

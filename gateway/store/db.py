@@ -347,6 +347,13 @@ class Database:
             "GROUP BY t.device_id").fetchall()
         return {r[0]: (int(r[1]), int(r[2])) for r in rows}
 
+    def incident_rows(self) -> list[dict[str, Any]]:
+        """Every incident with its ticket (for scoring a simulated run against its ground truth)."""
+        rows = self._conn.execute("SELECT incident_id, rule_id, device_id, ticket_id, onset_ts, detected_ts, state "
+                                  "FROM incidents ORDER BY incident_id").fetchall()
+        keys = ("incident_id", "rule_id", "device_id", "ticket_id", "onset_ts", "detected_ts", "state")
+        return [dict(zip(keys, r, strict=True)) for r in rows]
+
     def has_event(self, event_id: str) -> bool:
         return self._conn.execute("SELECT 1 FROM ticket_steps WHERE event_id=?", (event_id,)).fetchone() is not None
 

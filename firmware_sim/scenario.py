@@ -1,0 +1,347 @@
+"""Scenario files: a simulated world with a known truth, for measuring how well the gateway diagnoses.
+
+A scenario (YAML) says which appliances (type, brand, model, count, reporting interval, transport), for how
+long, from which seed, and which faults happen when: component faults from the catalog, sensor faults on one
+metric, communication faults on one appliance, or a random fault rate. `World` turns it into the messages the
+appliances would send, in time order, and the ground truth: device, fault, onset, end, expected codes.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import random
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import yaml
+
+from firmware_sim.catalog import (
+    COMM_FAULTS,
+    COMPONENT_FAULTS,
+    SENSOR_FAULTS,
+    Expectation,
+    comm_expectation,
+    sensor_expectation,
+)
+from firmware_sim.models import MODELS, FaultableModel, FaultSchedule
+from gateway.engine.durations import parse_duration
+from gateway.engine.profiles import Profile
+
+SHORT = {"air_conditioner": "ac", "refrigerator": "fridge", "washer": "washer", "water_heater": "wh",
+         "dishwasher": "dw"}
+DEFAULT_START = 1_782_864_000.0  # 2026-07-01 00:00 UTC: summer, so the air conditioners work
+_DAYS = re.compile(r"^(\d+(?:\.\d+)?)d(.*)$")
+
+
+class ScenarioError(Exception):
+    """A scenario file is broken; the message names the file and the key."""
+
+
+def duration(value: Any) -> float | None:
+    """'30d', '2d3h', '90m', '45s' or seconds."""
+    if isinstance(value, str) and (match := _DAYS.match(value.strip())):
+        rest = parse_duration(match.group(2)) if match.group(2) else 0.0
+        return None if rest is None else float(match.group(1)) * 86400 + rest
+    return parse_duration(value)
+
+
+@dataclass(frozen=True)
+class Appliance:
+    device_id: str
+    appliance: str
+    brand: str
+    model: str
+    interval: float
+    transport: str = "mqtt"
+
+
+@dataclass(frozen=True)
+class Injection:
+    device_id: str
+    kind: str  # component | sensor | comm
+    fault: str
+    at: float  # seconds from the start
+    duration: float | None  # None: until the end
+    ramp: float = 0.0
+    severity: float = 1.0
+    metric: str = ""
+    amount: float = 0.0
+    announced: bool = False  # comm offline: with a status 'offline' first
+
+
+@dataclass
+class Scenario:
+    name: str
+    seed: int
+    start: float
+    duration: float
+    appliances: list[Appliance]
+    injections: list[Injection]
+    source: str = ""
+
+    @property
+    def appliance_days(self) -> float:
+        return len(self.appliances) * self.duration / 86400.0
+
+
+@dataclass(frozen=True)
+class TruthEntry:
+    device_id: str
+    appliance: str
+    kind: str
+    fault: str
+    onset: float
+    end: float | None
+    expected_codes: tuple[str, ...]
+    top_cause: str
+    category: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"device": self.device_id, "appliance": self.appliance, "kind": self.kind, "fault": self.fault,
+                "onset": self.onset, "end": self.end, "expected_codes": list(self.expected_codes),
+                "top_cause": self.top_cause, "category": self.category}
+
+
+def load_scenario(path: Path) -> Scenario:
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ScenarioError(f"{path}: scenario not found") from None
+    except yaml.YAMLError as exc:
+        raise ScenarioError(f"{path}: not valid YAML: {exc}") from None
+    return scenario_from_dict(doc, str(path))
+
+
+def scenario_from_dict(doc: Any, source: str = "<dict>") -> Scenario:
+    errors: list[str] = []
+
+    def need(value: Any, key: str, parse: Any, default: Any = None) -> Any:
+        if value is None:
+            if default is None:
+                errors.append(f"{source}: key '{key}' is required")
+            return default
+        parsed = parse(value)
+        if parsed is None:
+            errors.append(f"{source}: key '{key}' has a bad value {value!r}")
+        return parsed
+
+    if not isinstance(doc, dict):
+        raise ScenarioError(f"{source}: a scenario is a mapping with name, duration, fleet and faults")
+    known = {"name", "seed", "start", "duration", "fleet", "faults", "fault_rate"}
+    for key in set(doc) - known:
+        errors.append(f"{source}: unknown key '{key}' (known: {', '.join(sorted(known))})")
+    total = need(doc.get("duration"), "duration", duration) or 0.0
+    seed = int(doc.get("seed", 1))
+    appliances = _fleet(doc.get("fleet"), source, errors)
+    by_id = {a.device_id: a for a in appliances}
+    injections = [_injection(f, i, by_id, source, errors) for i, f in enumerate(doc.get("faults") or [])]
+    rate = doc.get("fault_rate")
+    if rate is not None:
+        injections += _random_faults(rate, appliances, total, seed, source, errors)
+    if errors:
+        raise ScenarioError("\n".join(errors))
+    return Scenario(str(doc.get("name", Path(source).stem)), seed, float(doc.get("start", DEFAULT_START)), total,
+                    appliances, [i for i in injections if i is not None], source)
+
+
+def _fleet(value: Any, source: str, errors: list[str]) -> list[Appliance]:
+    if not isinstance(value, list) or not value:
+        errors.append(f"{source}: key 'fleet' must list appliance groups (type, brand, model, count, every)")
+        return []
+    appliances: list[Appliance] = []
+    counters: dict[str, int] = {}
+    for index, group in enumerate(value):
+        where = f"{source}: fleet[{index}]"
+        if not isinstance(group, dict) or group.get("type") not in MODELS:
+            errors.append(f"{where}: 'type' must be one of {sorted(MODELS)}")
+            continue
+        every = duration(group.get("every", "10s"))
+        count = group.get("count", 1)
+        if every is None or every <= 0 or not isinstance(count, int) or count < 1:
+            errors.append(f"{where}: 'every' must be a duration and 'count' a positive whole number")
+            continue
+        transport = str(group.get("transport", "mqtt"))
+        if transport != "mqtt":
+            errors.append(f"{where}: scoring runs use transport 'mqtt' (serial appliances: `serial-sim`)")
+        appliance = str(group["type"])
+        for _ in range(count):
+            counters[appliance] = counters.get(appliance, 0) + 1
+            appliances.append(Appliance(f"{SHORT[appliance]}-{counters[appliance]:02d}", appliance,
+                                        str(group.get("brand", "Generic")), str(group.get("model", "M1")),
+                                        every, transport))
+    return appliances
+
+
+def _injection(spec: Any, index: int, by_id: dict[str, Appliance], source: str,
+               errors: list[str]) -> Injection | None:
+    where = f"{source}: faults[{index}]"
+    if not isinstance(spec, dict) or spec.get("device") not in by_id:
+        errors.append(f"{where}: 'device' must name an appliance of the fleet ({', '.join(list(by_id)[:6])} ...)")
+        return None
+    appliance = by_id[spec["device"]]
+    fault = str(spec.get("fault", ""))
+    kind = "sensor" if fault in SENSOR_FAULTS else "comm" if fault in COMM_FAULTS else "component"
+    if kind == "component" and fault not in COMPONENT_FAULTS[appliance.appliance]:
+        errors.append(f"{where}: {appliance.appliance} faults are {sorted(COMPONENT_FAULTS[appliance.appliance])}, "
+                      f"sensor faults {list(SENSOR_FAULTS)}, communication faults {list(COMM_FAULTS)}; "
+                      f"not {fault!r}")
+        return None
+    at, length, ramp = duration(spec.get("at", 0)), duration(spec.get("for", 0)), duration(spec.get("ramp", 0))
+    if at is None or length is None or ramp is None:
+        errors.append(f"{where}: 'at', 'for' and 'ramp' are durations")
+        return None
+    if kind == "sensor" and not spec.get("metric"):
+        errors.append(f"{where}: a sensor fault needs the 'metric' it affects")
+        return None
+    return Injection(appliance.device_id, kind, fault, at, length or None, ramp, float(spec.get("severity", 1.0)),
+                     str(spec.get("metric", "")), float(spec.get("amount", 0.0)), bool(spec.get("announced", False)))
+
+
+def _random_faults(rate: Any, appliances: list[Appliance], total: float, seed: int, source: str,
+                   errors: list[str]) -> list[Injection | None]:
+    """`fault_rate: {per_appliance_day: 0.02}`: component faults at random times, one at most per appliance."""
+    if not isinstance(rate, dict) or not isinstance(rate.get("per_appliance_day"), int | float):
+        errors.append(f"{source}: key 'fault_rate' is {{per_appliance_day: <number>}}")
+        return []
+    rng = random.Random(seed * 7919)
+    out: list[Injection | None] = []
+    for appliance in appliances:
+        chance = 1.0 - math.exp(-float(rate["per_appliance_day"]) * total / 86400.0)
+        if rng.random() < chance:
+            fault = rng.choice(sorted(COMPONENT_FAULTS[appliance.appliance]))
+            out.append(Injection(appliance.device_id, "component", fault, rng.uniform(0.1, 0.7) * total, None,
+                                 rng.choice([0.0, 3600.0])))
+    return out
+
+
+@dataclass(order=True)
+class _Due:
+    ts: float
+    order: int
+    device_id: str = field(compare=False)
+
+
+class World:
+    """The scenario's appliances, their faults, and the messages they send (topic, payload, true time)."""
+
+    def __init__(self, scenario: Scenario, profiles: dict[str, Profile]) -> None:
+        self.scenario = scenario
+        self.profiles = profiles
+        self.rng = random.Random(scenario.seed)
+        self.models: dict[str, FaultableModel] = {}
+        self.appliances = {a.device_id: a for a in scenario.appliances}
+        for number, appliance in enumerate(scenario.appliances):
+            schedules = [FaultSchedule(i.fault, scenario.start + i.at, i.ramp, i.severity,
+                                       None if i.duration is None else scenario.start + i.at + i.duration)
+                         for i in scenario.injections if i.device_id == appliance.device_id and i.kind == "component"]
+            model_class = MODELS[appliance.appliance]
+            extra: dict[str, Any] = {"brand": appliance.brand} if appliance.appliance == "washer" else {}
+            if appliance.appliance == "air_conditioner":
+                extra["always_on"] = False
+            self.models[appliance.device_id] = model_class(scenario.seed * 100_000 + number, schedules, **extra)
+        self.by_device: dict[str, list[Injection]] = {}
+        for injection in scenario.injections:
+            self.by_device.setdefault(injection.device_id, []).append(injection)
+        self.stuck_values: dict[tuple[str, str], float] = {}
+        self.held: list[tuple[float, str, bytes]] = []  # out-of-order messages released later
+        self.announced_offline: set[str] = set()
+
+    def truth(self) -> list[TruthEntry]:
+        entries = []
+        for i in self.scenario.injections:
+            appliance = self.appliances[i.device_id]
+            profile = self.profiles[appliance.appliance]
+            length = i.duration if i.duration is not None else self.scenario.duration - i.at
+            limit = profile.offline_after_intervals * profile.interval_seconds
+            expectation: Expectation
+            if i.kind == "component":
+                expectation = COMPONENT_FAULTS[appliance.appliance][i.fault]
+            elif i.kind == "sensor":
+                spec = next((m for m in profile.metrics if m.name == i.metric), None)
+                expectation = sensor_expectation(i.fault, length, spec.flatline_after if spec else None,
+                                                 spec.max_step if spec else None, limit)
+            else:
+                expectation = comm_expectation(i.fault, length, limit, profile.always_on, i.announced)
+            onset = self.scenario.start + i.at
+            entries.append(TruthEntry(i.device_id, appliance.appliance, i.kind, i.fault, onset,
+                                      None if i.duration is None else onset + i.duration,
+                                      tuple(sorted(expectation.codes)), expectation.top_cause,
+                                      expectation.category))
+        return entries
+
+    def messages(self) -> Iterator[tuple[float, str, bytes]]:
+        """(true time, topic, payload) in time order: retained meta and status first, then telemetry."""
+        start, end = self.scenario.start, self.scenario.start + self.scenario.duration
+        for appliance in self.scenario.appliances:
+            meta = {"type": appliance.appliance, "brand": appliance.brand, "model": appliance.model,
+                    "serial": f"SN-{appliance.device_id}", "firmware": "2.1.0"}
+            yield start, f"appliances/{appliance.device_id}/meta", orjson.dumps(meta)
+            yield start, f"appliances/{appliance.device_id}/status", b"online"
+        heap = [_Due(start + self.rng.uniform(0, a.interval), n, a.device_id)
+                for n, a in enumerate(self.scenario.appliances)]
+        heapq.heapify(heap)
+        while heap:
+            due = heapq.heappop(heap)
+            if due.ts >= end:
+                continue
+            while self.held and self.held[0][0] <= due.ts:
+                released = heapq.heappop(self.held)
+                yield due.ts, released[1], released[2]
+            yield from self._report(due.device_id, due.ts)
+            heapq.heappush(heap, _Due(due.ts + self.appliances[due.device_id].interval, due.order, due.device_id))
+
+    def _active(self, device_id: str, ts: float, kinds: tuple[str, ...]) -> list[Injection]:
+        start = self.scenario.start
+        return [i for i in self.by_device.get(device_id, ()) if i.kind in kinds and start + i.at <= ts
+                and (i.duration is None or ts < start + i.at + i.duration)]
+
+    def _report(self, device_id: str, ts: float) -> Iterator[tuple[float, str, bytes]]:
+        model = self.models[device_id]
+        metrics = model.sample(ts)
+        codes = model.codes(ts)
+        for injection in self._active(device_id, ts, ("sensor",)):
+            self._corrupt(metrics, injection, ts)
+        comm = {c.fault: c for c in self._active(device_id, ts, ("comm",))}
+        status = f"appliances/{device_id}/status"
+        if "offline" in comm:  # silent; an announced outage says goodbye first (or its last will does)
+            if comm["offline"].announced and device_id not in self.announced_offline:
+                self.announced_offline.add(device_id)
+                yield ts, status, b"offline"
+            return
+        if device_id in self.announced_offline:
+            self.announced_offline.discard(device_id)
+            yield ts, status, b"online"
+        stamp = ts + (comm["clock_skew"].amount or 120.0) if "clock_skew" in comm else ts
+        topic = f"appliances/{device_id}/telemetry"
+        payload = orjson.dumps({"ts": round(stamp, 3), "metrics": metrics})
+        copies = 1 + ("duplicates" in comm) + (int(comm["burst"].amount or 20) if "burst" in comm else 0)
+        if "out_of_order" in comm and self.rng.random() < 0.3:  # delivered one to three reports late
+            delay = self.rng.uniform(1, 3) * self.appliances[device_id].interval
+            heapq.heappush(self.held, (ts + delay, topic, payload))
+            copies -= 1
+        for _ in range(copies):
+            yield ts, topic, payload
+        for code in codes:
+            yield ts, f"appliances/{device_id}/event", orjson.dumps({"ts": round(stamp, 3), "code": code})
+
+    def _corrupt(self, metrics: dict[str, float], injection: Injection, ts: float) -> None:
+        name = injection.metric
+        if name not in metrics:
+            return
+        key = (injection.device_id, name)
+        if injection.fault == "stuck":
+            metrics[name] = self.stuck_values.setdefault(key, metrics[name])
+        elif injection.fault == "drift":
+            hours = (ts - self.scenario.start - injection.at) / 3600.0
+            metrics[name] = round(metrics[name] + (injection.amount or 0.5) * hours, 3)
+        elif injection.fault == "noise":
+            metrics[name] = round(metrics[name] + self.rng.gauss(0, injection.amount or 20.0), 3)
+        elif injection.fault == "dropout":
+            del metrics[name]
+        elif injection.fault == "out_of_range":
+            metrics[name] = injection.amount or 9999.0

@@ -1,0 +1,168 @@
+"""Score the gateway's tickets against a scenario's ground truth. Pure.
+
+A truth entry with expected codes is detected by a ticket on its device that carries one of those codes (as
+its fault or one of its findings) with a finding detected between the onset and the entry's end plus a grace
+period. A ticket that detects nothing in the truth is false. Two tickets detecting one entry are duplicates.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+from typing import Any
+
+GRACE_SECONDS = 3600.0  # a finding this long after a fault ended still belongs to it (slow rules, cadence)
+
+
+@dataclass
+class FaultScore:
+    fault: str
+    expected: int = 0
+    detected: int = 0
+    top_cause_right: int = 0
+    delays: list[float] = field(default_factory=list)
+    missed: list[str] = field(default_factory=list)
+
+    @property
+    def recall(self) -> float:
+        return self.detected / self.expected if self.expected else 1.0
+
+    @property
+    def top_cause_accuracy(self) -> float:
+        return self.top_cause_right / self.detected if self.detected else 1.0
+
+    def delay(self, q: float) -> float | None:
+        if not self.delays:
+            return None
+        ordered = sorted(self.delays)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if q < 1 else ordered[-1]
+
+
+@dataclass
+class Report:
+    scenario: str
+    appliance_days: float
+    per_fault: dict[str, FaultScore]
+    tickets: int
+    true_tickets: int
+    false_tickets: list[str]
+    duplicates: int
+
+    @property
+    def expected(self) -> int:
+        return sum(f.expected for f in self.per_fault.values())
+
+    @property
+    def recall(self) -> float:
+        return sum(f.detected for f in self.per_fault.values()) / self.expected if self.expected else 1.0
+
+    @property
+    def precision(self) -> float:
+        return self.true_tickets / self.tickets if self.tickets else 1.0
+
+    @property
+    def top_cause_accuracy(self) -> float:
+        detected = sum(f.detected for f in self.per_fault.values())
+        return sum(f.top_cause_right for f in self.per_fault.values()) / detected if detected else 1.0
+
+    @property
+    def false_per_1000_days(self) -> float:
+        return len(self.false_tickets) / self.appliance_days * 1000.0 if self.appliance_days else 0.0
+
+    def delays(self) -> list[float]:
+        return [d for f in self.per_fault.values() for d in f.delays]
+
+    def as_dict(self) -> dict[str, Any]:
+        delays = sorted(self.delays())
+        return {
+            "scenario": self.scenario, "appliance_days": round(self.appliance_days, 1), "expected": self.expected,
+            "recall": round(self.recall, 4), "precision": round(self.precision, 4),
+            "top_cause_accuracy": round(self.top_cause_accuracy, 4), "tickets": self.tickets,
+            "false_tickets": len(self.false_tickets),
+            "false_per_1000_appliance_days": round(self.false_per_1000_days, 3),
+            "duplicates": self.duplicates,
+            "delay_p50_s": round(statistics.median(delays), 1) if delays else None,
+            "delay_p95_s": round(delays[min(len(delays) - 1, int(0.95 * len(delays)))], 1) if delays else None,
+            "per_fault": {name: {"expected": f.expected, "detected": f.detected, "recall": round(f.recall, 4),
+                                 "top_cause_accuracy": round(f.top_cause_accuracy, 4),
+                                 "delay_p50_s": f.delay(0.5), "delay_p95_s": f.delay(0.95), "missed": f.missed}
+                          for name, f in sorted(self.per_fault.items())},
+            "false_ticket_detail": self.false_tickets,
+        }
+
+
+def score(scenario: str, appliance_days: float, truth: list[dict[str, Any]],
+          tickets: list[dict[str, Any]]) -> Report:
+    """`truth`: TruthEntry.as_dict() rows; `tickets`: {device, code, top_cause, findings: [{code, detected_ts,
+    onset_ts}]} (gateway/accuracy.py builds them from the gateway's tickets and incidents)."""
+    per_fault: dict[str, FaultScore] = {}
+    matched_by: dict[int, list[int]] = {}  # ticket index -> truth indexes it detected
+    detections: dict[int, list[int]] = {}  # truth index -> ticket indexes
+    for t_index, entry in enumerate(truth):
+        codes = set(entry["expected_codes"])
+        name = f"{entry['appliance']}/{entry['fault']}"
+        if codes:
+            per_fault.setdefault(name, FaultScore(name)).expected += 1
+        end = (entry["end"] or float("inf")) + GRACE_SECONDS
+        first: float | None = None
+        for k_index, ticket in enumerate(tickets):
+            if ticket["device"] != entry["device"] or not codes:
+                continue
+            hits = [f["detected_ts"] for f in ticket["findings"]
+                    if f["code"] in codes and entry["onset"] - 60 <= f["detected_ts"] <= end]
+            if hits:
+                matched_by.setdefault(k_index, []).append(t_index)
+                detections.setdefault(t_index, []).append(k_index)
+                first = min(hits) if first is None else min(first, *hits)
+        if not codes:
+            continue
+        score_ = per_fault[name]
+        found = detections.get(t_index, [])
+        if found:
+            score_.detected += 1
+            score_.delays.append(max(0.0, (first or entry["onset"]) - entry["onset"]))
+            if tickets[found[0]]["top_cause"].startswith(entry["top_cause"]):
+                score_.top_cause_right += 1
+        else:
+            score_.missed.append(entry["device"])
+    # A data-quality ticket raised while a sensor or connection fault was really in effect on that appliance
+    # reports a true problem, even where the catalog does not require the gateway to see it (a drift).
+    false = []
+    for k_index, ticket in enumerate(tickets):
+        if k_index in matched_by or _real_data_quality_problem(ticket, truth):
+            continue
+        false.append(f"{ticket['device']}: {ticket['code']} ({ticket['top_cause']})")
+    duplicates = sum(len(v) - 1 for v in detections.values() if len(v) > 1)
+    return Report(scenario, appliance_days, per_fault, len(tickets), len(tickets) - len(false), false, duplicates)
+
+
+def _real_data_quality_problem(ticket: dict[str, Any], truth: list[dict[str, Any]]) -> bool:
+    if not ticket["code"].startswith("DQ-") or not ticket["findings"]:
+        return False
+    at = min(f["detected_ts"] for f in ticket["findings"])
+    return any(e["device"] == ticket["device"] and e["kind"] in ("sensor", "comm")
+               and e["onset"] - 60 <= at <= (e["end"] or float("inf")) + GRACE_SECONDS for e in truth)
+
+
+def format_report(report: Report) -> str:
+    data = report.as_dict()
+    lines = [f"scenario {report.scenario}: {data['appliance_days']} appliance-days, {report.expected} detectable "
+             f"faults, {report.tickets} tickets",
+             f"{'fault':<42} {'expected':>8} {'found':>5} {'recall':>6} {'top cause':>9} {'p50 delay':>10} "
+             f"{'p95 delay':>10}"]
+    for name, f in sorted(report.per_fault.items()):
+        lines.append(f"{name:<42} {f.expected:>8} {f.detected:>5} {f.recall:>6.2f} {f.top_cause_accuracy:>9.2f} "
+                     f"{_seconds(f.delay(0.5)):>10} {_seconds(f.delay(0.95)):>10}")
+    lines.append(f"overall: recall {data['recall']:.3f}, precision {data['precision']:.3f}, top-cause accuracy "
+                 f"{data['top_cause_accuracy']:.3f}, false tickets {len(report.false_tickets)} "
+                 f"({data['false_per_1000_appliance_days']} per 1,000 appliance-days), duplicates "
+                 f"{report.duplicates}, delay p50 {_seconds(data['delay_p50_s'])} p95 {_seconds(data['delay_p95_s'])}")
+    for detail in report.false_tickets[:20]:
+        lines.append(f"  false: {detail}")
+    return "\n".join(lines)
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.0f} s" if value < 600 else f"{value / 60:.0f} min" if value < 7200 else f"{value / 3600:.1f} h"
