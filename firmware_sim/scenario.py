@@ -28,7 +28,7 @@ from firmware_sim.catalog import (
     comm_expectation,
     sensor_expectation,
 )
-from firmware_sim.models import MODELS, FaultableModel, FaultSchedule
+from firmware_sim.models import MODELS, FaultableModel, FaultSchedule, WasherModel
 from gateway.engine.durations import parse_duration
 from gateway.engine.profiles import Profile
 
@@ -58,6 +58,7 @@ class Appliance:
     model: str
     interval: float
     transport: str = "mqtt"
+    usage: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -173,7 +174,7 @@ def _fleet(value: Any, source: str, errors: list[str]) -> list[Appliance]:
             counters[appliance] = counters.get(appliance, 0) + 1
             appliances.append(Appliance(f"{SHORT[appliance]}-{counters[appliance]:02d}", appliance,
                                         str(group.get("brand", "Generic")), str(group.get("model", "M1")),
-                                        every, transport))
+                                        every, transport, float(group.get("usage", 1.0))))
     return appliances
 
 
@@ -243,7 +244,11 @@ class World:
             extra: dict[str, Any] = {"brand": appliance.brand} if appliance.appliance == "washer" else {}
             if appliance.appliance == "air_conditioner":
                 extra["always_on"] = False
-            self.models[appliance.device_id] = model_class(scenario.seed * 100_000 + number, schedules, **extra)
+            model = model_class(scenario.seed * 100_000 + number, schedules, **extra)
+            model.usage = appliance.usage
+            if isinstance(model, WasherModel):
+                model.use(appliance.usage)
+            self.models[appliance.device_id] = model
         self.by_device: dict[str, list[Injection]] = {}
         for injection in scenario.injections:
             self.by_device.setdefault(injection.device_id, []).append(injection)

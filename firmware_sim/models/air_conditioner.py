@@ -34,9 +34,19 @@ class AirConditionerModel(FaultableModel):
         self.always_on = always_on  # the demo's units run all the time; scenario units follow their owners
         self.on_hour = self.rng.uniform(9.0, 13.0)
         self.off_hour = self.rng.uniform(21.0, 23.5)
+        self.lagged: dict[str, float] = {}  # metal and refrigerant take a minute or two to follow the compressor
+
+    def _lag(self, name: str, target: float, dt: float, tau: float = 60.0) -> float:
+        """First-order lag towards `target` with time constant `tau` seconds."""
+        value = self.lagged.get(name, target)
+        value += (target - value) * (1.0 - math.exp(-dt / tau))
+        self.lagged[name] = value
+        return value
 
     def user_wants_cooling(self, ts: float) -> bool:
         hour = day_fraction(ts) * 24.0
+        if self.usage > 1.5:  # a heavy user sleeps with it on too
+            return True
         return self.always_on or self.on_hour <= hour < self.off_hour
 
     def sample(self, ts: float) -> dict[str, float]:
@@ -59,7 +69,7 @@ class AirConditionerModel(FaultableModel):
         self.room += (heat_gain - cooling) * dt
         if on:
             self.filter_hours += dt / 3600.0
-        if not on:  # pressures equalise near the saturation pressure of the warmer side
+        if not on:  # pressures equalise near the saturation pressure of the warmer side, temperatures settle
             equal = r32_saturation_kpa_gauge(outdoor - 2.0)
             return {
                 "local_temperature": round(self.room + noise(0, 0.05), 2),
@@ -68,12 +78,12 @@ class AirConditionerModel(FaultableModel):
                 "system_mode": 3.0 if self.user_wants_cooling(ts) else 0.0,
                 "compressor_on": 0.0, "compressor_frequency": 0.0,
                 "compressor_current": round(abs(noise(0.2, 0.02)), 2),
-                "discharge_temperature": round(outdoor + 3.0 + noise(0, 0.3), 1),
-                "suction_pressure": round(equal + noise(0, 5), 0),
-                "discharge_pressure": round(equal + noise(0, 10), 0),
-                "indoor_coil_temperature": round(self.room - 1.0 + noise(0, 0.2), 2),
-                "suction_temperature": round(self.room + noise(0, 0.2), 2),
-                "liquid_line_temperature": round(outdoor + noise(0, 0.2), 2),
+                "discharge_temperature": round(self._lag("tp", outdoor + 3.0, dt, 240.0) + noise(0, 0.3), 1),
+                "suction_pressure": round(self._lag("ps", equal, dt) + noise(0, 5), 0),
+                "discharge_pressure": round(self._lag("pd", equal, dt) + noise(0, 10), 0),
+                "indoor_coil_temperature": round(self._lag("coil", self.room - 1.0, dt) + noise(0, 0.2), 2),
+                "suction_temperature": round(self._lag("ts", self.room, dt) + noise(0, 0.2), 2),
+                "liquid_line_temperature": round(self._lag("tl", outdoor, dt) + noise(0, 0.2), 2),
                 "indoor_fan_speed": 0.0, "outdoor_fan_speed": 0.0,
                 "filter_runtime_hours": round(self.filter_hours, 3),
             }
@@ -93,13 +103,13 @@ class AirConditionerModel(FaultableModel):
             "compressor_on": 1.0,
             "compressor_frequency": round(frequency, 1),
             "compressor_current": round(3.5 + 0.085 * frequency + 3.0 * max(fan_loss, fouling) + noise(0, 0.1), 2),
-            "discharge_temperature": round(condensing + 24.0 + 20.0 * max(fan_loss, fouling) + 10.0 * leak
-                                           + noise(0, 0.3), 1),
-            "suction_pressure": round(r32_saturation_kpa_gauge(evaporating) + noise(0, 5), 0),
-            "discharge_pressure": round(r32_saturation_kpa_gauge(condensing) + noise(0, 10), 0),
-            "indoor_coil_temperature": round(evaporating + 1.5 + noise(0, 0.2), 2),
-            "suction_temperature": round(evaporating + superheat + noise(0, 0.2), 2),
-            "liquid_line_temperature": round(condensing - subcooling + noise(0, 0.2), 2),
+            "discharge_temperature": round(self._lag("tp", condensing + 24.0 + 20.0 * max(fan_loss, fouling)
+                                                     + 10.0 * leak, dt, 90.0) + noise(0, 0.3), 1),
+            "suction_pressure": round(self._lag("ps", r32_saturation_kpa_gauge(evaporating), dt) + noise(0, 5), 0),
+            "discharge_pressure": round(self._lag("pd", r32_saturation_kpa_gauge(condensing), dt) + noise(0, 10), 0),
+            "indoor_coil_temperature": round(self._lag("coil", evaporating + 1.5, dt) + noise(0, 0.2), 2),
+            "suction_temperature": round(self._lag("ts", evaporating + superheat, dt) + noise(0, 0.2), 2),
+            "liquid_line_temperature": round(self._lag("tl", condensing - subcooling, dt) + noise(0, 0.2), 2),
             "indoor_fan_speed": round(900.0 * (1.0 - 0.5 * clog) + noise(0, 5.0)),
             "outdoor_fan_speed": round(800.0 * (1.0 - fan_loss) + abs(noise(0, 3.0))),
             "filter_runtime_hours": round(self.filter_hours, 3),

@@ -44,6 +44,7 @@ class FaultableModel:
 
     def __init__(self, seed: int, schedules: list[FaultSchedule] | FaultSchedule | None = None) -> None:
         self.rng = random.Random(seed)
+        self.usage = 1.0  # how hard the household uses it: door openings, programs, draws (2.0: heavy)
         if isinstance(schedules, FaultSchedule):
             schedules = [schedules]
         self.schedules: list[FaultSchedule] = list(schedules or [])

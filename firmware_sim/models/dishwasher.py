@@ -26,11 +26,12 @@ class DishwasherModel(FaultableModel):
         self.level_pct = 0.0
         self.temperature = 22.0
         self.target = self.rng.choice([55.0, 60.0, 65.0])
+        self.latched = 0  # firmware stops the program on an alarm and keeps it raised until serviced
 
     def _phase(self, ts: float) -> tuple[int, float]:
         day = int((ts / 3600.0 + 8.0) // 24)
         if day != self.day:
-            self.day, self.runs_today = day, self.rng.random() < 0.8
+            self.day, self.runs_today = day, self.rng.random() < min(1.0, 0.8 * self.usage)
         position = day_fraction(ts) * 86400.0 - self.start_hour * 3600.0
         if not self.runs_today or not 0 <= position < PROGRAM_SECONDS:
             return 0, 0.0
@@ -42,7 +43,9 @@ class DishwasherModel(FaultableModel):
 
     def sample(self, ts: float) -> dict[str, float]:
         dt = self.step(ts, 2.0, 60.0)
-        phase, elapsed = self._phase(ts)
+        if self.latched and not self.schedules:
+            self.latched = 0  # repaired
+        phase, elapsed = self._phase(ts) if not self.latched else (0, 0.0)
         blocked_in = self.level("inlet_supply_blocked", ts) > 0.5
         blocked_out = self.level("drain_filter_clogged", ts) > 0.5
         inflow = 2.5 if phase == 1 and not blocked_in and self.level_pct < 80.0 else 0.0
@@ -64,14 +67,15 @@ class DishwasherModel(FaultableModel):
         reported_level = 100.0 if self.level("level_sensor_fault", ts) > 0.5 else self.level_pct
         if phase == 3 and elapsed > 80 and reported_level > 95.0 and not blocked_out:
             alarm |= LEVEL  # the level reads full after a drain that worked: the sensor is wrong
+        self.latched |= alarm
         noise = self.rng.gauss
         return {
-            "operational_state": 1.0 if phase else 0.0,
+            "operational_state": 3.0 if self.latched else 1.0 if phase else 0.0,
             "phase": float(phase),
             "water_level": round(max(0.0, min(100.0, reported_level + noise(0, 0.5))), 1),
             "water_temperature": round(self.temperature + noise(0, 0.2), 1),
             "inflow_rate": round(inflow + (abs(noise(0, 0.05)) if inflow else 0.0), 2),
             "drain_pump_on": float(draining),
             "door_open": 0.0,
-            "alarm": float(alarm),
+            "alarm": float(self.latched),
         }

@@ -28,8 +28,8 @@ class RefrigeratorModel(FaultableModel):
         """Door openings per second: often around meals, rarely at night."""
         hour = day_fraction(ts) * 24.0
         if 6.5 <= hour < 8.5 or 11.5 <= hour < 13.0 or 17.5 <= hour < 20.0:
-            return 1 / 600.0
-        return 1 / 3600.0 if 7.0 <= hour < 23.0 else 1 / 20000.0
+            return self.usage / 600.0
+        return self.usage * (1 / 3600.0 if 7.0 <= hour < 23.0 else 1 / 20000.0)
 
     def sample(self, ts: float) -> dict[str, float]:
         dt = self.step(ts, 5.0, 300.0)
@@ -56,7 +56,9 @@ class RefrigeratorModel(FaultableModel):
         self.fresh = max(self.fresh, self.freezer + 2.0)
         heater_works = self.level("defrost_heater_failure", ts) < 0.5
         # the evaporator reads far below the freezer while cooling, and well above 0 degC while defrosting
-        evaporator = self.freezer - (8.0 if compressor else 0.0) + (25.0 if defrost and heater_works else 0.0)
+        evaporator = self.freezer - (8.0 if compressor else 0.0)
+        if defrost and heater_works:  # the termination thermostat holds the coil near +10 degC at most
+            evaporator = min(evaporator + 25.0, 10.0)
         noise = self.rng.gauss
         return {
             "fresh_temperature": round(self.fresh + noise(0, 0.05), 2),

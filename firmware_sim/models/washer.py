@@ -43,6 +43,12 @@ class WasherModel(FaultableModel):
         self.continuous = continuous  # the demo's washers run program after program
         self.offset = self.rng.uniform(0, PROGRAM_SECONDS)
         self.starts = sorted(self.rng.uniform(7.0, 21.0) for _ in range(self.rng.choice([1, 1, 2])))
+
+    def use(self, usage: float) -> None:
+        """Heavy use: more programs a day, never overlapping."""
+        self.usage = usage
+        programs = max(1, round(len(self.starts) * usage))
+        self.starts = [7.0 + i * (14.0 / programs) + self.rng.uniform(0, 0.5) for i in range(programs)]
         self.stopped_with: str | None = None
 
     def _program_position(self, ts: float) -> float | None:
@@ -76,7 +82,7 @@ class WasherModel(FaultableModel):
         noise = self.rng.gauss
         if self.stopped_with is not None:  # halted, showing its code; water as the fault left it
             water = {"drain_filter_clogged": 55.0, "water_supply_low_pressure": 8.0}.get(self.stopped_with, 0.0)
-            return {"operational_state": 3.0, "phase": 0.0, "water_level": round(water + noise(0, 1.0), 1),
+            return {"operational_state": 3.0, "phase": 0.0, "water_level": round(max(0.0, water + noise(0, 1.0)), 1),
                     "water_temperature": 25.0, "motor_current": 0.0, "drum_speed": 0.0,
                     "vibration": round(abs(noise(0.01, 0.005)), 3), "door_locked": 0.0}
         running = phase != 0

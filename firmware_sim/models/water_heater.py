@@ -7,6 +7,7 @@ from firmware_sim.models.base import FaultableModel, FaultSchedule, day_fraction
 TANK_LITRES = 80.0
 HEAT_CAPACITY = TANK_LITRES * 4186.0  # J/K
 HIGH_LIMIT = 92.0  # the safety cut-out
+STRATIFICATION = 0.35
 
 
 class WaterHeaterModel(FaultableModel):
@@ -34,7 +35,7 @@ class WaterHeaterModel(FaultableModel):
         hour = day_fraction(ts) * 24.0
         if any(0 <= hour - start < dt / 3600.0 for start in self.showers):
             self.draw_until, self.draw_flow = ts + self.rng.uniform(420, 720), self.rng.uniform(6.0, 9.0)
-        elif 7.0 <= hour < 23.0 and self.rng.random() < dt / 5400.0:  # a hand wash, the dishes
+        elif 7.0 <= hour < 23.0 and self.rng.random() < self.usage * dt / 5400.0:  # a hand wash, the dishes
             self.draw_until, self.draw_flow = ts + self.rng.uniform(20, 90), self.rng.uniform(2.0, 5.0)
 
     def sample(self, ts: float) -> dict[str, float]:
@@ -52,9 +53,11 @@ class WaterHeaterModel(FaultableModel):
         element_ok = self.level("element_burnout", ts) < 0.5
         efficiency = 1.0 - 0.6 * self.level("scale_build_up", ts)
         power = self.power * (1.0 if element_ok else 0.0) if self.heating else 0.0
+        # the sensor sits in the hot top layer: cold inflow stays stratified below it, so a draw cools it at
+        # about a third of the rate a fully mixed tank would show
         self.tank += (power * efficiency / HEAT_CAPACITY
-                      - flow / 60.0 / TANK_LITRES * (self.tank - self.inlet)
-                      - 0.000012 * (self.tank - 20.0)) * dt  # standing loss about 1 K per day-hour scale
+                      - STRATIFICATION * flow / 60.0 / TANK_LITRES * (self.tank - self.inlet)
+                      - 0.000012 * (self.tank - 20.0)) * dt  # standing loss
         noise = self.rng.gauss
         return {
             "tank_temperature": round(self.tank + noise(0, 0.05), 2),

@@ -214,8 +214,9 @@ class Database:
                       reopen_window: float = 0.0) -> OpenedIncident | None:
         """Open an episode in one transaction, and put it on its appliance's case of the same category.
 
-        The case is the newest ticket of (device, category) with an episode still firing, or one repaired
-        less than `reopen_window` ago (the fault came back: the ticket is reopened, not duplicated). A new
+        The case is the newest ticket of (device, category) with an episode still firing, or opened less than
+        `reopen_window` ago and not yet repaired (an intermittent fault that came back before anyone came), or
+        repaired less than `reopen_window` ago (the fault came back: the ticket is reopened, not duplicated). A new
         case gets a ticket, its first steps and an outbox entry, first sent after `group_wait` so that rules
         firing together join one ticket. While the case's ticket waits, a joining finding rebuilds it; after
         it was delivered, the finding is kept beside the sealed ticket. `onset_ts`/`detected_ts` are the
@@ -226,14 +227,18 @@ class Database:
                                   (rule_id, device_id)).fetchone()
             if exists:
                 return None
+            since = queued_at - reopen_window
             case = conn.execute(
                 "SELECT t.ticket_id, t.payload, o.state, EXISTS (SELECT 1 FROM incidents i "
-                "WHERE i.ticket_id=t.ticket_id AND i.state='firing') FROM tickets t JOIN delivery o USING (ticket_id) "
+                "WHERE i.ticket_id=t.ticket_id AND i.state='firing'), EXISTS (SELECT 1 FROM ticket_steps s "
+                "WHERE s.ticket_id=t.ticket_id AND s.step='repaired') FROM tickets t JOIN delivery o USING (ticket_id) "
                 "WHERE t.device_id=? AND t.category=? AND (EXISTS (SELECT 1 FROM incidents i "
-                "WHERE i.ticket_id=t.ticket_id AND i.state='firing') OR EXISTS (SELECT 1 FROM ticket_steps s "
-                "WHERE s.ticket_id=t.ticket_id AND s.step='repaired' AND s.at >= ?)) "
-                "ORDER BY t.ticket_id DESC LIMIT 1",
-                (device_id, category, queued_at - reopen_window)).fetchone()
+                "WHERE i.ticket_id=t.ticket_id AND i.state='firing') "
+                "OR (t.created_at > ? AND NOT EXISTS (SELECT 1 FROM ticket_steps s WHERE s.ticket_id=t.ticket_id "
+                "AND s.step IN ('repaired', 'confirmed'))) "
+                "OR EXISTS (SELECT 1 FROM ticket_steps s WHERE s.ticket_id=t.ticket_id AND s.step='repaired' "
+                "AND s.at >= ?)) ORDER BY t.ticket_id DESC LIMIT 1",
+                (device_id, category, since, since)).fetchone()
             if case is None:
                 payload = build_ticket([finding], fingerprint)
                 cursor = conn.execute("INSERT INTO tickets (device_id, category, payload, created_at) "
@@ -256,7 +261,7 @@ class Database:
                     conn.execute("UPDATE tickets SET late_findings=json_insert(late_findings, '$[#]', json(?)) "
                                  "WHERE ticket_id=?", (orjson.dumps(finding), ticket_id))
                     action = CaseAction.LATE_FINDING
-                if not case[3]:  # nothing was firing: the repaired fault is back
+                if not case[3] and case[4]:  # nothing was firing and it had been repaired: the fault is back
                     action = CaseAction.REOPENED
                     detail = {"rule": rule_id, "code": finding.get("code"), "onset_ts": onset_ts,
                               "observed": finding.get("evidence", {}).get("observed", [])}

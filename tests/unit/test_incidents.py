@@ -76,6 +76,16 @@ def test_resolve_then_new_episode_opens_a_second_ticket(parts) -> None:  # type:
     assert manager.opened == 2 and manager.resolved == 1
 
 
+def test_a_fault_back_before_any_repair_joins_its_open_ticket(parts) -> None:  # type: ignore[no-untyped-def]
+    db, store, evaluator, manager = parts
+    manager.reopen_window = 3600.0
+    step(store, evaluator, manager, NOW, 3.0)
+    step(store, evaluator, manager, NOW + 1, 0.5)
+    step(store, evaluator, manager, NOW + 2, 3.0)  # intermittent: back again, nobody has repaired it yet
+    assert len(db.tickets()) == 1
+    assert manager.opened == 2 and manager.resolved == 1
+
+
 def test_restart_restores_open_episodes_and_opens_no_duplicate(parts, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     db, store, evaluator, manager = parts
     step(store, evaluator, manager, NOW, 3.0)
