@@ -89,6 +89,13 @@ class Scenario:
     def appliance_days(self) -> float:
         return len(self.appliances) * self.duration / 86400.0
 
+    def part(self, index: int, parts: int) -> Scenario:
+        """Every `parts`-th appliance from `index`, with its faults: independent shares to run in parallel."""
+        keep = {a.device_id for n, a in enumerate(self.appliances) if n % parts == index}
+        return Scenario(self.name, self.seed, self.start, self.duration,
+                        [a for a in self.appliances if a.device_id in keep],
+                        [i for i in self.injections if i.device_id in keep], self.source)
+
 
 @dataclass(frozen=True)
 class TruthEntry:

@@ -246,6 +246,8 @@ class Evaluator:
               context: RowContext | TimerContext) -> list[AlertTransition]:
         state = self._states[rule.rule_id]
         state.fit(window.capacity)
+        if not holds.any() and not state.firing[rows].any() and np.isnan(state.since[rows]).all():
+            return []  # the common case: quiet rows stay quiet, no state to update
         since, last_true, firing = state.since[rows], state.last_true[rows], state.firing[rows]
         if clears is not None:  # hysteresis: a firing alert holds until its clear condition is met
             holds = holds | (firing & ~clears)
