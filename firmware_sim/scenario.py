@@ -12,6 +12,7 @@ import heapq
 import math
 import random
 import re
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -243,7 +244,7 @@ class World:
         self.rng = random.Random(scenario.seed)
         self.models: dict[str, FaultableModel] = {}
         self.appliances = {a.device_id: a for a in scenario.appliances}
-        for number, appliance in enumerate(scenario.appliances):
+        for appliance in scenario.appliances:
             schedules = [FaultSchedule(i.fault, scenario.start + i.at, i.ramp, i.severity,
                                        None if i.duration is None else scenario.start + i.at + i.duration)
                          for i in scenario.injections if i.device_id == appliance.device_id and i.kind == "component"]
@@ -251,7 +252,8 @@ class World:
             extra: dict[str, Any] = {"brand": appliance.brand} if appliance.appliance == "washer" else {}
             if appliance.appliance == "air_conditioner":
                 extra["always_on"] = False
-            model = model_class(scenario.seed * 100_000 + number, schedules, **extra)
+            seed = scenario.seed * 100_000 + zlib.crc32(appliance.device_id.encode()) % 100_000  # same in any part
+            model = model_class(seed, schedules, **extra)
             model.usage = appliance.usage
             if isinstance(model, WasherModel):
                 model.use(appliance.usage)

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 GRACE_SECONDS = 3600.0  # a finding this long after a fault ended still belongs to it (slow rules, cadence)
+# the standard suite's thresholds (the issue's): every scenario must meet them
+THRESHOLDS = {"recall": 0.98, "top_cause_accuracy": 0.9, "false_per_1000_appliance_days": 1.0, "duplicates": 0}
 
 
 @dataclass
@@ -142,6 +144,21 @@ def _real_data_quality_problem(ticket: dict[str, Any], truth: list[dict[str, Any
     at = min(f["detected_ts"] for f in ticket["findings"])
     return any(e["device"] == ticket["device"] and e["kind"] in ("sensor", "comm")
                and e["onset"] - 60 <= at <= (e["end"] or float("inf")) + GRACE_SECONDS for e in truth)
+
+
+def meets(report: Report) -> list[str]:
+    """The thresholds this report misses (empty: it meets them all)."""
+    problems = []
+    if report.recall < THRESHOLDS["recall"]:
+        problems.append(f"recall {report.recall:.3f} < {THRESHOLDS['recall']}")
+    if report.top_cause_accuracy < THRESHOLDS["top_cause_accuracy"]:
+        problems.append(f"top-cause accuracy {report.top_cause_accuracy:.3f} < {THRESHOLDS['top_cause_accuracy']}")
+    if report.false_per_1000_days > THRESHOLDS["false_per_1000_appliance_days"]:
+        problems.append(f"{report.false_per_1000_days:.2f} false tickets per 1,000 appliance-days > "
+                        f"{THRESHOLDS['false_per_1000_appliance_days']}")
+    if report.duplicates > THRESHOLDS["duplicates"]:
+        problems.append(f"{report.duplicates} duplicate tickets")
+    return problems
 
 
 def format_report(report: Report) -> str:

@@ -93,6 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--time-scale", type=float, default=1.0,
                      help="simulated seconds per real second (the gateway must accept the timestamps)")
     sim.add_argument("--duration", type=float, help="stop after this many real seconds")
+    sim.add_argument("--bulk", type=int, metavar="N",
+                     help="fleet mode: N appliances of all five types through one MQTT connection, "
+                          "each reporting every --bulk-interval seconds")
+    sim.add_argument("--bulk-interval", type=float, default=10.0)
 
     serial_sim = commands.add_parser("serial-sim", help="a simulated appliance on a pseudo-terminal (UART)")
     serial_sim.add_argument("--dialect", choices=("midea", "haier", "open"), default="midea")
@@ -120,6 +124,17 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("ticket", help="a ticket JSON file (as sent, or the platform's GET answer), "
                                        "or a local ticket id")
     verify.add_argument("--config", type=Path)
+
+    score = commands.add_parser(
+        "score", help="measure diagnosis accuracy on simulated scenarios (recall, false tickets, delays)",
+        description="Run scenario files (default: the standard suite in firmware_sim/scenarios) through a "
+                    "real gateway in replay mode and score its tickets against the ground truth; or score "
+                    "saved --truth and --tickets files.")
+    score.add_argument("scenarios", nargs="*", type=Path, help="scenario YAML files (default: the standard suite)")
+    score.add_argument("--truth", type=Path, help="ground truth JSON (with --tickets: score without running)")
+    score.add_argument("--tickets", type=Path, help="tickets JSON (with --truth)")
+    score.add_argument("--save", type=Path, help="folder to write each scenario's truth, tickets and report")
+    score.add_argument("--workers", type=int, default=2, help="processes (default 2)")
 
     rules = commands.add_parser("rules", help="rule-file tools")
     rules_commands = rules.add_subparsers(dest="rules_command", required=True, metavar="ACTION")
@@ -157,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
             return _verify_ticket(args)
         if args.command == "outbox":
             return _outbox(args)
+        if args.command == "score":
+            return _score(args)
         if args.rules_command == "test":
             return _rules_test(args)
         return _rules_check(args)
@@ -240,6 +257,17 @@ async def _sim(args: argparse.Namespace) -> int:
         loop.add_signal_handler(sig, stop.set)
     if args.duration:
         loop.call_later(args.duration, stop.set)
+    if args.bulk:
+        from firmware_sim.bulk_fleet import BulkFleet
+
+        bulk = BulkFleet(args.bulk, host, port, args.seed)
+        await asyncio.to_thread(bulk.connect)
+        print(f"{args.bulk} simulated appliances (fleet mode) publishing to {host}:{port} every "
+              f"{args.bulk_interval:g} s", flush=True)
+        await bulk.run(stop, args.bulk_interval)
+        await asyncio.to_thread(bulk.disconnect)
+        print(f"published {bulk.published} reports")
+        return 0
     clock = SimClock(args.time_scale)
     fleet = build_fleet(spec, host, port, clock.start)
     print(f"{len(fleet)} simulated appliances publishing to {host}:{port}", flush=True)
@@ -351,6 +379,50 @@ def _ticket(args: argparse.Namespace) -> int:
         return 1
     finally:
         db.close()
+
+
+def _score(args: argparse.Namespace) -> int:
+    """Exit 0 when every scenario meets the suite's thresholds, 1 otherwise."""
+    import time
+
+    import orjson
+
+    from firmware_sim.scenario import ScenarioError
+    from firmware_sim.scoring import THRESHOLDS, format_report, meets, score
+    from gateway.accuracy_cli import STANDARD_SUITE, score_scenarios, write_json
+
+    if args.truth or args.tickets:
+        if not (args.truth and args.tickets):
+            print("error: --truth and --tickets go together", file=sys.stderr)
+            return 2
+        saved = orjson.loads(args.truth.read_bytes())
+        report = score(saved.get("scenario", args.truth.stem), float(saved.get("appliance_days", 0.0)),
+                       saved["truth"], orjson.loads(args.tickets.read_bytes()))
+        print(format_report(report))
+        return 0 if not meets(report) else 1
+    paths = args.scenarios or sorted(STANDARD_SUITE.glob("*.yaml"))
+    started = time.monotonic()
+
+    def show(scenario: Any, report: Any, stats: dict[str, Any]) -> None:
+        print(format_report(report))
+        print(f"  ({stats['messages']:,} messages, {stats['cpu_seconds']:.0f} CPU-seconds of replay)\n", flush=True)
+        if args.save:
+            args.save.mkdir(parents=True, exist_ok=True)
+            write_json(args.save / f"{scenario.name}.truth.json", {"scenario": scenario.name,
+                       "appliance_days": scenario.appliance_days, "truth": stats["truth"]})
+            write_json(args.save / f"{scenario.name}.tickets.json", stats["tickets"])
+            write_json(args.save / f"{scenario.name}.report.json", report.as_dict())
+
+    print(f"scoring {len(paths)} scenario(s) on {args.workers} processes; thresholds: {THRESHOLDS}", flush=True)
+    try:
+        results = score_scenarios(paths, workers=args.workers, progress=show)
+    except ScenarioError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    failed = [(s.name, problems) for s, r, _ in results if (problems := meets(r))]
+    print(f"scored in {time.monotonic() - started:.0f} s: " + ("all scenarios meet the thresholds" if not failed else
+          "; ".join(f"{name}: {', '.join(p)}" for name, p in failed)))
+    return 1 if failed else 0
 
 
 def _outbox(args: argparse.Namespace) -> int:

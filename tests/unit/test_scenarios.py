@@ -1,0 +1,86 @@
+"""Scenario files and the scorer: broken files say where, and the scoring counts what it should."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from firmware_sim.scenario import DEFAULT_START, ScenarioError, World, duration, load_scenario, scenario_from_dict
+from firmware_sim.scoring import THRESHOLDS, meets, score
+from gateway.config import GatewayConfig
+from gateway.engine.library import load_library
+
+SUITE = Path(__file__).resolve().parents[2] / "firmware_sim" / "scenarios"
+
+
+def test_durations_take_days() -> None:
+    assert duration("30d") == 30 * 86400 and duration("1d5h") == 86400 + 5 * 3600 and duration("90s") == 90
+    assert duration("soon") is None
+
+
+def test_a_broken_scenario_names_every_problem() -> None:
+    doc = {"duration": "1d", "colour": "blue",
+           "fleet": [{"type": "toaster"}, {"type": "washer", "count": 0}],
+           "faults": [{"device": "ac-09", "fault": "condenser_fan_failure"}]}
+    with pytest.raises(ScenarioError) as error:
+        scenario_from_dict(doc, "bad.yaml")
+    text = str(error.value)
+    for part in ("unknown key 'colour'", "fleet[0]: 'type' must be one of", "fleet[1]: 'every' must be a duration",
+                 "faults[0]: 'device' must name an appliance"):
+        assert part in text, part
+    with pytest.raises(ScenarioError, match="washer faults are"):
+        scenario_from_dict({"duration": "1d", "fleet": [{"type": "washer"}],
+                            "faults": [{"device": "washer-01", "fault": "refrigerant_leak"}]})
+
+
+def test_the_standard_suite_loads_and_its_truth_names_expected_codes() -> None:
+    scenarios = [load_scenario(p) for p in sorted(SUITE.glob("*.yaml"))]
+    assert {s.name for s in scenarios} >= {"healthy-30-days", "each-fault-alone", "faults-with-noise",
+                                          "heavy-usage"}
+    alone = next(s for s in scenarios if s.name == "each-fault-alone")
+    truth = World(alone, load_library(GatewayConfig()).profiles).truth()
+    assert len(truth) == 21 and all(t.expected_codes and t.top_cause for t in truth)
+    assert {t.appliance for t in truth} == {"air_conditioner", "refrigerator", "washer", "water_heater",
+                                            "dishwasher"}
+    assert next(s for s in scenarios if s.name == "healthy-30-days").appliance_days == 1200
+
+
+def test_messages_come_in_time_order_with_meta_first_and_faults_applied() -> None:
+    scenario = scenario_from_dict({"duration": "10m", "seed": 3, "fleet": [
+        {"type": "refrigerator", "brand": "Haier", "count": 2, "every": "30s"}], "faults": [
+        {"device": "fridge-01", "fault": "out_of_range", "metric": "fresh_temperature", "at": "5m", "amount": 999},
+        {"device": "fridge-02", "fault": "duplicates", "at": "0s"}]})
+    messages = list(World(scenario, load_library(GatewayConfig()).profiles).messages())
+    assert [m[1] for m in messages[:4]] == ["appliances/fridge-01/meta", "appliances/fridge-01/status",
+                                            "appliances/fridge-02/meta", "appliances/fridge-02/status"]
+    times = [m[0] for m in messages]
+    assert times == sorted(times) and times[0] == DEFAULT_START
+    telemetry = [m for m in messages if m[1].endswith("telemetry")]
+    assert sum(m[1].startswith("appliances/fridge-02") for m in telemetry) == 2 * 20  # each report twice
+    late = [m for m in telemetry if m[1].startswith("appliances/fridge-01") and m[0] >= DEFAULT_START + 300]
+    assert late and all(b'"fresh_temperature":999' in m[2] for m in late)
+
+
+def truth(device: str, codes: list[str], onset: float = 100.0, kind: str = "component") -> dict[str, object]:
+    return {"device": device, "appliance": "washer", "kind": kind, "fault": "f", "onset": onset, "end": None,
+            "expected_codes": codes, "top_cause": "Drain", "category": "fault"}
+
+
+def ticket(device: str, code: str, detected: float, cause: str = "Drain filter") -> dict[str, object]:
+    return {"device": device, "code": code, "top_cause": cause,
+            "findings": [{"code": code, "detected_ts": detected, "onset_ts": detected}]}
+
+
+def test_the_scorer_counts_detections_misses_false_tickets_and_duplicates() -> None:
+    report = score("s", 1000.0, [truth("w1", ["WM-DRAIN"]), truth("w2", ["WM-DRAIN"]), truth("w3", [], kind="sensor")],
+                   [ticket("w1", "WM-DRAIN", 160.0), ticket("w1", "WM-DRAIN", 9000.0, "Pump"),
+                    ticket("w4", "WM-DOOR", 50.0), ticket("w3", "DQ-STUCK", 500.0)])
+    assert report.recall == 0.5 and report.per_fault["washer/f"].missed == ["w2"]
+    assert report.per_fault["washer/f"].delays == [60.0]
+    assert report.duplicates == 1
+    assert report.false_tickets == ["w4: WM-DOOR (Drain filter)"], "a real sensor problem is not a false ticket"
+    assert report.top_cause_accuracy == 1.0
+    assert meets(report) == [f"recall 0.500 < {THRESHOLDS['recall']}", "1 duplicate tickets"]
+    early = score("s", 1.0, [truth("w1", ["WM-DRAIN"], onset=1000.0)], [ticket("w1", "WM-DRAIN", 10.0)])
+    assert early.recall == 0.0 and len(early.false_tickets) == 1, "a ticket before the fault did not detect it"
