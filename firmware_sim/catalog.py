@@ -56,6 +56,9 @@ COMPONENT_FAULTS: dict[str, dict[str, Expectation]] = {
     },
 }
 
+# maintenance the appliances really need during a run (found from the models' state, not injected)
+MAINTENANCE = {"filter_cleaning_due": _e("AC-MNT-FILTER", "Routine maintenance", "maintenance")}
+
 SENSOR_FAULTS = ("stuck", "drift", "noise", "dropout", "out_of_range")
 COMM_FAULTS = ("offline", "burst", "duplicates", "out_of_order", "clock_skew")
 

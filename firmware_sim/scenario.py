@@ -24,6 +24,7 @@ import yaml
 from firmware_sim.catalog import (
     COMM_FAULTS,
     COMPONENT_FAULTS,
+    MAINTENANCE,
     SENSOR_FAULTS,
     Expectation,
     comm_expectation,
@@ -266,7 +267,15 @@ class World:
         self.announced_offline: set[str] = set()
 
     def truth(self) -> list[TruthEntry]:
+        """The injected faults, and the maintenance the appliances came to need while running (call after
+        `messages()` has been consumed for the latter)."""
         entries = []
+        for device_id, model in self.models.items():
+            due = getattr(model, "filter_due_at", None)
+            if due is not None:
+                need = MAINTENANCE["filter_cleaning_due"]
+                entries.append(TruthEntry(device_id, model.appliance_type, "maintenance", "filter_cleaning_due", due,
+                                          None, tuple(sorted(need.codes)), need.top_cause, need.category))
         for i in self.scenario.injections:
             appliance = self.appliances[i.device_id]
             profile = self.profiles[appliance.appliance]

@@ -13,6 +13,9 @@ def r32_saturation_kpa_gauge(temp_c: float) -> float:
     return absolute_mpa * 1000.0 - 101.3
 
 
+FILTER_CLEANING_HOURS = 500.0  # the fan hours at which the unit's own counter asks for a filter cleaning
+
+
 class AirConditionerModel(FaultableModel):
     """Faults: condenser_fan_failure (no airflow: head pressure and discharge temperature climb, fan speed 0),
     condenser_fouling (the same climb with the fan turning normally, usually gradual), refrigerant_leak (high
@@ -34,7 +37,8 @@ class AirConditionerModel(FaultableModel):
         self.always_on = always_on  # the demo's units run all the time; scenario units follow their owners
         self.on_hour = self.rng.uniform(9.0, 13.0)
         self.off_hour = self.rng.uniform(21.0, 23.5)
-        self.lagged: dict[str, float] = {}  # metal and refrigerant take a minute or two to follow the compressor
+        self.lagged: dict[str, float] = {}
+        self.filter_due_at: float | None = None  # metal and refrigerant take a minute or two to follow the compressor
 
     def _lag(self, name: str, target: float, dt: float, tau: float = 60.0) -> float:
         """First-order lag towards `target` with time constant `tau` seconds."""
@@ -69,6 +73,8 @@ class AirConditionerModel(FaultableModel):
         self.room += (heat_gain - cooling) * dt
         if on:
             self.filter_hours += dt / 3600.0
+            if self.filter_hours > FILTER_CLEANING_HOURS and self.filter_due_at is None:
+                self.filter_due_at = ts  # a real maintenance need the gateway should remind about
         if not on:  # pressures equalise near the saturation pressure of the warmer side, temperatures settle
             equal = r32_saturation_kpa_gauge(outdoor - 2.0)
             return {
