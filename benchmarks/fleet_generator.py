@@ -41,6 +41,7 @@ def main() -> None:
         for round_number in range(args.rounds):
             for appliance in fleet.appliances:
                 fleet.publish(appliance, base + 10.0 * (round_number + 1))
+        fleet.flush()
         elapsed = time.perf_counter() - started
         fleet.disconnect()
         received = json.loads(counter.communicate(timeout=130)[0].strip().splitlines()[-1])["received"]

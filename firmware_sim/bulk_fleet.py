@@ -44,20 +44,28 @@ class BulkFleet:
         self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bulk-fleet-{seed}-{size}",
                                    protocol=mqtt.MQTTv311)
         self._client.max_queued_messages_set(0)
+        self._client.max_inflight_messages_set(1000)  # the retained meta of thousands of appliances is QoS 1
         self._host, self._port = host, port
+        self._last: mqtt.MQTTMessageInfo | None = None
 
-    def connect(self) -> None:
+    def connect(self, timeout: float = 60.0) -> None:
+        """Connect and announce every appliance (retained meta and status, QoS 1), waiting until the broker
+        has them all: a gateway must know an appliance's type before its first report."""
         self._client.connect(self._host, self._port, keepalive=30)
         self._client.loop_start()
+        last = None
         for appliance in self.appliances:
             meta = {"type": appliance.model.appliance_type, "brand": "Bulk", "model": "B1",
                     "serial": f"SN-{appliance.device_id}"}
             self._client.publish(f"{self.prefix}/{appliance.device_id}/meta", orjson.dumps(meta), qos=1, retain=True)
-            self._client.publish(f"{self.prefix}/{appliance.device_id}/status", b"online", qos=1, retain=True)
+            last = self._client.publish(f"{self.prefix}/{appliance.device_id}/status", b"online", qos=1,
+                                        retain=True)
+        if last is not None:
+            last.wait_for_publish(timeout)
 
     def publish(self, appliance: BulkAppliance, ts: float) -> None:
         payload = orjson.dumps({"ts": round(ts, 3), "metrics": appliance.model.sample(ts)})
-        self._client.publish(f"{self.prefix}/{appliance.device_id}/telemetry", payload, qos=0)
+        self._last = self._client.publish(f"{self.prefix}/{appliance.device_id}/telemetry", payload, qos=0)
         for code in appliance.model.codes(ts):
             self._client.publish(f"{self.prefix}/{appliance.device_id}/event",
                                  orjson.dumps({"ts": round(ts, 3), "code": code}), qos=1)
@@ -77,6 +85,12 @@ class BulkFleet:
                 if stop.is_set():
                     return
 
+    def flush(self, timeout: float = 30.0) -> None:
+        """Wait until the last report has left for the broker (queued QoS 0 messages die with a disconnect)."""
+        if self._last is not None:
+            self._last.wait_for_publish(timeout)
+
     def disconnect(self) -> None:
+        self.flush()
         self._client.disconnect()
         self._client.loop_stop()

@@ -122,7 +122,8 @@ class Ingest:
         appliance = self.registry.appliance_type(device_id)
         if appliance is not None and appliance in self.store.windows:
             window = self.store.windows[appliance]
-            window.online[window.row(device_id)] = 1.0 if text == "online" else 0.0
+            row = window.row(device_id)  # first: allocating a row may grow (replace) the arrays
+            window.online[row] = 1.0 if text == "online" else 0.0
 
     def _meta(self, device_id: str, payload: bytes) -> None:
         doc = decode_json_object(payload, self.limits)

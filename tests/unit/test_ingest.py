@@ -114,3 +114,15 @@ def test_drops_are_logged_once_per_device_and_reason(caplog: pytest.LogCaptureFi
     assert ingest.drops.by_reason[DropReason.MALFORMED_JSON] == 6
     assert [r.getMessage().split(":")[0] for r in caplog.records] == [
         "dropped input from w1", "dropped input from w2"]
+
+
+def test_status_of_more_appliances_than_the_window_holds_grows_it() -> None:
+    """Found by fleet mode: a status for a new appliance used to index the array from before the growth."""
+    ingest, _ = make()
+    window = ingest.store.windows["washer"]
+    count = window.capacity + 3
+    for n in range(count):
+        ingest.handle(f"appliances/w{n}/meta", orjson.dumps({"type": "washer"}))
+        ingest.handle(f"appliances/w{n}/status", b"online")
+    assert window.capacity >= count
+    assert np.all(window.online[:count] == 1.0)
