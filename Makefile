@@ -52,6 +52,8 @@ bench: $(BIN)/.installed system-deps
 	$(BIN)/python -m benchmarks.history_write
 	$(BIN)/python -m benchmarks.device_page
 	$(BIN)/python -m benchmarks.influx_sink
+	$(BIN)/python -m benchmarks.fleet_generator
+	$(BIN)/appliance-gateway score
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
