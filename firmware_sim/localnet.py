@@ -49,68 +49,74 @@ def mosquitto_binary() -> str:
     return found
 
 
-class MosquittoProcess:
-    """A mosquitto broker on a loopback port, restartable on the same port."""
+class LocalServer:
+    """A server process on a loopback port with its own log, restartable on the same port."""
+
+    name = "server"
+    start_timeout = 10.0
+
+    def __init__(self, folder: Path) -> None:
+        self.port = free_port()
+        self.log = folder / f"{self.name}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        command = self.command()
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(command, stdout=log, stderr=log)
+        try:
+            wait_for_port(self.port, timeout=self.start_timeout)
+        except LocalServiceError as exc:
+            self.stop()
+            detail = self.log.read_text(errors="replace")[-500:]
+            raise LocalServiceError(f"{self.name} did not start on port {self.port}: {detail}") from exc
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop_process(self.process)
+        self.process = None
+
+
+class MosquittoProcess(LocalServer):
+    """A mosquitto broker on a loopback port."""
+
+    name = "mosquitto"
 
     def __init__(self, folder: Path, extra_config: str = "") -> None:
-        self.port = free_port()
+        super().__init__(folder)
         self.config = folder / "mosquitto.conf"
         self.config.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
                                + extra_config)
-        self.log = folder / "mosquitto.log"
-        self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"mqtt://127.0.0.1:{self.port}"
 
-    def start(self) -> None:
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen([mosquitto_binary(), "-c", str(self.config)], stdout=log, stderr=log)
-        try:
-            wait_for_port(self.port)
-        except LocalServiceError as exc:
-            self.stop()
-            detail = self.log.read_text(errors="replace")[-500:]
-            raise LocalServiceError(f"mosquitto did not start on port {self.port}: {detail}") from exc
-
-    def stop(self) -> None:
-        if self.process is not None:
-            stop_process(self.process)
-        self.process = None
+    def command(self) -> list[str]:
+        return [mosquitto_binary(), "-c", str(self.config)]
 
 
-class VictoriaMetricsProcess:
-    """Debian's victoria-metrics on a loopback port with its own data folder, restartable on the same port."""
+class VictoriaMetricsProcess(LocalServer):
+    """Debian's victoria-metrics (it accepts the InfluxDB v2 write API) with its own data folder."""
+
+    name = "victoria-metrics"
+    start_timeout = 20.0
 
     def __init__(self, folder: Path) -> None:
-        self.port = free_port()
+        super().__init__(folder)
         self.data = folder / "victoria-metrics-data"
-        self.log = folder / "victoria-metrics.log"
-        self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> None:
+    def command(self) -> list[str]:
         binary = shutil.which("victoria-metrics") or "/usr/bin/victoria-metrics"
         if not Path(binary).exists():
             raise LocalServiceError("victoria-metrics is not installed; `make test` installs it "
                                     "(apt-get install victoria-metrics)")
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                [binary, f"-httpListenAddr=127.0.0.1:{self.port}", f"-storageDataPath={self.data}",
-                 "-retentionPeriod=100y", "-search.latencyOffset=0s", "-search.disableCache"],
-                stdout=log, stderr=log)
-        try:
-            wait_for_port(self.port, timeout=20)
-        except LocalServiceError as exc:
-            self.stop()
-            detail = self.log.read_text(errors="replace")[-500:]
-            raise LocalServiceError(f"victoria-metrics did not start on port {self.port}: {detail}") from exc
-
-    def stop(self) -> None:
-        if self.process is not None:
-            stop_process(self.process)
-        self.process = None
+        return [binary, f"-httpListenAddr=127.0.0.1:{self.port}", f"-storageDataPath={self.data}",
+                "-retentionPeriod=100y", "-search.latencyOffset=0s", "-search.disableCache"]

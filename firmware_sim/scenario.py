@@ -36,6 +36,10 @@ from gateway.engine.profiles import Profile
 
 SHORT = {"air_conditioner": "ac", "refrigerator": "fridge", "washer": "washer", "water_heater": "wh",
          "dishwasher": "dw"}
+# Brands that name their sensors their own way and say so in their meta (Gree's service manuals call the room
+# sensor T1, the indoor coil T2, outdoor air T4 and the discharge line TP)
+BRAND_METRIC_NAMES = {("air_conditioner", "Gree"): {"T1": "local_temperature", "T2": "indoor_coil_temperature",
+                                                    "T4": "outdoor_temperature", "TP": "discharge_temperature"}}
 DEFAULT_START = 1_782_864_000.0  # 2026-07-01 00:00 UTC: summer, so the air conditioners work
 _DAYS = re.compile(r"^(\d+(?:\.\d+)?)d(.*)$")
 
@@ -301,8 +305,10 @@ class World:
         """(true time, topic, payload) in time order: retained meta and status first, then telemetry."""
         start, end = self.scenario.start, self.scenario.start + self.scenario.duration
         for appliance in self.scenario.appliances:
-            meta = {"type": appliance.appliance, "brand": appliance.brand, "model": appliance.model,
-                    "serial": f"SN-{appliance.device_id}", "firmware": "2.1.0"}
+            meta: dict[str, Any] = {"type": appliance.appliance, "brand": appliance.brand, "model": appliance.model,
+                                    "serial": f"SN-{appliance.device_id}", "firmware": "2.1.0"}
+            if (own := BRAND_METRIC_NAMES.get((appliance.appliance, appliance.brand))) is not None:
+                meta["metric_names"] = own
             yield start, f"appliances/{appliance.device_id}/meta", orjson.dumps(meta)
             yield start, f"appliances/{appliance.device_id}/status", b"online"
         heap = [_Due(start + self.rng.uniform(0, a.interval), n, a.device_id)
@@ -329,6 +335,10 @@ class World:
         codes = model.codes(ts)
         for injection in self._active(device_id, ts, ("sensor",)):
             self._corrupt(metrics, injection, ts)
+        appliance = self.appliances[device_id]
+        if (own := BRAND_METRIC_NAMES.get((appliance.appliance, appliance.brand))) is not None:
+            canonical_to_own = {v: k for k, v in own.items()}
+            metrics = {canonical_to_own.get(k, k): v for k, v in metrics.items()}
         comm = {c.fault: c for c in self._active(device_id, ts, ("comm",))}
         status = f"appliances/{device_id}/status"
         if "offline" in comm:  # silent; an announced outage says goodbye first (or its last will does)

@@ -90,7 +90,10 @@ class Ingest:
             return
         metrics: dict[str, float] = {}
         out_of_range = 0
-        for name, value in sample.metrics.items():
+        own_names = self.registry.metric_names.get(device_id)  # a brand's own names, declared in its meta
+        items = sample.metrics.items() if own_names is None else \
+            ((own_names.get(name, name), value) for name, value in sample.metrics.items())
+        for name, value in items:
             bounds = ranges.get(name)
             if bounds is None:
                 self.drops.drop(device_id, DropReason.UNKNOWN_METRIC, f"{appliance} has no metric {name!r}")

@@ -15,6 +15,7 @@ class DeviceRegistry:
     def __init__(self, known_types: set[str]) -> None:
         self.known_types = known_types
         self.devices: dict[str, Device] = {}
+        self.metric_names: dict[str, dict[str, str]] = {}  # device -> its own metric names -> the profile's
         self._changed: set[str] = set()
 
     def load(self, devices: list[Device]) -> None:
@@ -37,6 +38,13 @@ class DeviceRegistry:
         fields = {k: doc.get(k, "") for k in ("brand", "model", "serial", "firmware")}
         if not all(isinstance(v, str) for v in fields.values()):
             return "meta brand, model, serial and firmware must be strings"
+        names = doc.get("metric_names", {})
+        if not isinstance(names, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in names.items()):
+            return "meta metric_names must map the appliance's own metric names to the profile's names"
+        if names:
+            self.metric_names[device_id] = dict(names)
+        else:
+            self.metric_names.pop(device_id, None)
         meta = DeviceMeta(appliance_type, **fields)
         device = self._device(device_id)
         if device.meta != meta:

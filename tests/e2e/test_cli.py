@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -225,3 +226,34 @@ async def test_a_service_walk_from_the_command_line(tmp_path: Path) -> None:
         await asyncio.gather(sender, return_exceptions=True)
         db.close()
         await platform.stop()
+
+
+def test_sim_plays_a_scenario_live_with_brand_metric_names(tmp_path: Path, mosquitto: object) -> None:
+    import orjson
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    port = mosquitto.port  # type: ignore[attr-defined]
+    scenario = tmp_path / "live.yaml"
+    scenario.write_text("name: live\nduration: 6s\nfleet:\n  - {type: air_conditioner, brand: Gree, count: 2, "
+                        "every: 2s}\nfaults:\n  - {device: ac-02, fault: duplicates, at: 0s}\n")
+    received: list[tuple[str, bytes]] = []
+    subscriber = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="live-test")
+    subscriber.on_message = lambda c, u, m: received.append((m.topic, m.payload))
+    subscriber.connect("127.0.0.1", port)
+    subscriber.subscribe("appliances/#", qos=1)
+    subscriber.loop_start()
+    try:
+        result = cli("sim", "--broker", f"mqtt://127.0.0.1:{port}", "--scenario", str(scenario))
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert '"fault":"duplicates"' in result.stdout, "the ground truth is printed first"
+        time.sleep(1.0)
+    finally:
+        subscriber.loop_stop()
+        subscriber.disconnect()
+    meta = orjson.loads(next(p for t, p in received if t == "appliances/ac-01/meta"))
+    assert meta["brand"] == "Gree" and meta["metric_names"]["TP"] == "discharge_temperature"
+    reports = [orjson.loads(p) for t, p in received if t.endswith("/telemetry")]
+    assert reports and all("TP" in r["metrics"] and "discharge_temperature" not in r["metrics"] for r in reports)
+    per_device = {d: sum(t == f"appliances/{d}/telemetry" for t, _ in received) for d in ("ac-01", "ac-02")}
+    assert per_device["ac-02"] == 2 * per_device["ac-01"] > 0, "ac-02 sends every report twice"

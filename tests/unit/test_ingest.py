@@ -126,3 +126,15 @@ def test_status_of_more_appliances_than_the_window_holds_grows_it() -> None:
         ingest.handle(f"appliances/w{n}/status", b"online")
     assert window.capacity >= count
     assert np.all(window.online[:count] == 1.0)
+
+
+def test_an_appliance_may_name_its_metrics_its_own_way_in_its_meta() -> None:
+    ingest, _ = make()
+    ingest.handle("appliances/g1/meta", orjson.dumps({"type": "washer", "brand": "Gree",
+                                                      "metric_names": {"WL": "water_level"}}))
+    ingest.handle("appliances/g1/telemetry", telemetry({"WL": 42.0}))
+    window = ingest.store.windows["washer"]
+    assert window.latest[window.rows["g1"], window.metric_index["water_level"]] == 42.0
+    assert ingest.drops.total == 0
+    ingest.handle("appliances/g2/meta", orjson.dumps({"type": "washer", "metric_names": ["WL"]}))
+    assert ingest.drops.as_dict() == {"bad_schema": 1}
