@@ -33,6 +33,7 @@ from firmware_sim.catalog import (
 from firmware_sim.models import MODELS, FaultableModel, FaultSchedule, WasherModel
 from gateway.engine.durations import parse_duration
 from gateway.engine.profiles import Profile
+from gateway.protocol import open_dialect
 
 SHORT = {"air_conditioner": "ac", "refrigerator": "fridge", "washer": "washer", "water_heater": "wh",
          "dishwasher": "dw"}
@@ -41,6 +42,7 @@ SHORT = {"air_conditioner": "ac", "refrigerator": "fridge", "washer": "washer", 
 BRAND_METRIC_NAMES = {("air_conditioner", "Gree"): {"T1": "local_temperature", "T2": "indoor_coil_temperature",
                                                     "T4": "outdoor_temperature", "TP": "discharge_temperature"}}
 DEFAULT_START = 1_782_864_000.0  # 2026-07-01 00:00 UTC: summer, so the air conditioners work
+SERIAL_PREFIX = "serial:"  # a message "topic" that carries UART bytes for this appliance, not an MQTT message
 _DAYS = re.compile(r"^(\d+(?:\.\d+)?)d(.*)$")
 
 
@@ -180,8 +182,8 @@ def _fleet(value: Any, source: str, errors: list[str]) -> list[Appliance]:
             errors.append(f"{where}: 'every' must be a duration and 'count' a positive whole number")
             continue
         transport = str(group.get("transport", "mqtt"))
-        if transport != "mqtt":
-            errors.append(f"{where}: scoring runs use transport 'mqtt' (serial appliances: `serial-sim`)")
+        if transport not in ("mqtt", "serial"):
+            errors.append(f"{where}: 'transport' is mqtt or serial (the open UART dialect), not {transport!r}")
         appliance = str(group["type"])
         for _ in range(count):
             counters[appliance] = counters.get(appliance, 0) + 1
@@ -269,6 +271,8 @@ class World:
         self.stuck_values: dict[tuple[str, str], float] = {}
         self.held: list[tuple[float, str, bytes]] = []  # out-of-order messages released later
         self.announced_offline: set[str] = set()
+        self.uart_ids = {name: {metric: uart_id for uart_id, metric in profile.metric_by_uart_id().items()}
+                         for name, profile in profiles.items()}
 
     def truth(self) -> list[TruthEntry]:
         """The injected faults, and the maintenance the appliances came to need while running (call after
@@ -305,6 +309,13 @@ class World:
         """(true time, topic, payload) in time order: retained meta and status first, then telemetry."""
         start, end = self.scenario.start, self.scenario.start + self.scenario.duration
         for appliance in self.scenario.appliances:
+            if appliance.transport == "serial":  # it identifies itself on the line, then reports
+                identify = open_dialect.Identify(open_dialect.ApplianceCode[appliance.appliance.upper()],
+                                                 appliance.brand, appliance.model, f"SN-{appliance.device_id}",
+                                                 "2.1.0")
+                yield start, f"{SERIAL_PREFIX}{appliance.device_id}", open_dialect.OpenFrame(
+                    open_dialect.MessageType.IDENTIFY, 0, identify.encode()).to_bytes()
+                continue
             meta: dict[str, Any] = {"type": appliance.appliance, "brand": appliance.brand, "model": appliance.model,
                                     "serial": f"SN-{appliance.device_id}", "firmware": "2.1.0"}
             if (own := BRAND_METRIC_NAMES.get((appliance.appliance, appliance.brand))) is not None:
@@ -350,6 +361,15 @@ class World:
             self.announced_offline.discard(device_id)
             yield ts, status, b"online"
         stamp = ts + (comm["clock_skew"].amount or 120.0) if "clock_skew" in comm else ts
+        if appliance.transport == "serial":  # open-dialect frames, the way a UART appliance answers a poll
+            ids = self.uart_ids[appliance.appliance]
+            frame = open_dialect.OpenFrame(open_dialect.MessageType.TELEMETRY, 1, open_dialect.Telemetry(
+                tuple((ids[k], v) for k, v in metrics.items() if k in ids)).encode())
+            yield ts, f"{SERIAL_PREFIX}{device_id}", frame.to_bytes()
+            for code in codes:
+                yield ts, f"{SERIAL_PREFIX}{device_id}", open_dialect.OpenFrame(
+                    open_dialect.MessageType.EVENT, 2, open_dialect.Event(code, True).encode()).to_bytes()
+            return
         topic = f"appliances/{device_id}/telemetry"
         payload = orjson.dumps({"ts": round(stamp, 3), "metrics": metrics})
         copies = 1 + ("duplicates" in comm) + (int(comm["burst"].amount or 20) if "burst" in comm else 0)

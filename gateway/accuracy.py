@@ -14,11 +14,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from firmware_sim.scenario import Scenario, World
+import orjson
+
+from firmware_sim.scenario import SERIAL_PREFIX, Scenario, World
 from firmware_sim.scoring import Report, score
 from gateway.app import Gateway
 from gateway.clock import FakeClock
 from gateway.config import GatewayConfig, HistoryConfig, StorageConfig, WebConfig
+from gateway.ingest.uart import UartAdapter, adapter_for
+from gateway.protocol.stream import FrameError, StreamDecoder
+from gateway.protocol.topics import appliance_topic
 
 MIN_EVALUATE_EVERY_SECONDS = 5.0
 
@@ -50,10 +55,14 @@ def run_scenario(scenario: Scenario, folder: Path, progress: Callable[[float], N
     last_evaluation = last_timer = last_progress = scenario.start
     count = 0
     try:
+        lines: dict[str, tuple[UartAdapter, StreamDecoder[Any]]] = {}
         for ts, topic, payload in world.messages():
             if ts > clock.now():
                 clock.set(ts)
-            gateway.ingest.handle(topic, payload)
+            if topic.startswith(SERIAL_PREFIX):
+                _serial_bytes(gateway, lines, topic[len(SERIAL_PREFIX):], payload, ts)
+            else:
+                gateway.ingest.handle(topic, payload)
             count += 1
             if ts - last_evaluation >= every:
                 gateway.evaluate()
@@ -71,6 +80,22 @@ def run_scenario(scenario: Scenario, folder: Path, progress: Callable[[float], N
     finally:
         gateway.db.close()
     return Run([t.as_dict() for t in world.truth()], tickets, count, dropped, time.perf_counter() - started)
+
+
+def _serial_bytes(gateway: Gateway, lines: dict[str, tuple[UartAdapter, StreamDecoder[Any]]], device_id: str,
+                  data: bytes, now: float) -> None:
+    """UART bytes through the gateway's own open-dialect decoder and adapter, as its serial link does."""
+    if device_id not in lines:
+        adapter = adapter_for("open", gateway.profiles)
+        lines[device_id] = (adapter, adapter.decoder())
+    adapter, decoder = lines[device_id]
+    for frame in decoder.feed(data):
+        try:
+            records = adapter.records(frame, now)
+        except FrameError:
+            continue
+        for kind, document in records:
+            gateway.ingest.handle(appliance_topic(device_id, kind), orjson.dumps(document))
 
 
 def _deliver_due(gateway: Gateway, now: float) -> None:
