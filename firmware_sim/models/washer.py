@@ -43,13 +43,13 @@ class WasherModel(FaultableModel):
         self.continuous = continuous  # the demo's washers run program after program
         self.offset = self.rng.uniform(0, PROGRAM_SECONDS)
         self.starts = sorted(self.rng.uniform(7.0, 21.0) for _ in range(self.rng.choice([1, 1, 2])))
+        self.stopped_with: str | None = None  # the fault the program halted on, its code shown until repaired
 
     def use(self, usage: float) -> None:
         """Heavy use: more programs a day, never overlapping."""
         self.usage = usage
         programs = max(1, round(len(self.starts) * usage))
         self.starts = [7.0 + i * (14.0 / programs) + self.rng.uniform(0, 0.5) for i in range(programs)]
-        self.stopped_with: str | None = None
 
     def _program_position(self, ts: float) -> float | None:
         if self.continuous:

@@ -21,7 +21,7 @@ def cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
 
 
 def test_demo_opens_a_diagnosed_ticket_and_prints_it(tmp_path: Path) -> None:
-    result = cli("demo", "--duration", "12", "--time-scale", "10", "--fault-after", "5", "--data-dir",
+    result = cli("demo", "--duration", "25", "--time-scale", "10", "--fault-after", "5", "--data-dir",
                  str(tmp_path), "--web-port", "0", "--platform-port", "0", "--broker-port", "0", timeout=90)
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout

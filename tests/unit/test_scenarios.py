@@ -84,3 +84,16 @@ def test_the_scorer_counts_detections_misses_false_tickets_and_duplicates() -> N
     assert meets(report) == [f"recall 0.500 < {THRESHOLDS['recall']}", "1 duplicate tickets"]
     early = score("s", 1.0, [truth("w1", ["WM-DRAIN"], onset=1000.0)], [ticket("w1", "WM-DRAIN", 10.0)])
     assert early.recall == 0.0 and len(early.false_tickets) == 1, "a ticket before the fault did not detect it"
+
+
+def test_every_model_samples_its_profile_metrics_without_being_told_its_usage() -> None:
+    """The demo and fleets build models directly (found: a washer built without `use()` crashed)."""
+    from firmware_sim.models import MODELS
+
+    profiles = load_library(GatewayConfig()).profiles
+    for appliance, model_class in MODELS.items():
+        model = model_class(7)
+        for step in range(3):
+            metrics = model.sample(DEFAULT_START + 10.0 * step)
+            assert set(metrics) <= set(profiles[appliance].metric_names), appliance
+            assert model.codes(DEFAULT_START + 10.0 * step) == []
