@@ -110,7 +110,7 @@ class AirConditionerModel(FaultableModel):
             "compressor_frequency": round(frequency, 1),
             "compressor_current": round(3.5 + 0.085 * frequency + 3.0 * max(fan_loss, fouling) + noise(0, 0.1), 2),
             "discharge_temperature": round(self._lag("tp", condensing + 24.0 + 20.0 * max(fan_loss, fouling)
-                                                     + 10.0 * leak, dt, 45.0) + noise(0, 0.3), 1),
+                                                     + 10.0 * leak, dt) + noise(0, 0.3), 1),
             "suction_pressure": round(self._lag("ps", r32_saturation_kpa_gauge(evaporating), dt) + noise(0, 5), 0),
             "discharge_pressure": round(self._lag("pd", r32_saturation_kpa_gauge(condensing), dt) + noise(0, 10), 0),
             "indoor_coil_temperature": round(self._lag("coil", evaporating + 1.5, dt) + noise(0, 0.2), 2),
