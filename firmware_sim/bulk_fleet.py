@@ -19,6 +19,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from firmware_sim.models import MODELS, FaultableModel, WasherModel
+from firmware_sim.mqtt_peer import report_messages
 from firmware_sim.scenario import SHORT
 
 MIX = ("air_conditioner", "refrigerator", "washer", "water_heater", "dishwasher")
@@ -64,11 +65,11 @@ class BulkFleet:
             last.wait_for_publish(timeout)
 
     def publish(self, appliance: BulkAppliance, ts: float) -> None:
-        payload = orjson.dumps({"ts": round(ts, 3), "metrics": appliance.model.sample(ts)})
-        self._last = self._client.publish(f"{self.prefix}/{appliance.device_id}/telemetry", payload, qos=0)
-        for code in appliance.model.codes(ts):
-            self._client.publish(f"{self.prefix}/{appliance.device_id}/event",
-                                 orjson.dumps({"ts": round(ts, 3), "code": code}), qos=1)
+        messages = report_messages(appliance.device_id, appliance.model, ts, self.prefix)
+        for topic, payload, qos in messages:
+            info = self._client.publish(topic, payload, qos=qos)
+            if qos == 0:
+                self._last = info
         self.published += 1
 
     async def run(self, stop: asyncio.Event, interval: float = 10.0, batch: int = 500) -> None:

@@ -21,8 +21,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from firmware_sim.fleet import SimClock
 from firmware_sim.localnet import free_port
 from firmware_sim.platform import PlatformServer
+from gateway.clock import Clock, SystemClock
 from gateway.config import PROJECT_ROOT, UpstreamConfig
 from gateway.outbox.sender import OutboxSender
 from gateway.store.db import Database
@@ -46,16 +48,6 @@ class FaultResult:
 
 TABLE_HEADER = ("| scenario | expected | delivered | duplicated | lost | resends absorbed | seconds | note |\n"
                 "|---|---|---|---|---|---|---|---|")
-
-
-class ScaledClock:
-    """Gateway time running `scale` times faster than real time, so minutes of outage take seconds."""
-
-    def __init__(self, scale: float) -> None:
-        self.scale, self.origin, self.start = scale, time.time(), time.monotonic()
-
-    def now(self) -> float:
-        return self.origin + (time.monotonic() - self.start) * self.scale
 
 
 def lab_ticket(device: str) -> Callable[[list[dict[str, Any]], str], dict[str, Any]]:
@@ -103,7 +95,7 @@ async def until(predicate: Callable[[], bool], seconds: float) -> bool:
 
 async def _with_sender(tmp: Path, name: str, tickets: int, upstream: UpstreamConfig,
                        breakage: Callable[[PlatformServer, OutboxSender], Awaitable[str]],
-                       clock: ScaledClock | None = None, limit: float = 60) -> FaultResult:
+                       clock: Clock | None = None, limit: float = 60) -> FaultResult:
     """Queue tickets, run the outbox sender against a stand-in broken by `breakage`, count the outcome."""
     folder = tmp / name
     folder.mkdir(parents=True, exist_ok=True)
@@ -111,7 +103,7 @@ async def _with_sender(tmp: Path, name: str, tickets: int, upstream: UpstreamCon
     keys = queue_tickets(db, tickets, name)
     port = free_port()
     platform = PlatformServer(folder / "platform.db", port=port, seed=7)
-    sender = OutboxSender(db, replace(upstream, url=f"http://127.0.0.1:{port}"), clock or ScaledClock(1.0),
+    sender = OutboxSender(db, replace(upstream, url=f"http://127.0.0.1:{port}"), clock or SystemClock(),
                           rng=random.Random(7))
     started = time.monotonic()
     task = asyncio.create_task(sender.run())
@@ -131,7 +123,7 @@ FAST_RETRY = UpstreamConfig(retry_min_seconds=0.05, retry_max_seconds=0.5, timeo
 
 async def platform_down(tmp: Path, tickets: int = 20) -> FaultResult:
     """No platform for 10 simulated minutes (gateway clock at 60x), then it comes up on the same port."""
-    clock = ScaledClock(60.0)
+    clock = SimClock(60.0)  # the gateway's clock at 60x, so 10 minutes of outage take 10 s
 
     async def breakage(platform: PlatformServer, sender: OutboxSender) -> str:
         await asyncio.sleep(10.0)  # 600 simulated seconds of refused connections

@@ -7,6 +7,7 @@ import shutil
 import socket
 import subprocess
 import time
+from abc import ABC, abstractmethod
 from pathlib import Path
 
 from gateway.transport.broker import free_port
@@ -49,7 +50,7 @@ def mosquitto_binary() -> str:
     return found
 
 
-class LocalServer:
+class LocalServer(ABC):
     """A server process on a loopback port with its own log, restartable on the same port."""
 
     name = "server"
@@ -60,8 +61,9 @@ class LocalServer:
         self.log = folder / f"{self.name}.log"
         self.process: subprocess.Popen[bytes] | None = None
 
+    @abstractmethod
     def command(self) -> list[str]:
-        raise NotImplementedError
+        """The server's command line."""
 
     def start(self) -> None:
         command = self.command()

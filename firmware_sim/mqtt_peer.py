@@ -22,6 +22,18 @@ class Identity:
     firmware: str = "1.0.0"
 
 
+def report_messages(device_id: str, model: ApplianceModel, ts: float,
+                    prefix: str = "appliances") -> list[tuple[str, bytes, int]]:
+    """One report as firmware sends it: (topic, payload, QoS) of the telemetry, then each active vendor code
+    again on the event topic."""
+    stamp = round(ts, 3)
+    messages = [(appliance_topic(device_id, TopicKind.TELEMETRY, prefix),
+                 orjson.dumps({"ts": stamp, "type": model.appliance_type, "metrics": model.sample(ts)}), 0)]
+    messages += [(appliance_topic(device_id, TopicKind.EVENT, prefix), orjson.dumps({"ts": stamp, "code": code}), 1)
+                 for code in model.codes(ts)]
+    return messages
+
+
 class MqttAppliance:
     def __init__(self, identity: Identity, model: ApplianceModel, host: str, port: int,
                  prefix: str = "appliances") -> None:
@@ -47,11 +59,8 @@ class MqttAppliance:
 
     def publish_sample(self, ts: float | None = None) -> None:
         ts = time.time() if ts is None else ts
-        payload = {"ts": round(ts, 3), "type": self.model.appliance_type, "metrics": self.model.sample(ts)}
-        self._client.publish(self._topic(TopicKind.TELEMETRY), orjson.dumps(payload), qos=0)
-        for code in self.model.codes(ts):  # as firmware does: the active code again with each report
-            self._client.publish(self._topic(TopicKind.EVENT), orjson.dumps({"ts": round(ts, 3), "code": code}),
-                                 qos=1)
+        for topic, payload, qos in report_messages(self.identity.device_id, self.model, ts, self.prefix):
+            self._client.publish(topic, payload, qos=qos)
         self.published += 1
 
     def disconnect(self, graceful: bool = True) -> None:

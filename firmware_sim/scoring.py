@@ -34,10 +34,7 @@ class FaultScore:
         return self.top_cause_right / self.detected if self.detected else 1.0
 
     def delay(self, q: float) -> float | None:
-        if not self.delays:
-            return None
-        ordered = sorted(self.delays)
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if q < 1 else ordered[-1]
+        return _quantile(self.delays, q)
 
 
 @dataclass
@@ -84,7 +81,7 @@ class Report:
             "false_per_1000_appliance_days": round(self.false_per_1000_days, 3),
             "duplicates": self.duplicates,
             "delay_p50_s": round(statistics.median(delays), 1) if delays else None,
-            "delay_p95_s": round(delays[min(len(delays) - 1, int(0.95 * len(delays)))], 1) if delays else None,
+            "delay_p95_s": round(p95, 1) if (p95 := _quantile(delays, 0.95)) is not None else None,
             "per_fault": {name: {"expected": f.expected, "detected": f.detected, "recall": round(f.recall, 4),
                                  "top_cause_accuracy": round(f.top_cause_accuracy, 4),
                                  "delay_p50_s": f.delay(0.5), "delay_p95_s": f.delay(0.95), "missed": f.missed}
@@ -136,6 +133,14 @@ def score(scenario: str, appliance_days: float, truth: list[dict[str, Any]],
         false.append(f"{ticket['device']}: {ticket['code']} ({ticket['top_cause']})")
     duplicates = sum(len(v) - 1 for v in detections.values() if len(v) > 1)
     return Report(scenario, appliance_days, per_fault, len(tickets), len(tickets) - len(false), false, duplicates)
+
+
+def _quantile(values: list[float], q: float) -> float | None:
+    """The value at quantile `q` (nearest rank from below); None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def _real_data_quality_problem(ticket: dict[str, Any], truth: list[dict[str, Any]]) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,8 @@ def _run_part(path: str, index: int, parts: int, folder: str) -> dict[str, Any]:
 
 
 def score_scenarios(paths: list[Path], workers: int = 2, parts: int = 2,
-                    progress: Any = None) -> list[tuple[Scenario, Report, dict[str, Any]]]:
+                    progress: Callable[[Scenario, Report, dict[str, Any]], None] | None = None,
+                    ) -> list[tuple[Scenario, Report, dict[str, Any]]]:
     """Run every scenario split into `parts` on `workers` processes; score each whole scenario."""
     scenarios = [load_scenario(p) for p in paths]  # fail fast on a broken file, before any run
     with tempfile.TemporaryDirectory() as folder, \

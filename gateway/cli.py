@@ -259,7 +259,9 @@ async def _sim(args: argparse.Namespace) -> int:
     if args.duration:
         loop.call_later(args.duration, stop.set)
     if args.scenario:
-        return await _play_scenario(args.scenario, host, port, args.time_scale, stop)
+        from firmware_sim.live import play_scenario
+
+        return await play_scenario(args.scenario, host, port, args.time_scale, stop)
     if args.bulk:
         from firmware_sim.bulk_fleet import BulkFleet
 
@@ -275,49 +277,6 @@ async def _sim(args: argparse.Namespace) -> int:
     fleet = build_fleet(spec, host, port, clock.start)
     print(f"{len(fleet)} simulated appliances publishing to {host}:{port}", flush=True)
     await run_fleet(fleet, stop, clock)
-    return 0
-
-
-async def _play_scenario(path: Path, host: str, port: int, scale: float, stop: asyncio.Event) -> int:
-    """A scenario in (scaled) real time over one MQTT connection, starting now; prints its ground truth."""
-    import time
-
-    import orjson
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
-
-    from firmware_sim.scenario import World, load_scenario
-
-    scenario = load_scenario(path)
-    scenario.start = time.time()
-    world = World(scenario, load_library(load_config(None)).profiles)
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"scenario-{scenario.name}", protocol=mqtt.MQTTv311)
-    client.max_queued_messages_set(0)
-    await asyncio.to_thread(client.connect, host, port)
-    client.loop_start()
-    print(f"playing {scenario.name}: {len(scenario.appliances)} appliances for {scenario.duration:g} s "
-          f"at {scale:g}x to {host}:{port}; ground truth:", flush=True)
-    for entry in world.truth():
-        print("  " + orjson.dumps(entry.as_dict()).decode(), flush=True)
-    if scale > 1:
-        print("note: at more than real time the reports' timestamps run ahead of the clock; a gateway accepts "
-              "them only as far as its ingest.max_future_seconds allows", flush=True)
-    sent = 0
-    for ts, topic, payload in world.messages():
-        wait = (ts - scenario.start) / scale - (time.time() - scenario.start)
-        if wait > 0:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=wait)
-        if stop.is_set():
-            break
-        retained = topic.endswith(("/meta", "/status"))
-        last = client.publish(topic, payload, qos=1 if retained else 0, retain=retained)
-        sent += 1
-    if sent:
-        await asyncio.to_thread(last.wait_for_publish, 10)
-    await asyncio.to_thread(client.disconnect)
-    client.loop_stop()
-    print(f"sent {sent} messages")
     return 0
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -36,7 +37,7 @@ class ApplianceModel(Protocol):
     def codes(self, ts: float) -> list[str]: ...
 
 
-class FaultableModel:
+class FaultableModel(ABC):
     """Base of the models: a seeded generator and the faults scheduled on this appliance."""
 
     appliance_type = ""
@@ -66,8 +67,9 @@ class FaultableModel:
         self.last_ts = ts
         return dt
 
+    @abstractmethod
     def sample(self, ts: float) -> dict[str, float]:
-        raise NotImplementedError
+        """Advance to `ts` and return the metric values the appliance reports."""
 
     def codes(self, ts: float) -> list[str]:
         """Vendor error codes the appliance shows at `ts` (sent on its event topic); none by default."""

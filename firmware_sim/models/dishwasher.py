@@ -28,6 +28,10 @@ class DishwasherModel(FaultableModel):
         self.target = self.rng.choice([55.0, 60.0, 65.0])
         self.latched = 0  # firmware stops the program on an alarm and keeps it raised until serviced
 
+    def repair(self) -> None:
+        super().repair()
+        self.latched = 0
+
     def _phase(self, ts: float) -> tuple[int, float]:
         day = int((ts / 3600.0 + 8.0) // 24)
         if day != self.day:
@@ -43,8 +47,6 @@ class DishwasherModel(FaultableModel):
 
     def sample(self, ts: float) -> dict[str, float]:
         dt = self.step(ts, 2.0, 60.0)
-        if self.latched and not self.schedules:
-            self.latched = 0  # repaired
         phase, elapsed = self._phase(ts) if not self.latched else (0, 0.0)
         blocked_in = self.level("inlet_supply_blocked", ts) > 0.5
         blocked_out = self.level("drain_filter_clogged", ts) > 0.5

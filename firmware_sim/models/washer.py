@@ -51,6 +51,10 @@ class WasherModel(FaultableModel):
         programs = max(1, round(len(self.starts) * usage))
         self.starts = [7.0 + i * (14.0 / programs) + self.rng.uniform(0, 0.5) for i in range(programs)]
 
+    def repair(self) -> None:
+        super().repair()
+        self.stopped_with = None
+
     def _program_position(self, ts: float) -> float | None:
         if self.continuous:
             return (ts + self.offset) % (PROGRAM_SECONDS + 1800.0)
@@ -77,8 +81,6 @@ class WasherModel(FaultableModel):
             for fault, stop_phase in self.STOPS_IN_PHASE.items():
                 if self.level(fault, ts) > 0.5 and phase == stop_phase:
                     self.stopped_with = fault
-        if self.stopped_with is not None and not self.schedules:
-            self.stopped_with = None  # repaired
         noise = self.rng.gauss
         if self.stopped_with is not None:  # halted, showing its code; water as the fault left it
             water = {"drain_filter_clogged": 55.0, "water_supply_low_pressure": 8.0}.get(self.stopped_with, 0.0)

@@ -153,7 +153,7 @@ class ServiceDesk:
     def enter_visit_code(self, ticket_id: int, code: str) -> dict[str, Any]:
         """The technician's code, typed at the gateway: their identity if it matches. One use only."""
         record = self.db.visit_code(ticket_id)
-        platform_id = self._platform_id(ticket_id)
+        platform_id = self.db.platform_ticket_id(ticket_id)
         if record is None or platform_id is None:
             raise ServiceError("no technician has been assigned to this ticket yet", status=409)
         if record["used_at"] is not None:
@@ -221,10 +221,6 @@ class ServiceDesk:
                 "attempts_left": max(0, self.config.visit_code_attempts - code["failed_attempts"])},
             "charge_flags": flags,
         }
-
-    def _platform_id(self, ticket_id: int) -> str | None:
-        assigned = [s for s in self.db.steps(ticket_id) if s.step == "technician_assigned"]
-        return str(assigned[-1].detail.get("platform_ticket_id")) if assigned else None
 
 
 def _rating(detail: dict[str, Any]) -> dict[str, Any]:

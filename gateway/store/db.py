@@ -362,6 +362,12 @@ class Database:
     def has_event(self, event_id: str) -> bool:
         return self._conn.execute("SELECT 1 FROM ticket_steps WHERE event_id=?", (event_id,)).fetchone() is not None
 
+    def platform_ticket_id(self, ticket_id: int) -> str | None:
+        """The platform's id for a delivered ticket; None before the platform accepted it."""
+        row = self._conn.execute("SELECT platform_ticket_id FROM delivery WHERE ticket_id=? AND state='delivered'",
+                                 (ticket_id,)).fetchone()
+        return str(row[0]) if row and row[0] else None
+
     def ticket_by_platform_id(self, platform_ticket_id: str) -> int | None:
         row = self._conn.execute("SELECT ticket_id FROM delivery WHERE platform_ticket_id=?",
                                  (platform_ticket_id,)).fetchone()

@@ -101,16 +101,20 @@ def create_app(context: WebContext) -> web.Application:
         found = _device(context, request.match_info["device_id"])
         range_name = request.query.get("range", "1h")
         range_name = range_name if range_name in pages.RANGES else "1h"
-        incidents, _ = context.db.device_marks(found["device_id"], time.time() - pages.RANGES[range_name])
+        end = time.time()
+        marks = context.db.device_marks(found["device_id"], end - pages.RANGES[range_name])
         base = f"/devices/{found['device_id']}"
         return _html(pages.device_page(found, _latest(context, found["device_id"]),
-                                       _charts(context, found, range_name), range_name, incidents, base))
+                                       _charts(context, found, range_name, end, marks), range_name, marks[0], base))
 
     @routes.get("/devices/{device_id}/charts")
     async def device_charts(request: web.Request) -> web.Response:
         found = _device(context, request.match_info["device_id"])
         range_name = request.query.get("range", "1h")
-        return _html(_charts(context, found, range_name if range_name in pages.RANGES else "1h"))
+        range_name = range_name if range_name in pages.RANGES else "1h"
+        end = time.time()
+        marks = context.db.device_marks(found["device_id"], end - pages.RANGES[range_name])
+        return _html(_charts(context, found, range_name, end, marks))
 
     @routes.get("/gateway")
     async def gateway_page(request: web.Request) -> web.Response:
@@ -229,15 +233,16 @@ def _latest(context: WebContext, device_id: str) -> list[dict[str, Any]]:
     return out
 
 
-def _charts(context: WebContext, device: dict[str, Any], range_name: str) -> str:
+def _charts(context: WebContext, device: dict[str, Any], range_name: str, end: float,
+            marks: tuple[list[dict[str, Any]], list[dict[str, Any]]]) -> str:
+    """Every metric's chart over the range ending at `end`, with the device's incidents and steps marked."""
     profile = context.profiles.get(device["type"] or "")
     if profile is None or context.history is None:
         return "<p>No charts: unknown appliance type or history turned off.</p>"
-    end = time.time()
     start = end - pages.RANGES[range_name]
     series = context.history.query(device["device_id"], [m.name for m in profile.metrics], start, end,
                                    HISTORY_POINTS)
-    incidents, steps = context.db.device_marks(device["device_id"], start)
+    incidents, steps = marks
     markers = [Marker(i["onset_ts"], "incident", f"{i['rule_id']} began") for i in incidents] + \
               [Marker(s["at"], "step", s["step"].replace("_", " ")) for s in steps
                if s["step"] not in ("detected", "diagnosed")]
