@@ -11,7 +11,6 @@ from __future__ import annotations
 import heapq
 import math
 import random
-import re
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -43,7 +42,6 @@ BRAND_METRIC_NAMES = {("air_conditioner", "Gree"): {"T1": "local_temperature", "
                                                     "T4": "outdoor_temperature", "TP": "discharge_temperature"}}
 DEFAULT_START = 1_782_864_000.0  # 2026-07-01 00:00 UTC: summer, so the air conditioners work
 SERIAL_PREFIX = "serial:"  # a message "topic" that carries UART bytes for this appliance, not an MQTT message
-_DAYS = re.compile(r"^(\d+(?:\.\d+)?)d(.*)$")
 
 
 class ScenarioError(Exception):
@@ -51,10 +49,7 @@ class ScenarioError(Exception):
 
 
 def duration(value: Any) -> float | None:
-    """'30d', '2d3h', '90m', '45s' or seconds."""
-    if isinstance(value, str) and (match := _DAYS.match(value.strip())):
-        rest = parse_duration(match.group(2)) if match.group(2) else 0.0
-        return None if rest is None else float(match.group(1)) * 86400 + rest
+    """'30d', '2d3h', '90m', '45s' or seconds (the gateway's own duration parser)."""
     return parse_duration(value)
 
 

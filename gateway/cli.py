@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from gateway.config import ConfigError, GatewayConfig, load_config, resolve_path
-from gateway.diagnosis.prices import PriceTableError
 from gateway.diagnosis.seal import SealError
 from gateway.engine.library import load_library
 from gateway.engine.profiles import ProfileError
 from gateway.engine.rules import RuleFileError
+from gateway.prices import PriceTableError
 from gateway.store.db import StorageError
 from gateway.transport.broker import BrokerStartError
 from gateway.web.access import AccessError

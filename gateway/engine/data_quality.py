@@ -12,16 +12,12 @@ import hashlib
 
 import numpy as np
 
+from gateway.engine.columns import Online, RecentEvents, Silence, Stale, Unchanged
 from gateway.engine.expr import CompiledExpr, EvalContext, FloatArray
 from gateway.engine.profiles import OUT_OF_RANGE_METRIC, Profile
 from gateway.engine.rules import Rule
 from gateway.model import Cause, Diagnosis
 
-SILENCE_COLUMN = "__silence__"  # timer context: seconds since the device's last sample (gateway clock)
-ONLINE_COLUMN = "__online__"  # timer context: 1 online, 0 offline by the last will, NaN unknown
-STALE_COLUMN = "__stale__"  # seconds since the oldest still-expected metric was last reported
-UNCHANGED_PREFIX = "__unchanged__:"  # + metric: seconds since its value last changed
-EVENTS_PREFIX = "__events__:"  # + column: seconds since the oldest of its last three events (jumps, arrivals)
 JUMP_WINDOW_SECONDS = 600.0
 JUMPS_FOR_A_FAULT = 3
 
@@ -61,7 +57,7 @@ def _recent_events(column: str) -> CompiledExpr:
     """Three events (jumps, impossible values) within 10 minutes, from the store's event-time rings."""
 
     def evaluate(context: EvalContext) -> FloatArray:
-        result: FloatArray = (context.column(EVENTS_PREFIX + column) <= JUMP_WINDOW_SECONDS).astype(np.float64)
+        result: FloatArray = (context.builtin(RecentEvents(column)) <= JUMP_WINDOW_SECONDS).astype(np.float64)
         return result
 
     return CompiledExpr(f"{JUMPS_FOR_A_FAULT} events of {column} within {JUMP_WINDOW_SECONDS:g} s", evaluate,
@@ -83,8 +79,8 @@ def _flatline(profile: Profile, metric: str, seconds: float) -> Rule:
     stale_limit = profile.offline_after_intervals * profile.interval_seconds
 
     def evaluate(context: EvalContext) -> FloatArray:
-        unchanged = context.column(UNCHANGED_PREFIX + metric)
-        still_reported = context.column(STALE_COLUMN) <= stale_limit
+        unchanged = context.builtin(Unchanged(metric))
+        still_reported = context.builtin(Stale()) <= stale_limit
         result: FloatArray = ((unchanged > seconds) & still_reported).astype(np.float64)
         return result
 
@@ -112,7 +108,7 @@ def _stale(profile: Profile) -> Rule:
     limit = profile.offline_after_intervals * profile.interval_seconds
 
     def evaluate(context: EvalContext) -> FloatArray:
-        result: FloatArray = (context.column(STALE_COLUMN) > limit).astype(np.float64)
+        result: FloatArray = (context.builtin(Stale()) > limit).astype(np.float64)
         return result
 
     expr = CompiledExpr(f"a metric not reported for {limit:g} s while others are", evaluate, frozenset(), (), {})
@@ -128,7 +124,7 @@ def _silent_while_online(profile: Profile) -> Rule:
     limit = profile.offline_after_intervals * profile.interval_seconds
 
     def evaluate(context: EvalContext) -> FloatArray:
-        silent = (context.column(ONLINE_COLUMN) != 0) & (context.column(SILENCE_COLUMN) > limit)
+        silent = (context.builtin(Online()) != 0) & (context.builtin(Silence()) > limit)
         result: FloatArray = silent.astype(np.float64)
         return result
 
@@ -148,7 +144,7 @@ def _offline(profile: Profile) -> Rule:
     Others (an AC, a washer) are switched off by their owners, and that is no fault."""
 
     def evaluate(context: EvalContext) -> FloatArray:
-        result: FloatArray = (context.column(ONLINE_COLUMN) == 0).astype(np.float64)
+        result: FloatArray = (context.builtin(Online()) == 0).astype(np.float64)
         return result
 
     expr = CompiledExpr("announced offline (status topic or last will)", evaluate, frozenset(), (), {})

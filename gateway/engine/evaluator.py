@@ -9,14 +9,15 @@ own timestamps, so a replay of recorded telemetry behaves exactly like the live 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+import zlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
 import numpy as np
 import numpy.typing as npt
 
-from gateway.engine.data_quality import EVENTS_PREFIX, ONLINE_COLUMN, SILENCE_COLUMN, STALE_COLUMN, UNCHANGED_PREFIX
+from gateway.engine.columns import BuiltinColumn, Online, RecentEvents, Silence, Stale, Unchanged
 from gateway.engine.expr import CompiledExpr, FloatArray, WindowView
 from gateway.engine.profiles import OUT_OF_RANGE_METRIC
 from gateway.engine.rules import Rule
@@ -39,19 +40,29 @@ class RowContext:
         self._latest = window.latest[rows]
         self._now = window.latest_ts[rows]
         self._cache: dict[tuple[str, float], WindowView] = {}
+        self._reductions: dict[tuple[str, str, float], FloatArray] = {}
         self._ordered: dict[int, tuple[FloatArray, npt.NDArray[np.intp]]] = {}
 
+    def builtin(self, column: BuiltinColumn) -> FloatArray:
+        result: FloatArray
+        match column:
+            case Stale():
+                result = self._stale_seconds()
+            case RecentEvents(metric):
+                result = self._now - self._window.event_ts[self._rows, self._window.metric_index[metric], 0]
+            case Unchanged(metric):
+                result = self._now - self._window.changed_ts[self._rows, self._window.metric_index[metric]]
+            case _:
+                raise KeyError(f"{column} is read by time-driven rules only")
+        return result
+
+    def reduced(self, key: tuple[str, str, float], compute: Callable[[], FloatArray]) -> FloatArray:
+        value = self._reductions.get(key)
+        if value is None:
+            value = self._reductions[key] = compute()
+        return value
+
     def column(self, name: str) -> FloatArray:
-        if name == STALE_COLUMN:
-            return self._stale_seconds()
-        if name.startswith(EVENTS_PREFIX):
-            column = self._window.metric_index[name.removeprefix(EVENTS_PREFIX)]
-            since_oldest: FloatArray = self._now - self._window.event_ts[self._rows, column, 0]
-            return since_oldest
-        if name.startswith(UNCHANGED_PREFIX):
-            column = self._window.metric_index[name.removeprefix(UNCHANGED_PREFIX)]
-            unchanged: FloatArray = self._now - self._window.changed_ts[self._rows, column]
-            return unchanged
         formula = self._derived.get(name)
         if formula is not None:
             if name not in self._derived_values:
@@ -100,10 +111,22 @@ class TimerContext:
     """What time-driven rules read: silence since the last sample and the last-will status, on the gateway clock."""
 
     def __init__(self, window: TypeWindow, rows: npt.NDArray[np.intp], now: float) -> None:
-        self._columns = {SILENCE_COLUMN: now - window.latest_ts[rows], ONLINE_COLUMN: window.online[rows]}
+        self._silence: FloatArray = now - window.latest_ts[rows]
+        self._online: FloatArray = window.online[rows]
+
+    def builtin(self, column: BuiltinColumn) -> FloatArray:
+        match column:
+            case Silence():
+                return self._silence
+            case Online():
+                return self._online
+        raise KeyError(f"{column} is not read by time-driven rules")
 
     def column(self, name: str) -> FloatArray:
-        return self._columns[name]
+        raise KeyError(f"time-driven rules read no metrics ({name})")
+
+    def reduced(self, key: tuple[str, str, float], compute: Callable[[], FloatArray]) -> FloatArray:
+        return compute()
 
     def window(self, name: str, seconds: float) -> WindowView:
         raise KeyError(f"time-driven rules read no windows ({name})")
@@ -127,8 +150,11 @@ class AlertTransition:
     observations: tuple[Observation, ...] = ()
 
 
-# Rules that read long windows are evaluated every 1/20 of their longest window (at most 30 s) instead of on
-# every batch: a 10-minute trend does not change in a second, and reading its window costs the most.
+# Rules that read long windows are evaluated once per 1/20 of their longest window (at most 30 s) of each
+# device's own sample time instead of on every sample: a 10-minute trend does not change in a second, and reading
+# its window costs the most. A device's cadence intervals are phased by a hash of its id, so the work is spread
+# over time, and which samples are evaluated depends only on the device's own samples, never on how they were
+# batched: live, replay, scoring and rule tests see the same transitions.
 CADENCE_FRACTION = 1 / 20
 MAX_CADENCE_SECONDS = 30.0
 
@@ -140,10 +166,8 @@ class _AlertState:
         self.since = np.full(capacity, np.nan)
         self.last_true = np.full(capacity, np.nan)
         self.firing = np.zeros(capacity, dtype=np.bool_)
-        self.pending = np.zeros(capacity, dtype=np.bool_)  # rows with data the rule has not evaluated yet
+        self.evaluated_slot = np.full(capacity, np.nan)  # cadenced rules: the cadence interval last evaluated
         self.cadence = cadence
-        self.offset = 0.0
-        self.next_due = -np.inf
 
     def fit(self, capacity: int) -> None:
         n = self.firing.shape[0]
@@ -152,7 +176,7 @@ class _AlertState:
         self.since = np.concatenate([self.since, np.full(capacity - n, np.nan)])
         self.last_true = np.concatenate([self.last_true, np.full(capacity - n, np.nan)])
         self.firing = np.concatenate([self.firing, np.zeros(capacity - n, dtype=np.bool_)])
-        self.pending = np.concatenate([self.pending, np.zeros(capacity - n, dtype=np.bool_)])
+        self.evaluated_slot = np.concatenate([self.evaluated_slot, np.full(capacity - n, np.nan)])
 
 
 class Evaluator:
@@ -176,10 +200,7 @@ class Evaluator:
             rule.rule_id: _AlertState(store.windows[rule.appliance].capacity,
                                       _cadence(rule) if cadence else 0.0) for rule in rules
         }
-        # stagger the cadenced rules over their cadence, so the long windows are not all read in one batch
-        cadenced = [s for s in self._states.values() if s.cadence]
-        for index, state in enumerate(cadenced):
-            state.offset = state.cadence * index / len(cadenced)
+        self._phases: dict[str, FloatArray] = {}  # per type: each row's cadence phase in [0, 1)
         self.passes = 0
         self.rows_evaluated = 0
         self.last_pass_seconds = 0.0
@@ -194,27 +215,35 @@ class Evaluator:
                 continue
             interval = self.intervals.get(appliance, 1.0)
             context = RowContext(window, rows, self.derived.get(appliance), interval)
-            now = float(np.nanmax(window.latest_ts[rows]))
+            phase = self._phase(window)[rows]
             for rule in rules:
                 state = self._states[rule.rule_id]
-                if state.cadence:
-                    state.fit(window.capacity)
-                    state.pending[rows] = True
-                    if state.next_due == -np.inf:
-                        state.next_due = now + state.offset
-                    if now < state.next_due:
-                        continue
-                    state.next_due = now + state.cadence
-                    due = np.flatnonzero(state.pending[: len(window.device_ids)])
-                    state.pending[due] = False
-                    self._evaluate_rule(rule, window, due, RowContext(window, due, self.derived.get(appliance),
-                                                                      interval), transitions)
-                else:
+                if not state.cadence:
                     self._evaluate_rule(rule, window, rows, context, transitions)
+                    continue
+                state.fit(window.capacity)
+                slot = np.floor(window.latest_ts[rows] / state.cadence + phase)
+                due = ~(slot == state.evaluated_slot[rows])  # NaN-safe: a row never evaluated is due
+                if not due.any():
+                    continue
+                state.evaluated_slot[rows[due]] = slot[due]
+                due_rows = rows[due]
+                due_context = context if due.all() else RowContext(window, due_rows, self.derived.get(appliance),
+                                                                   interval)
+                self._evaluate_rule(rule, window, due_rows, due_context, transitions)
             self.rows_evaluated += int(rows.size)
         self.passes += 1
         self.last_pass_seconds = time.perf_counter() - started
         return transitions
+
+    def _phase(self, window: TypeWindow) -> FloatArray:
+        """Each row's cadence phase from a hash of its device id (stable across restarts and replays)."""
+        known = self._phases.get(window.appliance, np.zeros(0))
+        count = len(window.device_ids)
+        if known.size < count:
+            extra = [zlib.crc32(d.encode()) / 2**32 for d in window.device_ids[known.size:count]]
+            known = self._phases[window.appliance] = np.concatenate([known, np.array(extra)])
+        return known
 
     def _evaluate_rule(self, rule: Rule, window: TypeWindow, rows: npt.NDArray[np.intp], context: RowContext,
                        transitions: list[AlertTransition]) -> None:

@@ -30,6 +30,10 @@ from typing import Literal, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from gateway.engine.columns import BuiltinColumn
+from gateway.engine.durations import DURATION_PATTERN, parse_duration
+from gateway.engine.functions import FUNCTIONS, SAME_AS_FIRST_ARGUMENT
+
 FloatArray = npt.NDArray[np.float64]
 
 
@@ -48,7 +52,15 @@ class EvalContext(Protocol):
 
     def column(self, name: str) -> FloatArray: ...
 
+    def builtin(self, column: BuiltinColumn) -> FloatArray:
+        """A column the gateway computes for its data-quality rules."""
+        ...
+
     def window(self, name: str, seconds: float) -> WindowView: ...
+
+    def reduced(self, key: tuple[str, str, float], compute: Callable[[], FloatArray]) -> FloatArray:
+        """A window reduction, computed once per context however many rules read it."""
+        ...
 
     def last(self, name: str, seconds: float) -> FloatArray:
         """The latest value of `name` if it arrived within `seconds`, else NaN."""
@@ -67,6 +79,12 @@ class MappingContext:
 
     def column(self, name: str) -> FloatArray:
         return self._columns[name]
+
+    def builtin(self, column: BuiltinColumn) -> FloatArray:
+        raise KeyError(f"a mapping context has no built-in column {column}")
+
+    def reduced(self, key: tuple[str, str, float], compute: Callable[[], FloatArray]) -> FloatArray:
+        return compute()
 
     def window(self, name: str, seconds: float) -> WindowView:
         ts, values = self._windows[name]
@@ -120,7 +138,7 @@ class CompiledExpr:
 
 
 _TOKEN = re.compile(
-    r"\s*(?:(?P<duration>(?:\d+(?:\.\d+)?(?:ms|s|m|h|d))+)(?![A-Za-z0-9_])"
+    rf"\s*(?:(?P<duration>{DURATION_PATTERN})(?![A-Za-z0-9_])"
     r"|(?P<number>\d+(?:\.\d*)?(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?)"
     r"|(?P<name>[A-Za-z_][A-Za-z0-9_]*)|(?P<op><=|>=|==|!=|[-+*/<>(),]))"
 )
@@ -166,15 +184,6 @@ class _Node:
     seconds: float | None = None  # set when the node is a duration literal
 
 
-_DURATION_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-
-
-def _duration_seconds(text: str) -> float:
-    """'90s', '10m', '1h30m' -> seconds."""
-    return sum(float(number) * _DURATION_SECONDS[unit]
-               for number, unit in re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)", text))
-
-
 def _nan_where(mask: npt.NDArray[np.bool_], values: FloatArray) -> FloatArray:
     return np.where(mask, np.nan, values)
 
@@ -198,28 +207,6 @@ _COMPARE: dict[str, Callable[[FloatArray, FloatArray], npt.NDArray[np.bool_]]] =
 _ARITH: dict[str, _Binary] = {
     "+": np.add, "-": np.subtract, "*": np.multiply, "/": np.divide,
 }
-def _tsat(a: float, b: float) -> Callable[[FloatArray], FloatArray]:
-    """Saturation temperature (degC) from gauge pressure (kPa): Clausius-Clapeyron fit ln P = a - b / T."""
-
-    def tsat(gauge_kpa: FloatArray) -> FloatArray:
-        absolute_mpa = (gauge_kpa + 101.3) / 1000.0
-        with np.errstate(invalid="ignore", divide="ignore"):
-            result: FloatArray = b / (a - np.log(absolute_mpa)) - 273.15
-        return result
-
-    return tsat
-
-
-_FUNCTIONS: dict[str, tuple[int, Callable[..., FloatArray]]] = {
-    "abs": (1, np.abs),
-    "bit": (2, lambda x, n: np.floor(x / np.power(2.0, n)) % 2),  # bit n of a bitmap (Matter alarm clusters)
-    "clamp": (3, lambda x, lo, hi: np.clip(x, lo, hi)),
-    # R32 through 0.81 MPa at 0 degC and 3.14 MPa at 50 degC; R410A through 0.80 MPa at 0 degC and 3.06 MPa at
-    # 50 degC (absolute, from the refrigerants' saturation tables); within about 1 K from -10 to 60 degC.
-    "tsat_r32": (1, _tsat(8.524, 2385.0)),
-    "tsat_r410a": (1, _tsat(8.447, 2368.3)),
-}
-
 
 class _Parser:
     def __init__(self, source: str, metrics: Mapping[str, str], derived: Mapping[str, str]) -> None:
@@ -343,7 +330,9 @@ class _Parser:
             text = f"{token.text} {unit}" if unit else token.text
             return _Node("number", _constant(float(token.text)), text, unit=unit)
         if token.kind == "duration":
-            seconds = _duration_seconds(token.text)
+            seconds = parse_duration(token.text)
+            if seconds is None:
+                raise ExprError(f"bad duration {token.text!r}", token.column)
             return _Node("number", _constant(seconds), token.text, unit="s", seconds=seconds)
         if token.text == "(":
             inner = self.parse_or()
@@ -367,10 +356,11 @@ class _Parser:
             return self.parse_missing(name)
         if name.text in _WINDOW_FUNCTIONS:
             return self.parse_window_call(name)
-        if name.text not in _FUNCTIONS:
-            known = ", ".join(sorted([*_FUNCTIONS, *_WINDOW_FUNCTIONS, "missing"]))
+        function = FUNCTIONS.get(name.text)
+        if function is None:
+            known = ", ".join(sorted([*FUNCTIONS, *_WINDOW_FUNCTIONS, "missing"]))
             raise ExprError(f"unknown function {name.text!r} (known: {known})", name.column)
-        arity, fn = _FUNCTIONS[name.text]
+        arity, fn = function.arity, function.apply
         self.expect("(")
         args = [self.parse_or()]
         while self.peek().text == ",":
@@ -383,7 +373,7 @@ class _Parser:
             self.require(arg, "number", name)
         fns = [a.fn for a in args]
         text = f"{name.text}({', '.join(a.text for a in args)})"
-        unit = args[0].unit if name.text in ("abs", "clamp") else _FUNCTION_UNITS.get(name.text)
+        unit = args[0].unit if function.unit == SAME_AS_FIRST_ARGUMENT else function.unit
         return _Node("number", lambda c: fn(*(f(c) for f in fns)), text, unit=unit)
 
     def parse_window_call(self, name: _Token) -> _Node:
@@ -401,8 +391,10 @@ class _Parser:
         reduce, unit_of = _WINDOW_FUNCTIONS[name.text]
         column, seconds = metric.metric, duration.seconds
 
-        def evaluate(c: EvalContext) -> FloatArray:
-            return reduce(c.window(column, seconds))
+        key = (name.text, column, seconds)
+
+        def evaluate(c: EvalContext) -> FloatArray:  # rules reading the same reduction share one result
+            return c.reduced(key, lambda: reduce(c.window(column, seconds)))
 
         if name.text == "last":  # the latest value and its time answer it without reading the window
 
@@ -537,7 +529,6 @@ _WINDOW_FUNCTIONS: dict[str, tuple[Callable[[WindowView], FloatArray], Callable[
     "changes": (_changes, lambda unit: "count"),
     "increases_over_time": (_increases, lambda unit: "count"),
 }
-_FUNCTION_UNITS = {"tsat_r32": "degC", "tsat_r410a": "degC"}
 _EXTRA_UNITS = frozenset({"count", "K", "s", "min", "degC", "kPa", "A", "Hz", "W", "V", "percent", "rpm"})
 
 

@@ -6,11 +6,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.config import GatewayConfig, resolve_path
-from gateway.diagnosis.prices import PriceTable, load_prices
 from gateway.engine.data_quality import builtin_rules
 from gateway.engine.profiles import OUT_OF_RANGE_METRIC, Profile, load_profiles
 from gateway.engine.rules import Rule, RuleFileError, load_rules
 from gateway.engine.vendor_codes import VendorCodes, load_vendor_codes, with_code_columns
+from gateway.prices import PriceTable, load_prices
 from gateway.store.window import WindowStore
 
 

@@ -15,11 +15,11 @@ from typing import Any
 import orjson
 import yaml
 
-from gateway.diagnosis.prices import PriceTable
 from gateway.engine.durations import parse_duration
 from gateway.engine.expr import CompiledExpr, ExprError, compile_expr
 from gateway.engine.profiles import Profile
 from gateway.model import Cause, Diagnosis
+from gateway.prices import PriceTable
 
 SEVERITIES = ("info", "minor", "major", "critical")
 CATEGORIES = ("fault", "maintenance", "data_quality")

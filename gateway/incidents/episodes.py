@@ -11,13 +11,13 @@ import numpy as np
 
 from gateway.clock import Clock
 from gateway.diagnosis.evidence import build_evidence, build_finding
-from gateway.diagnosis.prices import PriceTable
 from gateway.diagnosis.seal import seal
 from gateway.engine.evaluator import AlertTransition, Evaluator, Transition
 from gateway.engine.expr import EvalContext
 from gateway.engine.rules import Rule
 from gateway.ingest.registry import DeviceRegistry
 from gateway.outbox.mapping import incident_fingerprint, ticket_payload
+from gateway.prices import PriceTable
 from gateway.store.db import CaseAction, Database, StorageError
 from gateway.store.window import WindowStore
 

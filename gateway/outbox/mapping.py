@@ -7,8 +7,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from gateway.diagnosis.differential import lead, rank
-from gateway.diagnosis.prices import PriceTable
 from gateway.model import Device
+from gateway.prices import PriceTable
 
 TICKET_SCHEMA_VERSION = 1
 

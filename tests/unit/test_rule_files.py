@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 
 from gateway.config import PROJECT_ROOT, GatewayConfig
-from gateway.diagnosis.prices import load_prices
 from gateway.engine.library import load_library
 from gateway.engine.profiles import load_profiles
 from gateway.engine.rules import parse_rule_file
 from gateway.engine.ruletest import expand, find_test_files, run_file
+from gateway.prices import load_prices
 
 PROFILES = load_profiles(PROJECT_ROOT / "rules" / "profiles")
 PRICES = load_prices(PROJECT_ROOT / "rules" / "prices.yaml")
