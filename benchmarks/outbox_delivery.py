@@ -23,6 +23,8 @@ from benchmarks.harness import platform
 from firmware_sim.delivery_faults import until
 from gateway.clock import SystemClock
 from gateway.config import UpstreamConfig
+from gateway.incidents.cases import open_incident
+from gateway.model import CasePolicy, NewEpisode
 from gateway.outbox.sender import OutboxSender
 from gateway.store.db import Database
 
@@ -37,8 +39,8 @@ def ticket(device: str, key: str, samples: int = 300) -> dict[str, object]:
 
 def open_ticket(db: Database, key: str, now: float) -> None:
     device = f"ac-{key}"
-    db.open_incident("bench", "1", device, "fault", now, now, key, {"rule": "bench"},
-                     lambda findings, k: {**ticket(device, k), "findings_detail": findings}, queued_at=now)
+    open_incident(db, NewEpisode("bench", "1", device, "fault", now, now, key), {"rule": "bench"},
+                  lambda findings, k, _at: {**ticket(device, k), "findings_detail": findings}, now, CasePolicy())
 
 
 async def throughput(db: Database, url: str, tickets: int) -> tuple[float, int]:

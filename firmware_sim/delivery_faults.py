@@ -26,6 +26,8 @@ from firmware_sim.localnet import free_port
 from firmware_sim.platform import PlatformServer
 from gateway.clock import Clock, SystemClock
 from gateway.config import PROJECT_ROOT, UpstreamConfig
+from gateway.incidents.cases import open_incident
+from gateway.model import CasePolicy, NewEpisode
 from gateway.outbox.sender import OutboxSender
 from gateway.store.db import Database
 
@@ -50,9 +52,9 @@ TABLE_HEADER = ("| scenario | expected | delivered | duplicated | lost | resends
                 "|---|---|---|---|---|---|---|---|")
 
 
-def lab_ticket(device: str) -> Callable[[list[dict[str, Any]], str], dict[str, Any]]:
+def lab_ticket(device: str) -> Callable[[list[dict[str, Any]], str, float], dict[str, Any]]:
     """A minimal ticket the platform accepts (these scenarios test delivery, not diagnosis)."""
-    def build(findings: list[dict[str, Any]], key: str) -> dict[str, Any]:
+    def build(findings: list[dict[str, Any]], key: str, opened_at: float) -> dict[str, Any]:
         return {"appliance": {"device_id": device}, "fault": {"code": "AC-CND-01"}, "idempotency_key": key,
                 "probable_causes": [{"cause": "fan", "likelihood": 1.0, "reason": "test"}], "evidence": {},
                 "findings_detail": findings}
@@ -65,8 +67,8 @@ def queue_tickets(db: Database, count: int, prefix: str) -> list[str]:
     now = time.time()
     for i in range(count):
         key, device = f"{prefix}-{i:04d}", f"ac-{prefix}-{i}"
-        db.open_incident("fault_lab", "1", device, "fault", now, now, key, {"rule": "fault_lab"}, lab_ticket(device),
-                         queued_at=now)
+        open_incident(db, NewEpisode("fault_lab", "1", device, "fault", now, now, key), {"rule": "fault_lab"},
+                      lab_ticket(device), now, CasePolicy())
         keys.append(key)
     return keys
 

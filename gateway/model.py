@@ -99,3 +99,52 @@ class Incident:
     detected_ts: float
     state: IncidentState
     resolved_ts: float | None = None
+
+
+# --- cases: which ticket a finding goes on (policy in incidents/cases.py, applied by the store) ---------
+
+class CaseAction(StrEnum):
+    NEW_TICKET = "new_ticket"
+    JOINED = "joined"  # added to a ticket not yet sent
+    LATE_FINDING = "late_finding"  # recorded with a ticket already delivered
+    REOPENED = "reopened"  # the fault came back within the reopen window of a repaired ticket
+
+
+@dataclass(frozen=True, slots=True)
+class Case:
+    """What the policy needs to know of one ticket of (device, category)."""
+
+    ticket_id: int
+    created_at: float  # gateway clock
+    delivery: str  # queued | sending | delivered | dead
+    firing: bool  # one of its episodes is still firing
+    repaired_at: float | None  # its newest `repaired` step
+    confirmed: bool  # the customer confirmed the repair
+
+
+@dataclass(frozen=True, slots=True)
+class CasePolicy:
+    reopen_window: float = 0.0  # seconds: a fault back this soon after a repair (or an unrepaired ticket) rejoins
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    action: CaseAction
+    ticket_id: int | None = None  # None: a new ticket
+    rebuild: bool = False  # the ticket is still queued: its payload is rebuilt with the new finding
+    expected_delivery: str = ""  # the case's delivery state the decision was made on
+
+    @property
+    def reopens(self) -> bool:
+        return self.action is CaseAction.REOPENED
+
+
+@dataclass(frozen=True, slots=True)
+class NewEpisode:
+    rule_id: str
+    rule_version: str
+    device_id: str
+    category: str
+    onset_ts: float  # appliance time
+    detected_ts: float  # appliance time
+    fingerprint: str

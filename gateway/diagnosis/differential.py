@@ -24,15 +24,19 @@ def rank(findings: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dic
         for excluded in finding.get("ruled_out", []):
             ruled_out.setdefault(excluded["cause"], {"cause": excluded["cause"], "because": [],
                                                      "rules": []})
-            ruled_out[excluded["cause"]]["because"].append(excluded["because"])
-            ruled_out[excluded["cause"]]["rules"].append(finding["rule"])
+            entry = ruled_out[excluded["cause"]]
+            if excluded["because"] not in entry["because"]:
+                entry["because"].append(excluded["because"])
+            if finding["rule"] not in entry["rules"]:
+                entry["rules"].append(finding["rule"])
         for cause in finding["causes"]:
             name = cause["cause"]
             scores[name] = scores.get(name, 0.0) + cause["likelihood"] * weight
             reasons.setdefault(name, [])
             if cause["reason"] not in reasons[name]:
                 reasons[name].append(cause["reason"])
-            supporters.setdefault(name, []).append(finding["rule"])
+            if finding["rule"] not in supporters.setdefault(name, []):  # a rule that fired twice supports once
+                supporters[name].append(finding["rule"])
     for name in ruled_out:
         scores.pop(name, None)
     total = sum(scores.values()) or 1.0

@@ -15,10 +15,12 @@ from gateway.diagnosis.seal import seal
 from gateway.engine.evaluator import AlertTransition, Evaluator, Transition
 from gateway.engine.expr import EvalContext
 from gateway.engine.rules import Rule
+from gateway.incidents.cases import open_incident
 from gateway.ingest.registry import DeviceRegistry
+from gateway.model import CaseAction, CasePolicy, NewEpisode
 from gateway.outbox.mapping import incident_fingerprint, ticket_payload
 from gateway.prices import PriceTable
-from gateway.store.db import CaseAction, Database, StorageError
+from gateway.store.db import Database, StorageError
 from gateway.store.window import WindowStore
 
 log = logging.getLogger("gateway.incidents")
@@ -43,7 +45,7 @@ class IncidentManager:
         self.context_for = context_for
         self.seal_key = seal_key
         self.derived = derived or {}  # appliance -> names of its derived metrics
-        self.reopen_window = reopen_window  # a fault back this soon after a repair reopens its ticket
+        self.policy = CasePolicy(reopen_window)  # a fault back this soon after a repair reopens its ticket
         self.open_rules: dict[str, dict[str, Rule]] = {}  # device -> firing incidents' rules
         self.opened = 0
         self.resolved = 0
@@ -111,16 +113,15 @@ class IncidentManager:
         finding = build_finding(transition, evidence, self._ruled_out(rule, device_id))
         now = self.clock.now()
 
-        def build_ticket(findings: list[dict[str, Any]], key: str) -> dict[str, Any]:
+        def build_ticket(findings: list[dict[str, Any]], key: str, opened_at: float) -> dict[str, Any]:
             ticket = ticket_payload(site=self.site, device_id=device_id, appliance_type=rule.appliance,
                                     device=self.registry.get(device_id), findings=findings, fingerprint=key,
-                                    opened_at=now, prices=self.prices)
+                                    opened_at=opened_at, prices=self.prices)
             return seal(ticket, self.seal_key) if self.seal_key else ticket
 
-        opened = self.db.open_incident(rule.rule_id, rule.version, device_id, rule.diagnosis.category,
-                                       transition.onset_ts, transition.at_ts, fingerprint, finding, build_ticket,
-                                       queued_at=now, group_wait=self.group_wait,
-                                       reopen_window=self.reopen_window)
+        episode = NewEpisode(rule.rule_id, rule.version, device_id, rule.diagnosis.category, transition.onset_ts,
+                             transition.at_ts, fingerprint)
+        opened = open_incident(self.db, episode, finding, build_ticket, now, self.policy, self.group_wait)
         self.open_rules.setdefault(device_id, {})[rule.rule_id] = rule
         if opened is None:
             return  # the episode is already open (restored state lost?); its ticket exists

@@ -10,7 +10,7 @@ to the platform afterwards (technician verified, repair verified by telemetry, r
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
@@ -19,11 +19,15 @@ from typing import Any
 
 import orjson
 
-from gateway.model import Device, DeviceMeta, Incident, IncidentState
+from gateway.model import Case, CaseAction, Decision, Device, DeviceMeta, Incident, IncidentState, NewEpisode
 
 
 class StorageError(Exception):
     """The database cannot be opened or written (disk full, corrupt file, permissions)."""
+
+
+class _CaseChanged(Exception):
+    """The case a decision was made on changed before it could be applied."""
 
 
 class DeliveryState(StrEnum):
@@ -31,13 +35,6 @@ class DeliveryState(StrEnum):
     SENDING = "sending"  # a request is in flight; found here at start-up, it was interrupted and goes again
     DELIVERED = "delivered"
     DEAD = "dead"
-
-
-class CaseAction(StrEnum):
-    NEW_TICKET = "new_ticket"
-    JOINED = "joined"  # added to a ticket not yet sent
-    LATE_FINDING = "late_finding"  # recorded with a ticket already delivered
-    REOPENED = "reopened"  # the fault came back within the verification window of a repaired ticket
 
 
 class OutboxKind(StrEnum):
@@ -207,77 +204,79 @@ class Database:
         ]
 
     # incidents and tickets ---------------------------------------------------------------------------------
-    def open_incident(self, rule_id: str, rule_version: str, device_id: str, category: str, onset_ts: float,
-                      detected_ts: float, fingerprint: str, finding: dict[str, Any],
-                      build_ticket: Callable[[list[dict[str, Any]], str], dict[str, Any]],
-                      queued_at: float, group_wait: float = 0.0,
-                      reopen_window: float = 0.0) -> OpenedIncident | None:
-        """Open an episode in one transaction, and put it on its appliance's case of the same category.
+    def episode_open(self, rule_id: str, device_id: str) -> bool:
+        return self._conn.execute("SELECT 1 FROM incidents WHERE rule_id=? AND device_id=? AND state='firing'",
+                                  (rule_id, device_id)).fetchone() is not None
 
-        The case is the newest ticket of (device, category) with an episode still firing, or opened less than
-        `reopen_window` ago and not yet repaired (an intermittent fault that came back before anyone came), or
-        repaired less than `reopen_window` ago (the fault came back: the ticket is reopened, not duplicated). A new
-        case gets a ticket, its first steps and an outbox entry, first sent after `group_wait` so that rules
-        firing together join one ticket. While the case's ticket waits, a joining finding rebuilds it; after
-        it was delivered, the finding is kept beside the sealed ticket. `onset_ts`/`detected_ts` are the
-        appliance's sample times; `queued_at` is the gateway clock, which alone schedules delivery.
-        Returns None if this (rule, device) episode is already open."""
-        with self._transaction() as conn:
-            exists = conn.execute("SELECT 1 FROM incidents WHERE rule_id=? AND device_id=? AND state='firing'",
-                                  (rule_id, device_id)).fetchone()
-            if exists:
-                return None
-            since = queued_at - reopen_window
-            case = conn.execute(
-                "SELECT t.ticket_id, t.payload, o.state, EXISTS (SELECT 1 FROM incidents i "
-                "WHERE i.ticket_id=t.ticket_id AND i.state='firing'), EXISTS (SELECT 1 FROM ticket_steps s "
-                "WHERE s.ticket_id=t.ticket_id AND s.step='repaired') FROM tickets t JOIN delivery o USING (ticket_id) "
-                "WHERE t.device_id=? AND t.category=? AND (EXISTS (SELECT 1 FROM incidents i "
-                "WHERE i.ticket_id=t.ticket_id AND i.state='firing') "
-                "OR (t.created_at > ? AND NOT EXISTS (SELECT 1 FROM ticket_steps s WHERE s.ticket_id=t.ticket_id "
-                "AND s.step IN ('repaired', 'confirmed'))) "
-                "OR EXISTS (SELECT 1 FROM ticket_steps s WHERE s.ticket_id=t.ticket_id AND s.step='repaired' "
-                "AND s.at >= ?)) ORDER BY t.ticket_id DESC LIMIT 1",
-                (device_id, category, since, since)).fetchone()
-            if case is None:
-                payload = build_ticket([finding], fingerprint)
-                cursor = conn.execute("INSERT INTO tickets (device_id, category, payload, created_at) "
-                                      "VALUES (?, ?, ?, ?)", (device_id, category, orjson.dumps(payload), queued_at))
-                ticket_id, action = int(cursor.lastrowid or 0), CaseAction.NEW_TICKET
-                conn.execute("INSERT INTO outbox (ticket_id, idempotency_key, state, next_attempt_at) "
-                             "VALUES (?, ?, 'queued', ?)", (ticket_id, fingerprint, queued_at + group_wait))
-                self._first_steps(conn, ticket_id, fingerprint, (rule_id, onset_ts, detected_ts), finding, payload,
-                                  queued_at)
-            else:
-                ticket_id = int(case[0])
-                payload = orjson.loads(case[1])
-                findings = [*payload["findings_detail"], finding]
-                if case[2] == DeliveryState.QUEUED:
-                    payload = build_ticket(findings, payload["idempotency_key"])
-                    action = CaseAction.JOINED
-                    conn.execute("UPDATE tickets SET payload=? WHERE ticket_id=?",
-                                 (orjson.dumps(payload), ticket_id))
-                else:  # the sealed ticket that was sent never changes; the finding is kept beside it
-                    conn.execute("UPDATE tickets SET late_findings=json_insert(late_findings, '$[#]', json(?)) "
-                                 "WHERE ticket_id=?", (orjson.dumps(finding), ticket_id))
-                    action = CaseAction.LATE_FINDING
-                if not case[3] and case[4]:  # nothing was firing and it had been repaired: the fault is back
-                    action = CaseAction.REOPENED
-                    detail = {"rule": rule_id, "code": finding.get("code"), "onset_ts": onset_ts,
-                              "observed": finding.get("evidence", {}).get("observed", [])}
-                    self._add_step(conn, ticket_id, "reopened", queued_at, "gateway", "gateway",
-                                   f"{fingerprint}:reopened", detail, notify=True)
-            cursor = conn.execute(
-                "INSERT INTO incidents (fingerprint, rule_id, rule_version, device_id, category, ticket_id, onset_ts,"
-                " detected_ts, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'firing')",
-                (fingerprint, rule_id, rule_version, device_id, category, ticket_id, onset_ts, detected_ts))
-            incident_id = int(cursor.lastrowid or 0)
-        incident = Incident(incident_id, fingerprint, rule_id, device_id, onset_ts, detected_ts, IncidentState.FIRING)
-        return OpenedIncident(incident, ticket_id, action)
+    def cases(self, device_id: str, category: str, limit: int = 20) -> list[Case]:
+        """The appliance's newest tickets of one category, as the case policy sees them. A ticket with an episode
+        still firing takes every later finding, so no open case is ever older than the newest `limit`."""
+        rows = self._conn.execute(
+            "SELECT t.ticket_id, t.created_at, o.state, "
+            "EXISTS (SELECT 1 FROM incidents i WHERE i.ticket_id=t.ticket_id AND i.state='firing'), "
+            "(SELECT MAX(s.at) FROM ticket_steps s WHERE s.ticket_id=t.ticket_id AND s.step='repaired'), "
+            "EXISTS (SELECT 1 FROM ticket_steps s WHERE s.ticket_id=t.ticket_id AND s.step='confirmed') "
+            "FROM tickets t JOIN delivery o USING (ticket_id) WHERE t.device_id=? AND t.category=? "
+            "ORDER BY t.ticket_id DESC LIMIT ?", (device_id, category, limit)).fetchall()
+        return [Case(int(r[0]), float(r[1]), str(r[2]), bool(r[3]), None if r[4] is None else float(r[4]),
+                     bool(r[5])) for r in rows]
 
-    def _first_steps(self, conn: sqlite3.Connection, ticket_id: int, key: str, episode: tuple[str, float, float],
+    def apply_case(self, decision: Decision, episode: NewEpisode, finding: dict[str, Any],
+                   payload: dict[str, Any] | None, queued_at: float, group_wait: float = 0.0) -> OpenedIncident | None:
+        """Open the episode on its case as decided, in one transaction: a new ticket with its first steps and
+        outbox entry (first sent after `group_wait`, so that rules firing together join one ticket), a rebuilt
+        ticket not yet sent, or a finding kept beside a sealed ticket already sent; and a `reopened` step when
+        the decision reopens. None if the case changed since the decision (the caller decides again), or if
+        the episode is already open."""
+        try:
+            with self._transaction() as conn:
+                if conn.execute("SELECT 1 FROM incidents WHERE rule_id=? AND device_id=? AND state='firing'",
+                                (episode.rule_id, episode.device_id)).fetchone():
+                    return None
+                if decision.ticket_id is None:
+                    if payload is None:
+                        raise ValueError("a new ticket needs its payload")
+                    cursor = conn.execute("INSERT INTO tickets (device_id, category, payload, created_at) "
+                                          "VALUES (?, ?, ?, ?)", (episode.device_id, episode.category,
+                                                                  orjson.dumps(payload), queued_at))
+                    ticket_id = int(cursor.lastrowid or 0)
+                    conn.execute("INSERT INTO outbox (ticket_id, idempotency_key, state, next_attempt_at) "
+                                 "VALUES (?, ?, 'queued', ?)", (ticket_id, episode.fingerprint, queued_at + group_wait))
+                    self._first_steps(conn, ticket_id, episode, finding, payload, queued_at)
+                else:
+                    ticket_id = decision.ticket_id
+                    state = conn.execute("SELECT state FROM delivery WHERE ticket_id=?", (ticket_id,)).fetchone()
+                    if state is None or state[0] != decision.expected_delivery:
+                        raise _CaseChanged
+                    if decision.rebuild:
+                        if payload is None:
+                            raise ValueError("a rebuilt ticket needs its payload")
+                        conn.execute("UPDATE tickets SET payload=? WHERE ticket_id=?",
+                                     (orjson.dumps(payload), ticket_id))
+                    else:  # the sealed ticket that was sent never changes; the finding is kept beside it
+                        conn.execute("UPDATE tickets SET late_findings=json_insert(late_findings, '$[#]', json(?)) "
+                                     "WHERE ticket_id=?", (orjson.dumps(finding), ticket_id))
+                    if decision.reopens:
+                        detail = {"rule": episode.rule_id, "code": finding.get("code"), "onset_ts": episode.onset_ts,
+                                  "observed": finding.get("evidence", {}).get("observed", [])}
+                        self._add_step(conn, ticket_id, "reopened", queued_at, "gateway", "gateway",
+                                       f"{episode.fingerprint}:reopened", detail, notify=True)
+                cursor = conn.execute(
+                    "INSERT INTO incidents (fingerprint, rule_id, rule_version, device_id, category, ticket_id, "
+                    "onset_ts, detected_ts, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'firing')",
+                    (episode.fingerprint, episode.rule_id, episode.rule_version, episode.device_id, episode.category,
+                     ticket_id, episode.onset_ts, episode.detected_ts))
+                incident_id = int(cursor.lastrowid or 0)
+        except _CaseChanged:
+            return None
+        incident = Incident(incident_id, episode.fingerprint, episode.rule_id, episode.device_id, episode.onset_ts,
+                            episode.detected_ts, IncidentState.FIRING)
+        return OpenedIncident(incident, ticket_id, decision.action)
+
+    def _first_steps(self, conn: sqlite3.Connection, ticket_id: int, episode: NewEpisode,
                      finding: dict[str, Any], payload: dict[str, Any], opened_at: float) -> None:
-        rule_id, onset_ts, detected_ts = episode
+        key, rule_id = episode.fingerprint, episode.rule_id
+        onset_ts, detected_ts = episode.onset_ts, episode.detected_ts
         causes = payload.get("probable_causes") or [{}]
         steps = [
             ("detected", detected_ts, {"rule": rule_id, "onset_ts": onset_ts,

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from gateway.config import PROJECT_ROOT
+from gateway.incidents.cases import open_incident
+from gateway.model import CasePolicy, NewEpisode
 
 pytestmark = pytest.mark.e2e
 
@@ -112,8 +114,8 @@ def test_verify_ticket_says_what_was_changed(tmp_path: Path) -> None:
     ticket = seal({"idempotency_key": "k1", "fault": {"code": "AC-CND-01"}, "price": {"total_band": [330, 670]},
                    "findings_detail": []}, key)
     db = Database(tmp_path / "gw.db")
-    db.open_incident("r", "v", "ac", "fault", 1.0, 1.0, "k1", {"rule": "r"}, lambda findings, k: ticket,
-                     queued_at=1.0)
+    open_incident(db, NewEpisode("r", "v", "ac", "fault", 1.0, 1.0, "k1"), {"rule": "r"},
+                  lambda findings, k, _at: ticket, 1.0, CasePolicy())
     db.close()
     stored = Database(tmp_path / "gw.db")
     [row] = stored.tickets()
@@ -139,9 +141,9 @@ def test_outbox_lists_explains_and_retries(tmp_path: Path) -> None:
     config.write_text('[storage]\ndatabase = "gw.db"\n')
     db = Database(tmp_path / "gw.db")
     for key, device in (("k-dead", "wm-1"), ("k-wait", "ac-1")):
-        db.open_incident(f"rule-{key}", "v", device, "fault", 1.0, 1.0, key, {"rule": "r"},
-                         lambda findings, k: {"idempotency_key": k, "fault": {"code": "X-1"}, "findings_detail": []},
-                         queued_at=1.0)
+        open_incident(db, NewEpisode(f"rule-{key}", "v", device, "fault", 1.0, 1.0, key), {"rule": "r"},
+                      lambda findings, k, _at: {"idempotency_key": k, "fault": {"code": "X-1"}, "findings_detail": []},
+                      1.0, CasePolicy())
     entries = {e.idempotency_key: e for e in db.due_outbox(2.0, 10)}
     dead, wait = entries["k-dead"], entries["k-wait"]
     db.dead_letter(dead.outbox_id, "HTTP 422 appliance.device_id is required")

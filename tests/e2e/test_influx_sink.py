@@ -16,7 +16,9 @@ import pytest
 
 from firmware_sim.localnet import LocalServiceError, VictoriaMetricsProcess
 from gateway.config import InfluxConfig
+from gateway.incidents.cases import open_incident
 from gateway.ingest.registry import DeviceRegistry
+from gateway.model import CasePolicy, NewEpisode
 from gateway.sinks.influx import InfluxSink
 from gateway.store.db import Database
 from tests.e2e.conftest import eventually
@@ -74,9 +76,10 @@ async def test_points_arrive_with_their_tags_and_an_outage_loses_nothing(
     task = asyncio.create_task(sink.run())
     start = time.time() - 3600
     try:
-        db.open_incident("drain_timeout", "1", "wm-1", "fault", start, start + 5, "k1", {"rule": "drain_timeout"},
-                         lambda findings, key: {"idempotency_key": key, "findings_detail": findings},
-                         queued_at=start + 5)
+        open_incident(db, NewEpisode("drain_timeout", "1", "wm-1", "fault", start, start + 5, "k1"),
+                      {"rule": "drain_timeout"},
+                      lambda findings, key, _at: {"idempotency_key": key, "findings_detail": findings},
+                      start + 5, CasePolicy())
         feed(sink, start, 500)
         await eventually(lambda: sink.points_written >= 500 + 4, 20, "500 samples, 1 incident, 3 steps written")
         assert values_of(victoria, "telemetry_water_level", 500) == [float(i) for i in range(500)]

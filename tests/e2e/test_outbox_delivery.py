@@ -14,6 +14,8 @@ from firmware_sim.localnet import free_port
 from firmware_sim.platform import PlatformServer
 from gateway.clock import SystemClock
 from gateway.config import UpstreamConfig
+from gateway.incidents.cases import open_incident
+from gateway.model import CasePolicy, NewEpisode
 from gateway.outbox.sender import OutboxSender
 from gateway.store.db import Database
 from tests.e2e.conftest import eventually
@@ -26,8 +28,8 @@ VALID = {"appliance": {"device_id": "ac-1"}, "fault": {"code": "AC-CND-01"},
 
 def queue_ticket(db: Database, key: str, payload: dict[str, object]) -> None:
     now = time.time()
-    db.open_incident("rule", "v1", "ac-1", "fault", now, now, key, {"rule": "rule"},
-                     lambda findings, k: {**payload, "findings_detail": findings}, queued_at=now)
+    open_incident(db, NewEpisode("rule", "v1", "ac-1", "fault", now, now, key), {"rule": "rule"},
+                  lambda findings, k, _at: {**payload, "findings_detail": findings}, now, CasePolicy())
 
 
 async def test_platform_down_then_up_delivers_once(tmp_path: Path) -> None:

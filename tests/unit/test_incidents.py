@@ -7,8 +7,10 @@ import pytest
 
 from gateway.clock import FakeClock
 from gateway.engine.evaluator import Evaluator
+from gateway.incidents.cases import open_incident
 from gateway.incidents.episodes import IncidentManager
 from gateway.ingest.registry import DeviceRegistry
+from gateway.model import CasePolicy, NewEpisode
 from gateway.outbox.mapping import incident_fingerprint
 from gateway.store.db import Database, StorageError
 from gateway.store.window import WindowStore
@@ -33,9 +35,9 @@ def open_simple(db: Database, rule_id: str, fingerprint: str, ts: float, queued_
                 payload: dict[str, object] | None = None):  # type: ignore[no-untyped-def]
     """Open an incident with a minimal one-finding ticket (the ticket's content is not what these tests check)."""
     finding = {"rule": rule_id}
-    return db.open_incident(rule_id, "1", "d", "fault", ts, ts, fingerprint, finding,
-                            lambda findings, key: {**(payload or {"x": 1}), "idempotency_key": key,
-                                                   "findings_detail": findings}, queued_at=queued_at)
+    return open_incident(db, NewEpisode(rule_id, "1", "d", "fault", ts, ts, fingerprint), finding,
+                         lambda findings, key, _at: {**(payload or {"x": 1}), "idempotency_key": key,
+                                                     "findings_detail": findings}, queued_at, CasePolicy())
 
 
 def step(store: WindowStore, evaluator: Evaluator, manager: IncidentManager, ts: float, vibration: float) -> None:
@@ -78,7 +80,7 @@ def test_resolve_then_new_episode_opens_a_second_ticket(parts) -> None:  # type:
 
 def test_a_fault_back_before_any_repair_joins_its_open_ticket(parts) -> None:  # type: ignore[no-untyped-def]
     db, store, evaluator, manager = parts
-    manager.reopen_window = 3600.0
+    manager.policy = CasePolicy(reopen_window=3600.0)
     step(store, evaluator, manager, NOW, 3.0)
     step(store, evaluator, manager, NOW + 1, 0.5)
     step(store, evaluator, manager, NOW + 2, 3.0)  # intermittent: back again, nobody has repaired it yet

@@ -12,10 +12,12 @@ import pytest
 
 from gateway.clock import FakeClock
 from gateway.config import ServiceConfig
+from gateway.incidents.cases import open_incident
+from gateway.model import CaseAction, CasePolicy, NewEpisode
 from gateway.service import signing
 from gateway.service.charges import charge_flags
 from gateway.service.timeline import ServiceDesk, ServiceError, visit_code_digest
-from gateway.store.db import CaseAction, Database
+from gateway.store.db import Database
 
 NOW = 1_750_000_000.0
 QUOTE = {"currency": "CNY", "items": [{"id": "fan_motor", "band": [330, 670]}]}
@@ -37,10 +39,9 @@ def desk(tmp_path: Path) -> tuple[Database, ServiceDesk, FakeClock, Appliance]:
 
 
 def open_case(db: Database, key: str, at: float, rule: str = "fan") -> tuple[int, CaseAction]:
-    opened = db.open_incident(rule, "1", "ac-1", "fault", at, at, key, {"rule": rule, "code": "AC-1"},
-                              lambda findings, k: {"idempotency_key": k, "price": QUOTE,
-                                                   "findings_detail": findings}, queued_at=at,
-                              reopen_window=3600)
+    opened = open_incident(db, NewEpisode(rule, "1", "ac-1", "fault", at, at, key), {"rule": rule, "code": "AC-1"},
+                           lambda findings, k, _at: {"idempotency_key": k, "price": QUOTE,
+                                                     "findings_detail": findings}, at, CasePolicy(3600))
     assert opened is not None
     return opened.ticket_id, opened.action
 

@@ -6,6 +6,8 @@ import re
 import time
 from pathlib import Path
 
+from gateway.incidents.cases import open_incident
+from gateway.model import CasePolicy, NewEpisode
 from gateway.store.db import Database
 from gateway.web.access import Access, Role, allowed, load_or_create_token
 from gateway.web.charts import Marker, chart_svg
@@ -15,9 +17,9 @@ KEY = b"k" * 32
 
 
 def ticket_on(db: Database, device: str, key: str) -> int:
-    opened = db.open_incident("r", "1", device, "fault", 1.0, 1.0, key, {"rule": "r"},
-                              lambda findings, k: {"appliance": {"device_id": device}, "findings_detail": findings},
-                              queued_at=1.0)
+    opened = open_incident(db, NewEpisode("r", "1", device, "fault", 1.0, 1.0, key), {"rule": "r"},
+                           lambda findings, k, _at: {"appliance": {"device_id": device}, "findings_detail": findings},
+                           1.0, CasePolicy())
     assert opened is not None
     return opened.ticket_id
 

@@ -1,0 +1,98 @@
+"""The case policy: which ticket a new finding goes on, branch by branch (a pure function, no store)."""
+
+from __future__ import annotations
+
+from gateway.incidents.cases import decide
+from gateway.model import Case, CaseAction, CasePolicy
+
+NOW = 1_700_000_000.0
+WEEK = 7 * 86400.0
+POLICY = CasePolicy(reopen_window=WEEK)
+
+
+def case(ticket_id: int = 1, *, age: float = 60.0, delivery: str = "queued", firing: bool = False,
+         repaired_ago: float | None = None, confirmed: bool = False) -> Case:
+    return Case(ticket_id, NOW - age, delivery, firing, None if repaired_ago is None else NOW - repaired_ago, confirmed)
+
+
+def test_no_case_opens_a_new_ticket() -> None:
+    assert decide([], NOW, POLICY).action is CaseAction.NEW_TICKET
+
+
+def test_a_firing_case_not_yet_sent_is_joined_and_rebuilt() -> None:
+    decision = decide([case(firing=True)], NOW, POLICY)
+    assert (decision.action, decision.ticket_id, decision.rebuild) == (CaseAction.JOINED, 1, True)
+    assert decision.expected_delivery == "queued"
+
+
+def test_a_firing_case_already_delivered_takes_a_late_finding() -> None:
+    decision = decide([case(firing=True, delivery="delivered", age=10 * WEEK)], NOW, POLICY)
+    assert (decision.action, decision.rebuild) == (CaseAction.LATE_FINDING, False)
+
+
+def test_a_case_being_sent_is_not_rebuilt() -> None:
+    decision = decide([case(firing=True, delivery="sending")], NOW, POLICY)
+    assert (decision.action, decision.rebuild, decision.expected_delivery) == (CaseAction.LATE_FINDING, False,
+                                                                                "sending")
+
+
+def test_an_intermittent_fault_back_before_any_repair_joins_its_recent_ticket() -> None:
+    decision = decide([case(delivery="delivered", age=3600)], NOW, POLICY)
+    assert (decision.action, decision.ticket_id) == (CaseAction.LATE_FINDING, 1)
+
+
+def test_an_unrepaired_ticket_older_than_the_window_is_not_rejoined() -> None:
+    assert decide([case(delivery="delivered", age=WEEK + 1)], NOW, POLICY).action is CaseAction.NEW_TICKET
+
+
+def test_a_confirmed_ticket_is_never_rejoined_without_a_repair() -> None:
+    assert decide([case(delivery="delivered", confirmed=True)], NOW, POLICY).action is CaseAction.NEW_TICKET
+
+
+def test_a_fault_back_soon_after_its_repair_reopens_the_ticket() -> None:
+    decision = decide([case(delivery="delivered", age=2 * WEEK, repaired_ago=3600)], NOW, POLICY)
+    assert (decision.action, decision.ticket_id, decision.reopens) == (CaseAction.REOPENED, 1, True)
+
+
+def test_a_fault_back_long_after_its_repair_opens_a_new_ticket() -> None:
+    decision = decide([case(delivery="delivered", age=3 * WEEK, repaired_ago=WEEK + 1)], NOW, POLICY)
+    assert decision.action is CaseAction.NEW_TICKET
+
+
+def test_a_repaired_case_still_firing_takes_the_finding_without_reopening() -> None:
+    decision = decide([case(delivery="delivered", firing=True, repaired_ago=60)], NOW, POLICY)
+    assert decision.action is CaseAction.LATE_FINDING and not decision.reopens
+
+
+def test_the_newest_open_case_wins() -> None:
+    decision = decide([case(1, firing=True, delivery="delivered"), case(2, firing=True)], NOW, POLICY)
+    assert decision.ticket_id == 2 and decision.action is CaseAction.JOINED
+
+
+def test_without_a_reopen_window_only_firing_cases_are_joined() -> None:
+    assert decide([case(delivery="delivered", repaired_ago=1)], NOW, CasePolicy()).action is CaseAction.NEW_TICKET
+    assert decide([case(firing=True)], NOW, CasePolicy()).action is CaseAction.JOINED
+
+
+def test_the_store_refuses_a_decision_on_a_case_the_sender_took_and_the_finding_is_decided_again(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from gateway.incidents.cases import open_incident
+    from gateway.model import NewEpisode
+    from gateway.store.db import Database
+
+    db = Database(tmp_path / "gw.db")
+
+    def build(findings, key, opened_at):  # type: ignore[no-untyped-def]
+        return {"idempotency_key": key, "opened_at": opened_at, "findings_detail": findings}
+
+    first = open_incident(db, NewEpisode("a", "1", "d", "fault", NOW, NOW, "k-a"), {"rule": "a"}, build, NOW, POLICY)
+    assert first is not None
+    second = NewEpisode("b", "1", "d", "fault", NOW + 1, NOW + 1, "k-b")
+    stale = decide(db.cases("d", "fault"), NOW + 1, POLICY)
+    assert stale.action is CaseAction.JOINED
+    [entry] = db.due_outbox(NOW + 100, 10)
+    db.mark_sending(entry.outbox_id)  # the sender took the ticket after the decision was made
+    assert db.apply_case(stale, second, {"rule": "b"}, build([{"rule": "b"}], "k-a", NOW), NOW + 1) is None
+    opened = open_incident(db, second, {"rule": "b"}, build, NOW + 1, POLICY)
+    assert opened is not None and opened.action is CaseAction.LATE_FINDING and opened.ticket_id == first.ticket_id
+    assert db.ticket_payload(first.ticket_id)["findings_detail"] == [{"rule": "a"}]  # the ticket being sent is intact
+    db.close()
