@@ -1,15 +1,16 @@
 """`appliance-gateway score`: run a scenario's simulated appliances through a real gateway in replay mode and
 score its tickets against the ground truth.
 
-Replay mode: no broker and no network. Every message goes through the gateway's own ingest (decoding, profile
-checks, vendor codes, drops), rules, incidents and ticket building, on a fresh SQLite file; the gateway's clock
+Replay mode: no broker and no network. Every message goes through the gateway's one Pipeline (decoding, profile
+checks, vendor codes, drops, rules, incidents, cases and ticket building) on a fresh SQLite file; the clock
 follows the messages' true times, so days of simulated operation take seconds to minutes.
 """
 
 from __future__ import annotations
 
+import resource
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,14 +19,18 @@ import orjson
 
 from firmware_sim.scenario import SERIAL_PREFIX, Scenario, World
 from firmware_sim.scoring import Report, score
-from gateway.app import Gateway
 from gateway.clock import FakeClock
 from gateway.config import GatewayConfig, HistoryConfig, StorageConfig, WebConfig
+from gateway.diagnosis.seal import load_or_create_key
+from gateway.engine.library import load_library
 from gateway.ingest.uart import UartAdapter, adapter_for
+from gateway.pipeline import Pipeline, settings_from_config
 from gateway.protocol.stream import FrameError, StreamDecoder
 from gateway.protocol.topics import appliance_topic
+from gateway.replay import Message, play
+from gateway.store.db import Database
 
-MIN_EVALUATE_EVERY_SECONDS = 5.0
+MIN_TICK_SECONDS = 5.0
 
 
 @dataclass
@@ -34,85 +39,92 @@ class Run:
     tickets: list[dict[str, Any]]
     messages: int
     dropped: dict[str, int]
-    seconds: float
+    seconds: float  # wall time
+    cpu_seconds: float  # this process's CPU time (user + system)
+
+
+def scenario_config(scenario: Scenario, folder: Path) -> GatewayConfig:
+    """The gateway's defaults (group wait, reopen window, limits), with a fresh database in `folder`."""
+    return GatewayConfig(site=f"scenario-{scenario.name}", web=WebConfig(enabled=False),
+                         history=HistoryConfig(enabled=False),
+                         storage=StorageConfig(database=str(folder / "gateway.db"),
+                                               key_file=str(folder / "gateway.key")))
 
 
 def run_scenario(scenario: Scenario, folder: Path, progress: Callable[[float], None] | None = None) -> Run:
     folder.mkdir(parents=True, exist_ok=True)
     for stale in folder.glob("gateway.db*"):
         stale.unlink()
-    config = GatewayConfig(site=f"scenario-{scenario.name}", web=WebConfig(enabled=False),
-                           history=HistoryConfig(enabled=False),
-                           storage=StorageConfig(database=str(folder / "gateway.db"),
-                                                 key_file=str(folder / "gateway.key")))
+    config = scenario_config(scenario, folder)
     clock = FakeClock(scenario.start)
-    gateway = Gateway(config, clock=clock)
-    world = World(scenario, gateway.profiles)
-    # A rule pass costs the same for one device or a thousand, so replay evaluates once per reporting interval
-    # of the fastest appliance (ingest still evaluates before any device's second unevaluated sample).
-    every = max(MIN_EVALUATE_EVERY_SECONDS, min((a.interval for a in scenario.appliances), default=10.0))
-    started = time.perf_counter()
-    last_evaluation = last_timer = last_progress = scenario.start
-    count = 0
+    db = Database(folder / "gateway.db")
+    pipeline = Pipeline(load_library(config), db, clock, settings_from_config(config),
+                        seal_key=load_or_create_key(folder / "gateway.key"))
+    world = World(scenario, pipeline.profiles)
+    # A rule pass costs the same for one device or a thousand, so the scenario ticks once per reporting interval
+    # of its fastest appliance (at least 5 s); each sample is still evaluated on its own (see gateway.pipeline).
+    every = max(MIN_TICK_SECONDS, min((a.interval for a in scenario.appliances), default=10.0))
+    started, cpu_started = time.perf_counter(), _cpu_seconds()
+    last_progress = [scenario.start]
+
+    def tick(now: float) -> None:
+        _deliver_due(db, now)
+        if progress is not None and now - last_progress[0] >= 3600:
+            progress((now - scenario.start) / scenario.duration)
+            last_progress[0] = now
+
     try:
-        lines: dict[str, tuple[UartAdapter, StreamDecoder[Any]]] = {}
-        for ts, topic, payload in world.messages():
-            if ts > clock.now():
-                clock.set(ts)
-            if topic.startswith(SERIAL_PREFIX):
-                _serial_bytes(gateway, lines, topic[len(SERIAL_PREFIX):], payload, ts)
-            else:
-                gateway.ingest.handle(topic, payload)
-            count += 1
-            if ts - last_evaluation >= every:
-                gateway.evaluate()
-                last_evaluation = ts
-            if ts - last_timer >= every:
-                gateway.incidents.record(gateway.evaluator.evaluate_timer(ts), gateway.evaluator)
-                _deliver_due(gateway, ts)
-                last_timer = ts
-            if progress is not None and ts - last_progress >= 3600:
-                progress((ts - scenario.start) / scenario.duration)
-                last_progress = ts
-        gateway.evaluate()
-        tickets = _ticket_views(gateway)
-        dropped = gateway.drops.as_dict()
+        count = play(pipeline, clock, _messages(world, pipeline.profiles), every, on_tick=tick)
+        tickets = _ticket_views(pipeline)
+        dropped = pipeline.drops.as_dict()
     finally:
-        gateway.db.close()
-    return Run([t.as_dict() for t in world.truth()], tickets, count, dropped, time.perf_counter() - started)
+        db.close()
+    return Run([t.as_dict() for t in world.truth()], tickets, count, dropped, time.perf_counter() - started,
+               _cpu_seconds() - cpu_started)
 
 
-def _serial_bytes(gateway: Gateway, lines: dict[str, tuple[UartAdapter, StreamDecoder[Any]]], device_id: str,
-                  data: bytes, now: float) -> None:
-    """UART bytes through the gateway's own open-dialect decoder and adapter, as its serial link does."""
-    if device_id not in lines:
-        adapter = adapter_for("open", gateway.profiles)
-        lines[device_id] = (adapter, adapter.decoder())
-    adapter, decoder = lines[device_id]
-    for frame in decoder.feed(data):
-        try:
-            records = adapter.records(frame, now)
-        except FrameError:
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _messages(world: World, profiles: dict[str, Any]) -> Iterator[Message]:
+    """The world's messages as the gateway receives them; serial appliances' bytes through the gateway's own
+    open-dialect decoder and adapter first, as its serial link does."""
+    lines: dict[str, tuple[UartAdapter, StreamDecoder[Any]]] = {}
+    for ts, topic, payload in world.messages():
+        if not topic.startswith(SERIAL_PREFIX):
+            yield Message(ts, topic, payload)
             continue
-        for kind, document in records:
-            gateway.ingest.handle(appliance_topic(device_id, kind), orjson.dumps(document))
+        device_id = topic[len(SERIAL_PREFIX):]
+        if device_id not in lines:
+            adapter = adapter_for("open", profiles)
+            lines[device_id] = (adapter, adapter.decoder())
+        adapter, decoder = lines[device_id]
+        for frame in decoder.feed(payload):
+            try:
+                records = adapter.records(frame, ts)
+            except FrameError:
+                continue
+            for kind, document in records:
+                yield Message(ts, appliance_topic(device_id, kind), orjson.dumps(document))
 
 
-def _deliver_due(gateway: Gateway, now: float) -> None:
+def _deliver_due(db: Database, now: float) -> None:
     """Stand in for the platform: a ticket is sent (and frozen) once its group wait is over, as live."""
-    for entry in gateway.db.due_outbox(now, 10_000):
-        gateway.db.mark_delivered(entry, f"replay-{entry.ticket_id}", now)
+    for entry in db.due_outbox(now, 10_000):
+        db.mark_delivered(entry, f"replay-{entry.ticket_id}", now)
 
 
-def _ticket_views(gateway: Gateway) -> list[dict[str, Any]]:
-    code_of = {rule.rule_id: rule.diagnosis.code for rule in gateway.rules}
+def _ticket_views(pipeline: Pipeline) -> list[dict[str, Any]]:
+    code_of = {rule.rule_id: rule.diagnosis.code for rule in pipeline.rules}
     by_ticket: dict[int, list[dict[str, Any]]] = {}
-    for incident in gateway.db.incident_rows():
+    for incident in pipeline.db.incident_rows():
         by_ticket.setdefault(incident["ticket_id"], []).append(
             {"code": code_of.get(incident["rule_id"], incident["rule_id"]), "detected_ts": incident["detected_ts"],
              "onset_ts": incident["onset_ts"]})
     views = []
-    for ticket in reversed(gateway.db.tickets(limit=10**7)):
+    for ticket in reversed(pipeline.db.tickets(limit=10**7)):
         payload = ticket["payload"]
         views.append({"ticket_id": ticket["ticket_id"], "device": payload["appliance"]["device_id"],
                       "code": payload["fault"]["code"],

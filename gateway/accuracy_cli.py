@@ -21,6 +21,7 @@ def _run_part(path: str, index: int, parts: int, folder: str) -> dict[str, Any]:
     scenario = load_scenario(Path(path)).part(index, parts)
     run = run_scenario(scenario, Path(folder) / f"{scenario.name}-{index}")
     return {"truth": run.truth, "tickets": run.tickets, "messages": run.messages, "seconds": run.seconds,
+            "cpu_seconds": run.cpu_seconds,
             "dropped": run.dropped, "appliance_days": scenario.appliance_days}
 
 
@@ -39,7 +40,8 @@ def score_scenarios(paths: list[Path], workers: int = 2, parts: int = 2,
             truth = [t for s in shares for t in s["truth"]]
             tickets = [t for s in shares for t in s["tickets"]]
             report = score(scenario.name, scenario.appliance_days, truth, tickets)
-            stats = {"messages": sum(s["messages"] for s in shares), "cpu_seconds": sum(s["seconds"] for s in shares),
+            stats = {"messages": sum(s["messages"] for s in shares),
+                     "cpu_seconds": sum(s["cpu_seconds"] for s in shares),
                      "truth": truth, "tickets": tickets}
             if progress is not None:
                 progress(scenario, report, stats)

@@ -1,15 +1,22 @@
-"""Composition root: builds every room from the config and runs them as named tasks in one TaskGroup.
+"""Composition root: builds every room from the config and says which thread or process runs what.
 
-Start order: database -> profiles and rules (fail fast on a broken file) -> open incidents restored ->
-embedded broker -> web -> MQTT link -> ingest, sender, persistence. Stop is the reverse.
+- the pipeline thread drives the one Pipeline (ingest, rules, incidents, cases, outbox writes) on its own
+  SQLite connection, fed through the handoff by the MQTT link's network thread and the serial link threads;
+- the event loop serves the web console and runs delivery, the platform follower, repair verification, the
+  history schedule and the InfluxDB sink, each a supervised task on the loop's own SQLite connection; history
+  minutes are computed and written on a worker thread with the history's own connections;
+- the embedded broker, when no broker is configured, is a child process.
+
+Start order: databases -> profiles and rules (fail fast on a broken file) -> open incidents restored ->
+embedded broker -> web -> pipeline thread -> MQTT and serial links -> background tasks. Stop is the reverse.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
@@ -19,21 +26,23 @@ from gateway.clock import Clock, SystemClock
 from gateway.config import GatewayConfig, resolve_path
 from gateway.diagnosis.seal import load_or_create_key
 from gateway.engine.evaluator import Evaluator
-from gateway.engine.library import build_window_store, load_library
-from gateway.engine.profiles import Profile, derived_by_type, intervals_by_type
-from gateway.engine.rules import Rule
+from gateway.engine.library import load_library
+from gateway.engine.profiles import intervals_by_type
 from gateway.incidents.episodes import IncidentManager
 from gateway.ingest.drops import DropCounter
-from gateway.ingest.pipeline import Ingest
 from gateway.ingest.registry import DeviceRegistry
+from gateway.ingest.router import Ingest
 from gateway.ingest.uart import adapter_for
 from gateway.outbox.sender import OutboxSender
-from gateway.protocol.payload import DropReason, PayloadLimits
+from gateway.pipeline import Pipeline, settings_from_config
+from gateway.pipeline_thread import PipelineThread
 from gateway.service.follow import PlatformFollower
 from gateway.service.timeline import ServiceDesk
 from gateway.sinks.influx import InfluxSink
 from gateway.store.db import Database, OutboxKind, StorageError
 from gateway.store.history import History
+from gateway.store.readers import Readers
+from gateway.store.window import WindowStore
 from gateway.transport.broker import EmbeddedBroker
 from gateway.transport.handoff import MessageHandoff
 from gateway.transport.mqtt import MqttLink
@@ -43,13 +52,8 @@ from gateway.web.app import WebContext, create_app
 
 log = logging.getLogger("gateway")
 
-PERSIST_INTERVAL_SECONDS = 2.0
 HISTORY_FLUSH_SECONDS = 10.0
 TIMER_SECONDS = 1.0
-# A rule pass costs about a millisecond with the full library whatever its size (tens of rules, each a few
-# numpy calls); under load, gather for up to 10 ms (the batch age the architecture allows) so the pass is paid
-# per batch rather than per message. An idle gateway evaluates each message at once.
-MIN_PASS_INTERVAL_SECONDS = 0.010
 
 
 class Gateway:
@@ -59,44 +63,68 @@ class Gateway:
         library = load_library(config)
         self.profiles, self.prices, self.rules = library.profiles, library.prices, library.rules
         self.vendor_codes = library.vendor_codes
-        self.db = Database(resolve_path(config, config.storage.database))
-        self.registry = DeviceRegistry(set(self.profiles))
-        self.registry.load(self.db.load_devices())
-        self.store = build_window_store(self.profiles, window_slots(self.profiles, self.rules, config.window.slots),
-                                        config.window.initial_devices)
-        self.evaluator = Evaluator(self.rules, self.store, derived_by_type(self.profiles),
-                                   intervals_by_type(self.profiles))
-        self.drops = DropCounter()
-        self.sender = OutboxSender(self.db, config.upstream, self.clock)
+        database = resolve_path(config, config.storage.database)
+        self.db = Database(database)  # the event loop's connection: delivery, service steps, the web's writes
+        self.readers = Readers(database)  # the web's queries, on worker threads
         self.seal_key = load_or_create_key(resolve_path(config, config.storage.key_file))
-        self.incidents = IncidentManager(self.db, self.store, self.registry, config.site, self.clock,
-                                         on_ticket=self.sender.wake, prices=self.prices, rules=self.rules,
-                                         group_wait=config.upstream.group_wait_seconds,
-                                         context_for=self.evaluator.device_context,
-                                         seal_key=self.seal_key,
-                                         derived={n: [d.name for d in p.derived] for n, p in self.profiles.items()},
-                                         reopen_window=config.service.reopen_window_seconds)
+        self.sender = OutboxSender(self.db, config.upstream, self.clock)
+        self.influx = None
+        history_path = (resolve_path(config, config.history.database) if config.history.database
+                        else database.with_name("history.db"))
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.pipeline = Pipeline(library, Database(database), self.clock, settings_from_config(config),
+                                 seal_key=self.seal_key, on_ticket=self._ticket_due)
+        if config.influx.url:
+            self.influx = InfluxSink(config.influx, self.registry, self.db, config.site)
+            self.pipeline.ingest.on_sample = self.influx.add_sample
         self.service = ServiceDesk(self.db, self.clock, config.service, self._last_seen)
         self.follower = PlatformFollower(self.service, config.upstream, config.service)
-        self.incidents.restore(self.evaluator)
-        limits = PayloadLimits(config.ingest.max_payload_bytes, config.ingest.max_past_seconds,
-                               config.ingest.max_future_seconds)
-        history_path = (resolve_path(config, config.history.database) if config.history.database
-                        else resolve_path(config, config.storage.database).with_name("history.db"))
-        self.history = (History(history_path, self.store,
-                                intervals_by_type(self.profiles), config.history.days)
+        self.pipeline.restore()
+        self.history = (History(history_path, self.store, intervals_by_type(self.profiles), config.history.days)
                         if config.history.enabled else None)
-        self.influx = InfluxSink(config.influx, self.registry, self.db, config.site) if config.influx.url else None
-        self.ingest = Ingest(self.profiles, self.registry, self.store, self.drops, limits, self.clock,
-                             config.broker.topic_prefix, flush_rules=self.evaluate, vendor_codes=self.vendor_codes,
-                             on_sample=self.influx.add_sample if self.influx else None)
         self.history_flush_ms = 0.0
         self.broker: EmbeddedBroker | None = None
         self.link: MqttLink | None = None
         self.serial_links: list[SerialLink] = []
+        self.handoff = MessageHandoff(config.broker.max_queued_messages)
+        self.pipeline_thread = PipelineThread(self.pipeline, self.handoff, self.clock, self._persist_devices)
         self.web_port: int | None = None
-        self.internal_errors = 0
         self._stop = asyncio.Event()
+
+    # the pipeline's rooms, for the web, the status and the tests
+    @property
+    def registry(self) -> DeviceRegistry:
+        return self.pipeline.registry
+
+    @property
+    def store(self) -> WindowStore:
+        return self.pipeline.store
+
+    @property
+    def ingest(self) -> Ingest:
+        return self.pipeline.ingest
+
+    @property
+    def evaluator(self) -> Evaluator:
+        return self.pipeline.evaluator
+
+    @property
+    def incidents(self) -> IncidentManager:
+        return self.pipeline.incidents
+
+    @property
+    def drops(self) -> DropCounter:
+        return self.pipeline.drops
+
+    @property
+    def internal_errors(self) -> int:
+        """Exceptions that reached the last line of defence (bugs): per message, and in the pipeline thread."""
+        return self.pipeline.internal_errors + self.pipeline_thread.errors
+
+    def _ticket_due(self) -> None:
+        """Called on the pipeline thread when a ticket is queued: wake the sender on the loop."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self.sender.wake)
 
     @property
     def broker_url(self) -> str:
@@ -104,43 +132,40 @@ class Gateway:
             return self.broker.url
         return self.config.broker.url
 
-    def evaluate(self) -> None:
-        """One rule pass over whatever arrived since the last one, and its incidents."""
-        self.incidents.record(self.evaluator.evaluate(), self.evaluator)
-
-
     def request_stop(self) -> None:
         self._stop.set()
 
     async def run(self, ready: asyncio.Event | None = None) -> None:
-        loop = asyncio.get_running_loop()
+        self._loop = asyncio.get_running_loop()
         broker_config = self.config.broker
         if broker_config.embedded:
             self.broker = EmbeddedBroker(broker_config.embedded_host, broker_config.embedded_port)
             await self.broker.start()
             broker_config = replace(broker_config, embedded_port=self.broker.port)
-        runner = await self._start_web()
-        handoff = MessageHandoff(loop, broker_config.max_queued_messages, on_overflow=self._count_overflow)
-        self.link = MqttLink(broker_config, handoff.put)
-        self.link.start()
-        self.serial_links = [
-            SerialLink(port, adapter_for(port.dialect, self.profiles), handoff.put, broker_config.topic_prefix)
-            for port in self.config.serial_ports
-        ]
-        for serial_link in self.serial_links:
-            serial_link.start()
-        log.info("gateway running: %d rules over %d appliance types", len(self.rules), len(self.profiles))
+        runner = None
         try:
+            runner = await self._start_web()
+            self.pipeline_thread.start()
+            self.link = MqttLink(broker_config, self.handoff.put)
+            self.link.start()
+            self.serial_links = [
+                SerialLink(port, adapter_for(port.dialect, self.profiles), self.handoff.put,
+                           broker_config.topic_prefix)
+                for port in self.config.serial_ports
+            ]
+            for serial_link in self.serial_links:
+                serial_link.start()
+            log.info("gateway running: %d rules over %d appliance types", len(self.rules), len(self.profiles))
             async with asyncio.TaskGroup() as tasks:
-                tasks.create_task(self._ingest_loop(handoff), name="ingest")
-                tasks.create_task(self.sender.run(), name="outbox-sender")
-                tasks.create_task(self._persist_loop(), name="persist-devices")
-                tasks.create_task(self._timer_loop(), name="time-driven-rules")
-                tasks.create_task(self.follower.run(), name="platform-follower")
+                tasks.create_task(supervised("outbox-sender", self.sender.run), name="outbox-sender")
+                tasks.create_task(supervised("repair-verification", self._verification_loop),
+                                  name="repair-verification")
+                tasks.create_task(supervised("platform-follower", self.follower.run), name="platform-follower")
                 if self.history is not None:
-                    tasks.create_task(self._history_loop(self.history), name="history")
+                    history = self.history
+                    tasks.create_task(supervised("history", lambda: self._history_loop(history)), name="history")
                 if self.influx is not None:
-                    tasks.create_task(self.influx.run(), name="influx-sink")
+                    tasks.create_task(supervised("influx-sink", self.influx.run), name="influx-sink")
                 if ready is not None:
                     ready.set()
                 await self._stop.wait()
@@ -148,16 +173,19 @@ class Gateway:
         except* _Stopping:
             pass
         finally:
-            await asyncio.to_thread(self.link.stop)
+            if self.link is not None:
+                await asyncio.to_thread(self.link.stop)
             for serial_link in self.serial_links:
                 await asyncio.to_thread(serial_link.stop)
-            self._persist_devices()
+            await asyncio.to_thread(self.pipeline_thread.stop)
             if self.history is not None:
                 self.history.close()
             if runner is not None:
                 await runner.cleanup()
+            self.readers.close()
             if self.broker is not None:
                 await self.broker.stop()
+            self.pipeline.db.close()
             self.db.close()
             log.info("gateway stopped")
 
@@ -167,7 +195,7 @@ class Gateway:
         context = WebContext(self.registry, self.db, self.status, Access(self.admin_token(), self.seal_key, self.db,
                                                                          self.config.web.technician_link_days),
                              self.profiles, self.store, self.history, self.service,
-                             self.config.service.webhook_secret, self.seal_key)
+                             self.config.service.webhook_secret, self.seal_key, self.readers)
         runner = web.AppRunner(create_app(context), access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, self.config.web.host, self.config.web.port)
@@ -175,30 +203,10 @@ class Gateway:
         self.web_port = int(runner.addresses[0][1]) if runner.addresses else self.config.web.port
         return runner
 
-    async def _ingest_loop(self, handoff: MessageHandoff) -> None:
-        last_pass = 0.0
-        while True:
-            self._handle(await handoff.drain())
-            wait = last_pass + MIN_PASS_INTERVAL_SECONDS - time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(wait)
-                self._handle(handoff.take_nowait())
-            self.evaluate()
-            last_pass = time.monotonic()
-
-    def _handle(self, batch: list[tuple[str, bytes]]) -> None:
-        for topic, payload in batch:
-            try:
-                self.ingest.handle(topic, payload)
-            except Exception:  # last line of defence: one bad message must never stop ingest
-                self.internal_errors += 1
-                log.exception("internal error while handling a message on %s; message dropped", topic)
-
-    async def _timer_loop(self) -> None:
-        """Time-driven rules (silence, last will) and repair verification, once a second on the gateway clock."""
+    async def _verification_loop(self) -> None:
+        """Repairs verified by telemetry, checked once a second (the time-driven rules run on the pipeline)."""
         while True:
             await asyncio.sleep(TIMER_SECONDS)
-            self.incidents.record(self.evaluator.evaluate_timer(self.clock.now()), self.evaluator)
             try:
                 if self.service.verify_repairs():
                     self.sender.wake()
@@ -233,23 +241,15 @@ class Gateway:
                 log.error("history not written, those minutes are missing from the charts: %s", exc)
             self.history_flush_ms = (time.perf_counter() - started) * 1000
 
-    async def _persist_loop(self) -> None:
-        while True:
-            await asyncio.sleep(PERSIST_INTERVAL_SECONDS)
-            self._persist_devices()
-
     def _persist_devices(self) -> None:
         changed = self.registry.take_changed()
         if not changed:
             return
         try:
-            self.db.save_devices(changed)
+            self.pipeline.db.save_devices(changed)  # on the pipeline thread, which alone changes the registry
         except StorageError as exc:
             log.error("could not save %d device(s), will retry: %s", len(changed), exc)
             self.registry.mark_changed(d.device_id for d in changed)
-
-    def _count_overflow(self, count: int) -> None:
-        self.drops.drop(None, DropReason.QUEUE_FULL, "ingest queue full; gateway cannot keep up", count)
 
     def status(self) -> dict[str, Any]:
         outbox = self.db.outbox_counts()
@@ -271,6 +271,8 @@ class Gateway:
             "mqtt_connected": bool(self.link and self.link.connected),
             "rule_pass_ms": round(self.evaluator.last_pass_seconds * 1000, 3),
             "internal_errors": self.internal_errors,
+            "pipeline_alive": self.pipeline_thread.alive,
+            "ingest_queue": len(self.handoff),
             "serial_ports": {link.name: link.snapshot() for link in self.serial_links},
             "history": {"rows_written": self.history.rows_written if self.history else 0,
                         "last_flush_ms": round(self.history_flush_ms, 1)},
@@ -278,14 +280,22 @@ class Gateway:
         }
 
 
-def window_slots(profiles: dict[str, Profile], rules: list[Rule], minimum: int) -> dict[str, int]:
-    """Slots per appliance type: the configured minimum, or more when a rule reads a longer window
-    (samples at the profile's interval, with a quarter more for jitter and bursts)."""
-    slots = {}
-    for name, profile in profiles.items():
-        longest = max((s for r in rules if r.appliance == name for s in r.expr.windows.values()), default=0.0)
-        slots[name] = max(minimum, math.ceil(longest / profile.interval_seconds * 1.25) + 1)
-    return slots
+async def supervised(name: str, task: Callable[[], Awaitable[None]], first_delay: float = 1.0,
+                     max_delay: float = 60.0) -> None:
+    """Run a background task for good: if it fails, log it and start it again after a growing pause, so that a
+    bug in one of them never ends the gateway."""
+    delay = first_delay
+    while True:
+        started = time.monotonic()
+        try:
+            await task()
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("background task %s failed; restarting it in %.0f s", name, delay)
+        delay = first_delay if time.monotonic() - started > max_delay else min(delay * 2, max_delay)
+        await asyncio.sleep(delay)
 
 
 async def start(gateway: Gateway) -> asyncio.Task[None]:

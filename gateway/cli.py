@@ -113,7 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
     replay = commands.add_parser("replay", help="run recorded telemetry (CSV or JSON lines) through the rules")
     replay.add_argument("file", type=Path)
     replay.add_argument("--config", type=Path)
-    replay.add_argument("--json", action="store_true", help="print the ticket drafts as JSON")
+    replay.add_argument("--json", action="store_true",
+                        help="print transitions, ticket drafts, drops and notes as one JSON object")
+    replay.add_argument("--tick", type=float, default=1.0,
+                        help="seconds between runs of the time-driven rules (silence), as live (default 1)")
 
     outbox = commands.add_parser("outbox", help="list, retry and explain the tickets waiting to be delivered")
     outbox.add_argument("action", nargs="?", choices=("list", "retry", "explain"), default="list")
@@ -524,26 +527,51 @@ def _verify_ticket(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
+    import os
+    import tempfile
+
     import orjson
 
-    from gateway.replay import ReplayError, read_records, replay
+    from gateway.clock import FakeClock
+    from gateway.pipeline import Pipeline, settings_from_config
+    from gateway.replay import ReplayError, read_recording, replay
+    from gateway.store.db import Database
 
     logging.getLogger("gateway.incidents").setLevel(logging.ERROR)  # replay prints its own account
+    logging.getLogger("gateway.ingest").setLevel(logging.ERROR)
+    config = load_config(args.config)
     try:
-        records = read_records(args.file)
+        recording = read_recording(args.file, config.broker.topic_prefix)
     except (ReplayError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    result = replay(records, load_library(load_config(args.config)))
+    library = load_library(config)
+    with tempfile.TemporaryDirectory(prefix="replay-") as folder:
+        db = Database(Path(folder) / "replay.db")
+        clock = FakeClock(recording.messages[0].ts if recording.messages else 0.0)
+        pipeline = Pipeline(library, db, clock, settings_from_config(config), seal_key=os.urandom(32))
+        try:
+            result = replay(recording, pipeline, clock, args.tick)
+        finally:
+            db.close()
     if args.json:
-        sys.stdout.write(orjson.dumps([t["payload"] for t in result.tickets], option=orjson.OPT_INDENT_2).decode())
+        sys.stdout.write(orjson.dumps({"messages": result.messages, "transitions": result.transitions,
+                                       "tickets": [t["payload"] for t in result.tickets], "dropped": result.dropped,
+                                       "drop_details": result.drop_details, "notes": result.notes},
+                                      option=orjson.OPT_INDENT_2).decode())
         print()
         return 0
-    print(f"{result.samples} samples replayed")
-    for line in result.skipped[:10]:
-        print(f"skipped: {line}")
-    for line in result.transitions:
-        print(line)
+    print(f"{result.messages} messages replayed")
+    for note in result.notes[:10]:
+        print(f"note: {note}")
+    if len(result.notes) > 10:
+        print(f"note: ... and {len(result.notes) - 10} more cells that are not numbers")
+    for reason, count in result.dropped.items():
+        print(f"dropped {count} x {reason}, e.g. {result.drop_details.get(reason, '')}")
+    for t in result.transitions:
+        verb = "fires" if t["kind"] == "firing" else "resolves"
+        held = " (held back: another incident of this appliance inhibits it)" if t["held_back"] else ""
+        print(f"{t['ts']:.0f} {t['device_id']}: {t['rule']} {verb}{held}")
     for ticket in result.tickets:
         payload = ticket["payload"]
         price = payload.get("price") or {}
@@ -559,13 +587,13 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _rules_test(args: argparse.Namespace) -> int:
-    from gateway.engine.ruletest import RuleTestError, find_test_files, run_file
+    from gateway.ruletest import RuleTestError, find_test_files, run_file
 
     library = load_library(load_config(args.config))
     failed = total = 0
     for file in find_test_files(args.paths or list(library.rule_paths)):
         try:
-            outcomes = run_file(file, library.rules, library.profiles)
+            outcomes = run_file(file, library)
         except RuleTestError as exc:
             print(f"error: {exc}")
             return 1

@@ -343,6 +343,10 @@ class Evaluator:
         return RowContext(window, np.array([window.rows[device_id]]), self.derived.get(appliance),
                           self.intervals.get(appliance, 1.0))
 
+    def cadence_of(self, rule_id: str) -> float:
+        """Seconds of a device's own time between evaluations of a long-window rule; 0 for every sample."""
+        return self._states[rule_id].cadence
+
     def firing_count(self) -> int:
         return sum(int(s.firing.sum()) for s in self._states.values())
 

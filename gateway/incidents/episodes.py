@@ -87,11 +87,12 @@ class IncidentManager:
                     failed.append(transition)
         return failed
 
-    def record(self, transitions: list[AlertTransition], evaluator: Evaluator) -> None:
-        """Handle transitions and re-arm in the evaluator those to retry (inhibited, or not stored)."""
-        if transitions:
-            for retry in self.handle(transitions):
-                evaluator.rearm(retry.rule.rule_id, retry.device_id)
+    def record(self, transitions: list[AlertTransition], evaluator: Evaluator) -> list[AlertTransition]:
+        """Handle transitions and re-arm in the evaluator those to retry (inhibited, or not stored); returns them."""
+        held = self.handle(transitions) if transitions else []
+        for retry in held:
+            evaluator.rearm(retry.rule.rule_id, retry.device_id)
+        return held
 
     def _inhibited_by(self, transition: AlertTransition) -> str | None:
         """The open incident that suppresses this one: a data-quality problem, or a root cause naming it."""

@@ -17,11 +17,13 @@ class DropCounter:
         self.by_reason: Counter[DropReason] = Counter()
         self.by_device: Counter[tuple[str, DropReason]] = Counter()
         self._logged: set[tuple[str, DropReason]] = set()
+        self._first_detail: dict[DropReason, str] = {}
         self._max_logged = max_logged_pairs
 
     def drop(self, device_id: str | None, reason: DropReason, detail: str, count: int = 1) -> None:
         key = (device_id or NO_DEVICE, reason)
         self.by_reason[reason] += count
+        self._first_detail.setdefault(reason, f"{key[0]}: {detail}")
         if len(self.by_device) < self._max_logged or key in self.by_device:
             self.by_device[key] += count
         if key not in self._logged and len(self._logged) < self._max_logged:
@@ -35,3 +37,7 @@ class DropCounter:
 
     def as_dict(self) -> dict[str, int]:
         return {reason.value: n for reason, n in sorted(self.by_reason.items())}
+
+    def details(self) -> dict[str, str]:
+        """The first drop of each reason, with its device and detail (for a replay's summary)."""
+        return {reason.value: text for reason, text in sorted(self._first_detail.items())}

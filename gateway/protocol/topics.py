@@ -25,10 +25,12 @@ _KINDS = {k.value: k for k in TopicKind}
 
 def parse_topic(topic: str, prefix: str = "appliances") -> ApplianceTopic | None:
     """Split an appliance topic; None for anything outside the scheme (the caller counts it)."""
-    parts = topic.split("/")
-    if len(parts) != 3 or parts[0] != prefix:
+    if not topic.startswith(prefix + "/"):  # the prefix may have several levels (p/0/appliances)
         return None
-    device_id, kind = parts[1], _KINDS.get(parts[2])
+    parts = topic[len(prefix) + 1:].split("/")
+    if len(parts) != 2:
+        return None
+    device_id, kind = parts[0], _KINDS.get(parts[1])
     if kind is None or not is_valid_device_id(device_id):
         return None
     return ApplianceTopic(device_id, kind)

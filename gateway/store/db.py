@@ -144,8 +144,12 @@ CREATE TABLE IF NOT EXISTS visit_codes (
 
 
 class Database:
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, read_only: bool = False) -> None:
+        """`read_only`: a reader for queries off the event loop; it never writes, and never waits for a writer."""
         self.path = Path(path)
+        if read_only:
+            self._open_reader()
+            return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -162,6 +166,14 @@ class Database:
             self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except (sqlite3.Error, OSError) as exc:
             raise StorageError(f"cannot open the gateway database {self.path}: {exc}") from exc
+
+    def _open_reader(self) -> None:
+        try:
+            self._conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, isolation_level=None,
+                                         check_same_thread=False)
+            self._conn.execute("PRAGMA query_only=ON")
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot read the gateway database {self.path}: {exc}") from exc
 
     def close(self) -> None:
         self._conn.close()

@@ -2,8 +2,10 @@
 
 The minutes are computed from the in-memory window store once a minute, vectorized per appliance type, so
 the ingest path pays nothing for history. Rows are written in one transaction per flush, on a worker thread
-with the history's own SQLite connection. A sample that arrives after its minute was flushed (more than
-`FLUSH_GRACE_SECONDS` late) stays in the window for the rules but is not in the history.
+with the history's own writing connection; queries read through a connection of their own thread (WAL readers
+never wait for the writer), so a chart never waits behind a large flush. A sample that arrives after its
+minute was flushed (more than `FLUSH_GRACE_SECONDS` late) stays in the window for the rules but is not in the
+history.
 
 Queries merge the stored minutes with the raw samples still in memory and reduce them to at most `points`
 buckets, the resolution a chart can show.
@@ -15,6 +17,7 @@ import math
 import sqlite3
 import threading
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +48,9 @@ class History:
         self.intervals = intervals
         self.retention_days = retention_days
         self._next_minute: dict[str, float] = {}  # per appliance type: the first minute not yet flushed
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the writing connection: flush and prune
+        self._readers = threading.local()  # one reading connection per thread that queries
+        self._reader_connections: list[sqlite3.Connection] = []
         self.rows_written = 0
         try:
             self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -57,7 +62,21 @@ class History:
             raise StorageError(f"cannot open the history in {self.path}: {exc}") from exc
 
     def close(self) -> None:
+        for reader in self._reader_connections:
+            reader.close()
         self._conn.close()
+
+    def _reader(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._readers, "conn", None)
+        if conn is None:
+            try:
+                conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
+                conn.execute("PRAGMA query_only=ON")
+            except sqlite3.Error as exc:
+                raise StorageError(f"cannot read the history in {self.path}: {exc}") from exc
+            self._readers.conn = conn
+            self._reader_connections.append(conn)
+        return conn
 
     # writing ---------------------------------------------------------------------------------------------
     def collect(self, now: float) -> list[Row]:
@@ -73,7 +92,9 @@ class History:
             span = max(now, newest) - start  # back to the oldest minute to flush; a quarter more for jitter
             recent = min(window.slots, math.ceil(span / self.intervals.get(appliance, 1.0) * 1.25) + 4)
             for first in range(0, len(window.device_ids), DEVICE_CHUNK):
-                rows.extend(_minutes(window, first, recent, start, end))
+                with self.store.lock:  # a copy of the chunk's recent slots, while no new device grows the arrays
+                    chunk = _gather(window, first, recent)
+                rows.extend(_minutes(chunk, start, end))
             self._next_minute[appliance] = end
         return rows
 
@@ -119,8 +140,9 @@ class History:
         for metric in metrics:
             ts, lows, means, highs, lasts, counts = self._stored(device_id, metric, start, end)
             if window is not None and metric in window.metric_index:
-                raw_ts, raw = _raw(window, device_id, metric, max(start, self._next_minute.get(
-                    window.appliance, -math.inf)), end)
+                with self.store.lock:
+                    raw_ts, raw = _raw(window, device_id, metric, max(start, self._next_minute.get(
+                        window.appliance, -math.inf)), end)
                 ts = np.concatenate([ts, raw_ts])
                 lows, means, highs, lasts = (np.concatenate([a, raw]) for a in (lows, means, highs, lasts))
                 counts = np.concatenate([counts, np.ones(raw.size)])
@@ -128,25 +150,41 @@ class History:
         return result
 
     def _stored(self, device_id: str, metric: str, start: float, end: float) -> tuple[npt.NDArray[np.float64], ...]:
-        with self._lock:
-            rows = self._conn.execute(
+        try:
+            rows = self._reader().execute(
                 "SELECT minute, min, mean, max, last, n FROM history WHERE device_id=? AND metric=? "
                 "AND minute >= ? AND minute < ? ORDER BY minute",
                 (device_id, metric, math.floor(start / MINUTE) * MINUTE, end)).fetchall()
+        except sqlite3.Error as exc:
+            raise StorageError(f"history {self.path}: {exc}") from exc
         table = np.array(rows, dtype=np.float64).reshape(-1, 6)
         table[:, 0] += MINUTE / 2  # a minute's values sit in its middle
         return tuple(table[:, i] for i in range(6))
 
 
-def _minutes(window: TypeWindow, first: int, recent: int, start: float, end: float) -> list[Row]:
-    """Aggregate the last `recent` slots of devices [first, first + DEVICE_CHUNK) into minutes in [start, end)."""
+@dataclass(frozen=True)
+class _Chunk:
+    """Copies of the last `recent` slots of a range of devices (ingest may go on meanwhile)."""
+
+    device_ids: npt.NDArray[np.object_]
+    metric_names: npt.NDArray[np.object_]
+    ts: npt.NDArray[np.float64]  # devices x recent
+    values: npt.NDArray[np.float32]  # devices x metrics x recent
+
+
+def _gather(window: TypeWindow, first: int, recent: int) -> _Chunk:
     rows_index = np.arange(first, min(first + DEVICE_CHUNK, len(window.device_ids)))
     slots = (window.head[rows_index, None] - 1 - np.arange(recent)[None, :]) % window.slots  # newest first
-    ts = window.ts[rows_index[:, None], slots]  # devices x recent
-    gathered = window.values[rows_index[:, None, None], np.arange(len(window.metric_names))[None, :, None],
-                             slots[:, None, :]]  # devices x metrics x recent (a copy: ingest may go on)
-    device_ids = np.array(window.device_ids, dtype=object)[rows_index]
-    metric_names = np.array(window.metric_names, dtype=object)
+    return _Chunk(np.array(window.device_ids, dtype=object)[rows_index],
+                  np.array(window.metric_names, dtype=object),
+                  window.ts[rows_index[:, None], slots],
+                  window.values[rows_index[:, None, None], np.arange(len(window.metric_names))[None, :, None],
+                                slots[:, None, :]])
+
+
+def _minutes(chunk: _Chunk, start: float, end: float) -> list[Row]:
+    """Aggregate a chunk's samples into minutes in [start, end)."""
+    ts, gathered, device_ids, metric_names = chunk.ts, chunk.values, chunk.device_ids, chunk.metric_names
     out: list[Row] = []
     for minute in np.arange(start, end, MINUTE):
         inside = (ts >= minute) & (ts < minute + MINUTE)

@@ -7,6 +7,7 @@ arrays double when full, so a rule pass is a handful of numpy calls over all dir
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -158,6 +159,9 @@ class WindowStore:
                  event_columns: tuple[str, ...] = ()) -> None:
         """`slots` is one size for all types, or a size per type (enough for the longest window its rules read);
         `max_steps` per type and `event_columns` feed the event-time rings (see TypeWindow)."""
+        # held by the pipeline thread while it appends (a new device may grow and replace a type's arrays) and
+        # by readers on other threads (history, charts) while they copy from the arrays
+        self.lock = threading.RLock()
         self.windows = {
             appliance: TypeWindow(appliance, names, slots if isinstance(slots, int) else slots[appliance],
                                   initial_devices, (max_steps or {}).get(appliance),

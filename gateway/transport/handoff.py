@@ -1,48 +1,53 @@
-"""Hand messages from a network thread to the asyncio loop without one wake-up per message."""
+"""Hand messages from the network threads (paho, serial links) to the pipeline thread.
+
+Bounded and thread-safe, without one wake-up per message: producers append under a lock and signal only
+when the queue was empty; the pipeline thread takes everything that is there. Messages that do not fit are
+counted here, and the pipeline thread reports the count once per batch, not once per message.
+"""
 
 from __future__ import annotations
 
-import asyncio
+import threading
 from collections import deque
-from collections.abc import Callable
 
 
 class MessageHandoff:
-    """Bounded and thread-safe: the producer thread appends, the loop drains everything that is there."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, max_messages: int,
-                 on_overflow: Callable[[int], None] | None = None) -> None:
-        self._loop = loop
+    def __init__(self, max_messages: int) -> None:
         self._items: deque[tuple[str, bytes]] = deque()
-        self._event = asyncio.Event()
-        self._signalled = False
+        self._ready = threading.Condition(threading.Lock())
         self._max = max_messages
-        self._on_overflow = on_overflow
-        self.overflowed = 0
+        self.overflowed = 0  # messages refused because the queue was full, since the start
+        self._reported = 0
 
     def put(self, topic: str, payload: bytes) -> None:
-        """Called from the network thread."""
-        if len(self._items) >= self._max:
-            self.overflowed += 1
-            if self._on_overflow is not None:
-                self._loop.call_soon_threadsafe(self._on_overflow, 1)
-            return
-        self._items.append((topic, payload))
-        if not self._signalled:
-            self._signalled = True
-            self._loop.call_soon_threadsafe(self._event.set)
+        """Called from a network thread."""
+        with self._ready:
+            if len(self._items) >= self._max:
+                self.overflowed += 1
+                return
+            self._items.append((topic, payload))
+            if len(self._items) == 1:
+                self._ready.notify()
 
-    async def drain(self) -> list[tuple[str, bytes]]:
-        """Wait for at least one message, then take all that have arrived."""
-        await self._event.wait()
-        self._event.clear()
-        self._signalled = False
-        return self.take_nowait()
+    def take(self, timeout: float | None = None) -> list[tuple[str, bytes]]:
+        """Everything that has arrived; waits up to `timeout` seconds for the first message."""
+        with self._ready:
+            if not self._items and timeout != 0:
+                self._ready.wait(timeout)
+            items = list(self._items)
+            self._items.clear()
+            return items
 
-    def take_nowait(self) -> list[tuple[str, bytes]]:
-        """Whatever has arrived, without waiting."""
-        items = self._items
-        return [items.popleft() for _ in range(len(items))]
+    def take_overflow(self) -> int:
+        """Messages refused since the last call (for one count per batch)."""
+        with self._ready:
+            new, self._reported = self.overflowed - self._reported, self.overflowed
+            return new
+
+    def wake(self) -> None:
+        """Wake a waiting `take` (to stop, or to run the time-driven rules on time)."""
+        with self._ready:
+            self._ready.notify_all()
 
     def __len__(self) -> int:
         return len(self._items)

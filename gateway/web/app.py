@@ -10,7 +10,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import orjson
@@ -22,6 +22,7 @@ from gateway.ingest.registry import DeviceRegistry
 from gateway.service.timeline import ServiceDesk
 from gateway.store.db import Database
 from gateway.store.history import History
+from gateway.store.readers import Readers
 from gateway.store.window import WindowStore
 from gateway.web import pages
 from gateway.web.access import ACCESS_KEY, ROLE_KEY, Access, access_control
@@ -30,6 +31,7 @@ from gateway.web.metrics import prometheus_text
 from gateway.web.service_routes import add_service_routes
 
 StatusSource = Callable[[], dict[str, Any]]
+T = TypeVar("T")
 STREAM_SECONDS = 2.0
 HISTORY_POINTS = 300
 
@@ -48,6 +50,17 @@ class WebContext:
     desk: ServiceDesk | None = None
     webhook_secret: str = ""
     seal_key: bytes | None = None
+    readers: Readers | None = None  # read-only connections off the event loop; None: queries use `db`
+
+    async def query(self, fn: Callable[[Database], T]) -> T:
+        """A read-only query, on a worker thread with its own connection where the context has readers."""
+        if self.readers is None:
+            return fn(self.db)
+        return await self.readers.run(fn)
+
+    async def off_loop(self, fn: Callable[[], T]) -> T:
+        """Work that reads SQLite or copies arrays (charts, history), on a worker thread."""
+        return await asyncio.to_thread(fn) if self.readers is not None else fn()
 
 
 def create_app(context: WebContext) -> web.Application:
@@ -62,18 +75,23 @@ def create_app(context: WebContext) -> web.Application:
     @routes.get("/")
     async def index(request: web.Request) -> web.Response:
         filters = {k: request.query.get(k, "") for k in ("type", "state", "q")}
-        open_tickets = [t for t in context.db.tickets() if t["incident_state"] == "firing"]
-        return _html(pages.devices_page(_devices(context, filters), open_tickets, context.status(), filters,
+        all_tickets = await context.query(lambda db: db.tickets())
+        open_tickets = [t for t in all_tickets if t["incident_state"] == "firing"]
+        counts = await context.query(lambda db: db.open_counts())
+        return _html(pages.devices_page(_devices(context, filters, counts), open_tickets, context.status(), filters,
                                         sorted(context.profiles)))
 
     @routes.get("/api/devices")
     async def devices(request: web.Request) -> web.Response:
-        return web.json_response(_devices(context, {k: request.query.get(k, "") for k in ("type", "state", "q")}))
+        counts = await context.query(lambda db: db.open_counts())
+        return web.json_response(_devices(context, {k: request.query.get(k, "") for k in ("type", "state", "q")},
+                                          counts))
 
     @routes.get("/api/devices/{device_id}")
     async def device(request: web.Request) -> web.Response:
         found = _device(context, request.match_info["device_id"])
-        incidents, steps = context.db.device_marks(found["device_id"], time.time() - 30 * 86400)
+        since = time.time() - 30 * 86400
+        incidents, steps = await context.query(lambda db: db.device_marks(found["device_id"], since))
         return web.json_response({**found, "latest": _latest(context, found["device_id"]), "incidents": incidents,
                                   "steps": steps})
 
@@ -93,8 +111,9 @@ def create_app(context: WebContext) -> web.Application:
         metrics = names.split(",") if names else [m.name for m in profile.metrics] if profile else []
         if context.history is None:
             raise web.HTTPServiceUnavailable(text="history is turned off (history.enabled = false)")
-        return web.json_response({"device_id": found["device_id"], "from": start, "to": end,
-                                  "series": context.history.query(found["device_id"], metrics, start, end, points)})
+        history = context.history
+        series = await context.off_loop(lambda: history.query(found["device_id"], metrics, start, end, points))
+        return web.json_response({"device_id": found["device_id"], "from": start, "to": end, "series": series})
 
     @routes.get("/devices/{device_id}")
     async def device_page(request: web.Request) -> web.Response:
@@ -102,10 +121,11 @@ def create_app(context: WebContext) -> web.Application:
         range_name = request.query.get("range", "1h")
         range_name = range_name if range_name in pages.RANGES else "1h"
         end = time.time()
-        marks = context.db.device_marks(found["device_id"], end - pages.RANGES[range_name])
+        marks = await context.query(lambda db: db.device_marks(found["device_id"], end - pages.RANGES[range_name]))
         base = f"/devices/{found['device_id']}"
-        return _html(pages.device_page(found, _latest(context, found["device_id"]),
-                                       _charts(context, found, range_name, end, marks), range_name, marks[0], base))
+        charts = await context.off_loop(lambda: _charts(context, found, range_name, end, marks))
+        return _html(pages.device_page(found, _latest(context, found["device_id"]), charts, range_name, marks[0],
+                                       base))
 
     @routes.get("/devices/{device_id}/charts")
     async def device_charts(request: web.Request) -> web.Response:
@@ -113,8 +133,8 @@ def create_app(context: WebContext) -> web.Application:
         range_name = request.query.get("range", "1h")
         range_name = range_name if range_name in pages.RANGES else "1h"
         end = time.time()
-        marks = context.db.device_marks(found["device_id"], end - pages.RANGES[range_name])
-        return _html(_charts(context, found, range_name, end, marks))
+        marks = await context.query(lambda db: db.device_marks(found["device_id"], end - pages.RANGES[range_name]))
+        return _html(await context.off_loop(lambda: _charts(context, found, range_name, end, marks)))
 
     @routes.get("/gateway")
     async def gateway_page(request: web.Request) -> web.Response:
@@ -122,7 +142,7 @@ def create_app(context: WebContext) -> web.Application:
 
     @routes.get("/api/tickets")
     async def tickets(request: web.Request) -> web.Response:
-        return web.json_response(context.db.tickets())
+        return web.json_response(await context.query(lambda db: db.tickets()))
 
     @routes.get("/api/status")
     async def gateway_status(request: web.Request) -> web.Response:
@@ -183,8 +203,8 @@ def _html(text: str) -> web.Response:
     return web.Response(text=text, content_type="text/html", charset="utf-8")
 
 
-def _devices(context: WebContext, filters: dict[str, str]) -> list[dict[str, Any]]:
-    counts = context.db.open_counts()
+def _devices(context: WebContext, filters: dict[str, str],
+             counts: dict[str, tuple[int, int]]) -> list[dict[str, Any]]:
     out = []
     for d in sorted(context.registry.devices.values(), key=lambda d: d.device_id):
         meta = d.meta

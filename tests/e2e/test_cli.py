@@ -82,8 +82,65 @@ def test_replay_finds_the_fault_in_a_recording_and_drafts_the_ticket(tmp_path: P
     assert "ticket draft: ac-home AC-CND-01" in result.stdout and "330-670 CNY" in result.stdout
 
     drafts = cli("replay", "--json", str(recording))
-    [ticket] = orjson.loads(drafts.stdout)
+    account = orjson.loads(drafts.stdout)
+    [ticket] = account["tickets"]
     assert ticket["fault"]["code"] == "AC-CND-01" and ticket["evidence"]["observed"]
+    firing = [t for t in account["transitions"] if t["rule"] == "condenser_airflow_loss" and t["kind"] == "firing"]
+    assert firing and firing[0]["device_id"] == "ac-home" and firing[0]["observed"]
+    assert ticket["probable_causes"][0]["supported_by"] == list(dict.fromkeys(
+        ticket["probable_causes"][0]["supported_by"])), "a rule supports a cause once"
+
+
+def test_replay_validates_values_as_the_live_gateway_does(tmp_path: Path) -> None:
+    """An absurd reading is dropped and opens the data-quality finding, exactly as live; never a priced fault."""
+    import orjson
+
+    start = 1_760_000_000.0
+    normal = {"compressor_on": 1, "compressor_frequency": 60, "discharge_pressure": 2700, "suction_pressure": 900,
+              "outdoor_fan_speed": 800, "local_temperature": 26.0, "outdoor_temperature": 32.0}
+    recording = tmp_path / "absurd.jsonl"
+    recording.write_text("".join(
+        orjson.dumps({"device_id": "ac-x", "ts": start + i, "type": "air_conditioner",
+                      "metrics": {**normal, "discharge_pressure": 99999 if i >= 10 else 2700}}).decode() + "\n"
+        for i in range(100)))
+    account = orjson.loads(cli("replay", "--json", str(recording)).stdout)
+    assert account["dropped"]["out_of_range"] == 90
+    assert "discharge_pressure=99999" in account["drop_details"]["out_of_range"]
+    codes = [t["fault"]["code"] for t in account["tickets"]]
+    assert codes == ["DQ-RANGE"], codes
+    assert not any(t["rule"] == "condenser_airflow_loss" for t in account["transitions"])
+
+
+def test_replay_reports_cells_columns_and_types_the_gateway_cannot_use(tmp_path: Path) -> None:
+    csv_file = tmp_path / "odd.csv"
+    rows = ["ts,device_id,type,freezer_temperature,frezer_temp"]
+    rows += [f"{1_760_000_000 + 60 * i},fr1,refrigerator,{'#VALUE!' if i == 3 else -18},-18" for i in range(10)]
+    rows += [f"{1_760_000_600 + 60 * i},fr2,,-18,-18" for i in range(3)]  # no type and no meta: unknown appliance
+    csv_file.write_text("\n".join(rows) + "\n")
+    result = cli("replay", str(csv_file))
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    assert f"note: {csv_file}:5: column 'freezer_temperature': '#VALUE!' is not a number" in result.stdout
+    assert "dropped 10 x unknown_metric, e.g. fr1: refrigerator has no metric 'frezer_temp'" in result.stdout
+    assert "x unknown_device, e.g. fr2" in result.stdout
+    assert "dropped 1 x wrong_type, e.g. fr1: freezer_temperature='#VALUE!' is not a number" in result.stdout
+
+
+def test_replay_of_one_appliance_sees_it_fall_silent(tmp_path: Path) -> None:
+    """The time-driven rules tick through a gap in the recording, as they would have live."""
+    import orjson
+
+    start = 1_760_000_000.0
+    lines = [{"device_id": "wh-1", "ts": start + 10 * i, "type": "water_heater",
+              "metrics": {"tank_temperature": 55.0, "heating_on": 0}} for i in range(30)]
+    lines += [{"device_id": "wh-1", "ts": start + 7200 + 10 * i, "type": "water_heater",
+               "metrics": {"tank_temperature": 55.0, "heating_on": 0}} for i in range(5)]
+    recording = tmp_path / "gap.jsonl"
+    recording.write_text("".join(orjson.dumps(line).decode() + "\n" for line in lines))
+    account = orjson.loads(cli("replay", "--json", str(recording)).stdout)
+    silent = [t for t in account["transitions"] if t["rule"] == "water_heater_silent"]
+    assert [t["kind"] for t in silent] == ["firing", "resolved"]
+    assert start + 290 < silent[0]["ts"] < start + 290 + 320, "silent once 300 s pass without a sample"
 
 
 def test_replay_reads_csv_and_reports_bad_lines(tmp_path: Path) -> None:

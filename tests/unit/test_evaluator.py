@@ -110,7 +110,7 @@ def test_clear_holds_a_firing_alert_until_the_clear_condition() -> None:
 
 
 def test_window_slots_cover_the_longest_window_a_rule_reads() -> None:
-    from gateway.app import window_slots
+    from gateway.pipeline import window_slots
 
     rules = [washer_rule(expr="changes(phase, 1h) > 3", name="a"), washer_rule(expr="vibration > 2", name="b")]
     slots = window_slots(PROFILES, rules, minimum=100)

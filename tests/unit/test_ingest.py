@@ -6,7 +6,7 @@ import pytest
 
 from gateway.clock import FakeClock
 from gateway.ingest.drops import DropCounter
-from gateway.ingest.pipeline import Ingest
+from gateway.ingest.router import Ingest
 from gateway.ingest.registry import DeviceRegistry
 from gateway.model import DeviceEvent
 from gateway.protocol.payload import DropReason, PayloadLimits

@@ -10,7 +10,7 @@ from gateway.config import PROJECT_ROOT, GatewayConfig
 from gateway.engine.library import load_library
 from gateway.engine.profiles import load_profiles
 from gateway.engine.rules import parse_rule_file
-from gateway.engine.ruletest import expand, find_test_files, run_file
+from gateway.ruletest import expand, find_test_files, run_file
 from gateway.prices import load_prices
 
 PROFILES = load_profiles(PROJECT_ROOT / "rules" / "profiles")
@@ -18,7 +18,7 @@ PRICES = load_prices(PROJECT_ROOT / "rules" / "prices.yaml")
 LIBRARY = load_library(GatewayConfig())
 RULES = [r for r in LIBRARY.rules if r.group != "builtin_data_quality"]
 CASES = [outcome for file in find_test_files([PROJECT_ROOT / "rules"])
-         for outcome in run_file(file, LIBRARY.rules, LIBRARY.profiles)]
+         for outcome in run_file(file, LIBRARY)]
 BAD_FILES = sorted((PROJECT_ROOT / "tests" / "rule_files").glob("*.bad.yaml"))
 
 

@@ -32,7 +32,7 @@ log = logging.getLogger("gateway.ingest")
 class Ingest:
     def __init__(self, profiles: dict[str, Profile], registry: DeviceRegistry, store: WindowStore,
                  drops: DropCounter, limits: PayloadLimits, clock: Clock, topic_prefix: str = "appliances",
-                 flush_rules: Callable[[], None] | None = None,
+                 flush_rules: Callable[[], object] | None = None,
                  on_event: Callable[[DeviceEvent], None] | None = None,
                  vendor_codes: VendorCodes | None = None,
                  on_sample: Callable[[str, float, dict[str, float]], None] | None = None) -> None:
