@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import resource
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ import orjson
 from firmware_sim.scenario import SERIAL_PREFIX, Scenario, World
 from firmware_sim.scoring import Report, score
 from gateway.clock import FakeClock
-from gateway.config import GatewayConfig, HistoryConfig, StorageConfig, WebConfig
+from gateway.config import GatewayConfig, HistoryConfig, StorageConfig, WebConfig, resolve_path
 from gateway.diagnosis.seal import load_or_create_key
 from gateway.engine.library import load_library
 from gateway.ingest.uart import UartAdapter, adapter_for
@@ -56,31 +56,48 @@ def run_scenario(scenario: Scenario, folder: Path, progress: Callable[[float], N
     for stale in folder.glob("gateway.db*"):
         stale.unlink()
     config = scenario_config(scenario, folder)
-    clock = FakeClock(scenario.start)
-    db = Database(folder / "gateway.db")
-    pipeline = Pipeline(load_library(config), db, clock, settings_from_config(config),
-                        seal_key=load_or_create_key(folder / "gateway.key"))
-    world = World(scenario, pipeline.profiles)
+    world = World(scenario, load_library(config).profiles)
     # A rule pass costs the same for one device or a thousand, so the scenario ticks once per reporting interval
     # of its fastest appliance (at least 5 s); each sample is still evaluated on its own (see gateway.pipeline).
     every = max(MIN_TICK_SECONDS, min((a.interval for a in scenario.appliances), default=10.0))
+
+    def report(now: float) -> None:
+        if progress is not None:
+            progress((now - scenario.start) / scenario.duration)
+
+    messages = _messages(world, world.profiles)
+    run = run_messages(messages, config, scenario.start, every, report)
+    run.truth = [t.as_dict() for t in world.truth()]
+    return run
+
+
+def run_messages(messages: Iterable[Message], config: GatewayConfig, start: float, tick_every: float,
+                 progress: Callable[[float], None] | None = None,
+                 observe: Callable[[Pipeline], None] | None = None) -> Run:
+    """Play messages through a fresh Pipeline on the config's database, with a platform stand-in that takes
+    each ticket once its group wait is over; returns the tickets as the scorer reads them."""
+    clock = FakeClock(start)
+    db = Database(resolve_path(config, config.storage.database))
+    pipeline = Pipeline(load_library(config), db, clock, settings_from_config(config),
+                        seal_key=load_or_create_key(resolve_path(config, config.storage.key_file)))
+    if observe is not None:
+        observe(pipeline)
     started, cpu_started = time.perf_counter(), _cpu_seconds()
-    last_progress = [scenario.start]
+    last_progress = [start]
 
     def tick(now: float) -> None:
         _deliver_due(db, now)
         if progress is not None and now - last_progress[0] >= 3600:
-            progress((now - scenario.start) / scenario.duration)
+            progress(now)
             last_progress[0] = now
 
     try:
-        count = play(pipeline, clock, _messages(world, pipeline.profiles), every, on_tick=tick)
+        count = play(pipeline, clock, messages, tick_every, on_tick=tick)
         tickets = _ticket_views(pipeline)
         dropped = pipeline.drops.as_dict()
     finally:
         db.close()
-    return Run([t.as_dict() for t in world.truth()], tickets, count, dropped, time.perf_counter() - started,
-               _cpu_seconds() - cpu_started)
+    return Run([], tickets, count, dropped, time.perf_counter() - started, _cpu_seconds() - cpu_started)
 
 
 def _cpu_seconds() -> float:
