@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 
 from gateway.model import Case, Decision, Incident, IncidentState, NewEpisode
-from gateway.store.schema import OpenedIncident, CaseChanged
+from gateway.store.schema import CaseChanged, OpenedIncident
 from gateway.store.timeline import TimelineRows
 
 
