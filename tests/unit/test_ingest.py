@@ -6,8 +6,8 @@ import pytest
 
 from gateway.clock import FakeClock
 from gateway.ingest.drops import DropCounter
-from gateway.ingest.router import Ingest
 from gateway.ingest.registry import DeviceRegistry
+from gateway.ingest.router import Ingest
 from gateway.model import DeviceEvent
 from gateway.protocol.payload import DropReason, PayloadLimits
 from gateway.store.window import WindowStore

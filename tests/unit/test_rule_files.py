@@ -10,8 +10,8 @@ from gateway.config import PROJECT_ROOT, GatewayConfig
 from gateway.engine.library import load_library
 from gateway.engine.profiles import load_profiles
 from gateway.engine.rules import parse_rule_file
-from gateway.ruletest import expand, find_test_files, run_file
 from gateway.prices import load_prices
+from gateway.ruletest import expand, find_test_files, run_file
 
 PROFILES = load_profiles(PROJECT_ROOT / "rules" / "profiles")
 PRICES = load_prices(PROJECT_ROOT / "rules" / "prices.yaml")
