@@ -46,15 +46,17 @@ def platform(folder: Path) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def gateway(folder: Path, broker_port: int, upstream: str, extra_rules: tuple[Path, ...] = (),
+def gateway(folder: Path, broker_port: int | None, upstream: str, extra_rules: tuple[Path, ...] = (),
             slots: int = 120, extra_toml: str = "") -> Iterator[tuple[psutil.Process, str]]:
-    """`appliance-gateway run` with the shipped rules (plus `extra_rules`) against an external broker."""
+    """`appliance-gateway run` with the shipped rules (plus `extra_rules`) against an external broker, or with
+    `broker_port=None` on its defaults: the embedded broker, here on a free port (`embedded_port` in /api/status)."""
     web_port = free_port()
     rules_line = "paths = " + json.dumps([str(ROOT / "rules"), *(str(p) for p in extra_rules)])
     config = folder / "gateway.toml"
+    broker_line = f'url = "mqtt://127.0.0.1:{broker_port}"' if broker_port else f"embedded_port = {free_port()}"
     config.write_text(f"""
 [broker]
-url = "mqtt://127.0.0.1:{broker_port}"
+{broker_line}
 [rules]
 {rules_line}
 profiles = "{ROOT / 'rules' / 'profiles'}"

@@ -18,11 +18,11 @@ import time
 
 import numpy as np
 
-from gateway.app import window_slots
 from gateway.config import GatewayConfig
 from gateway.engine.evaluator import Evaluator
 from gateway.engine.library import build_window_store, load_library
 from gateway.engine.profiles import derived_by_type, intervals_by_type
+from gateway.pipeline import window_slots
 from gateway.store.window import WindowStore
 
 T0 = 1_750_000_000.0

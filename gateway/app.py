@@ -146,7 +146,8 @@ class Gateway:
         try:
             runner = await self._start_web()
             self.pipeline_thread.start()
-            self.link = MqttLink(broker_config, self.handoff.put)
+            self.link = MqttLink(broker_config, self.handoff.put,
+                                 on_broker_dropped=self.ingest.link_health.broker_reports_dropped)
             self.link.start()
             self.serial_links = [
                 SerialLink(port, adapter_for(port.dialect, self.profiles), self.handoff.put,
@@ -269,6 +270,9 @@ class Gateway:
             "dropped_total": self.drops.total,
             "dropped": self.drops.as_dict(),
             "mqtt_connected": bool(self.link and self.link.connected),
+            "broker_url": self.broker_url,
+            "embedded_broker": self.broker is not None,
+            "broker": self.ingest.link_health.snapshot(),
             "rule_pass_ms": round(self.evaluator.last_pass_seconds * 1000, 3),
             "internal_errors": self.internal_errors,
             "pipeline_alive": self.pipeline_thread.alive,

@@ -69,6 +69,7 @@ class PipelineThread:
                 now = time.monotonic()
                 if now >= next_tick:
                     self.pipeline.tick(self.clock.now())
+                    self.pipeline.ingest.link_health.assess(len(self.handoff), self.handoff.limit)
                     next_tick = max(next_tick + TICK_SECONDS, now)  # after a stall, no burst of catch-up ticks
                 if now >= next_persist:
                     self.persist()

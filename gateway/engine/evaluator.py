@@ -41,9 +41,13 @@ class RowContext:
         self._now = window.latest_ts[rows]
         self._cache: dict[tuple[str, float], WindowView] = {}
         self._reductions: dict[tuple[str, str, float], FloatArray] = {}
+        self._builtins: dict[BuiltinColumn, FloatArray] = {}
         self._ordered: dict[int, tuple[FloatArray, npt.NDArray[np.intp]]] = {}
 
     def builtin(self, column: BuiltinColumn) -> FloatArray:
+        cached = self._builtins.get(column)
+        if cached is not None:
+            return cached
         result: FloatArray
         match column:
             case Stale():
@@ -54,6 +58,7 @@ class RowContext:
                 result = self._now - self._window.changed_ts[self._rows, self._window.metric_index[metric]]
             case _:
                 raise KeyError(f"{column} is read by time-driven rules only")
+        self._builtins[column] = result
         return result
 
     def reduced(self, key: tuple[str, str, float], compute: Callable[[], FloatArray]) -> FloatArray:

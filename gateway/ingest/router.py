@@ -13,6 +13,7 @@ from gateway.clock import Clock
 from gateway.engine.profiles import OUT_OF_RANGE_METRIC, Profile
 from gateway.engine.vendor_codes import VendorCodes
 from gateway.ingest.drops import DropCounter
+from gateway.ingest.link_health import LinkHealth
 from gateway.ingest.registry import DeviceRegistry
 from gateway.model import DeviceEvent
 from gateway.protocol.payload import (
@@ -49,6 +50,7 @@ class Ingest:
         self.vendor_codes = vendor_codes
         self.messages = 0
         self.samples = 0
+        self.link_health = LinkHealth()
         self._ranges = {
             name: {m.name: (m.low, m.high) for m in profile.metrics} for name, profile in profiles.items()
         }
@@ -70,24 +72,27 @@ class Ingest:
             self._event(device_id, payload)
 
     def _telemetry(self, device_id: str, payload: bytes) -> None:
-        decoded = decode_telemetry(payload, self.clock.now(), self.limits)
+        now = self.clock.now()
+        decoded = decode_telemetry(payload, now, self.limits)
         for rejection in decoded.rejections:
             self.drops.drop(device_id, rejection.reason, rejection.detail)
         for sample in decoded.samples:
-            self._sample(device_id, sample)
+            if self._sample(device_id, sample):
+                self.link_health.observe(now - sample.ts)
 
-    def _sample(self, device_id: str, sample: Sample) -> None:
+    def _sample(self, device_id: str, sample: Sample) -> bool:
+        """Store one sample's good values; False if nothing of it could be stored."""
         known = self.registry.appliance_type(device_id)
         appliance = known or sample.appliance_type
         if appliance is None:
             self.drops.drop(device_id, DropReason.UNKNOWN_DEVICE,
                             "no retained meta and no 'type' in the telemetry")
-            return
+            return False
         ranges = self._ranges.get(appliance)
         if ranges is None or (known and sample.appliance_type not in (None, known)):
             self.drops.drop(device_id, DropReason.UNKNOWN_TYPE,
                             f"type {sample.appliance_type!r} (registered as {known!r})")
-            return
+            return False
         metrics: dict[str, float] = {}
         out_of_range = 0
         own_names = self.registry.metric_names.get(device_id)  # a brand's own names, declared in its meta
@@ -105,7 +110,7 @@ class Ingest:
         if out_of_range:  # the absurd value is dropped, but the data-quality rules must see that it came
             metrics[OUT_OF_RANGE_METRIC] = float(out_of_range)
         if not metrics:
-            return
+            return False
         window = self.store.windows[appliance]
         row = window.row(device_id)
         if window.dirty[row] and self.flush_rules is not None:
@@ -115,6 +120,7 @@ class Ingest:
         self.samples += 1
         if self.on_sample is not None:
             self.on_sample(device_id, sample.ts, metrics)
+        return True
 
     def _status(self, device_id: str, payload: bytes) -> None:
         text = payload.decode("utf-8", "replace").strip().lower()

@@ -16,6 +16,7 @@ class MessageHandoff:
         self._items: deque[tuple[str, bytes]] = deque()
         self._ready = threading.Condition(threading.Lock())
         self._max = max_messages
+        self.limit = max_messages
         self.overflowed = 0  # messages refused because the queue was full, since the start
         self._reported = 0
 

@@ -22,11 +22,16 @@ from gateway.protocol.topics import subscription
 
 log = logging.getLogger("gateway.mqtt")
 
+BROKER_DROPPED_TOPIC = "$SYS/broker/publish/messages/dropped"  # mosquitto's own count of messages it dropped
+
 
 class MqttLink:
-    def __init__(self, config: BrokerConfig, on_message: Callable[[str, bytes], None]) -> None:
+    def __init__(self, config: BrokerConfig, on_message: Callable[[str, bytes], None],
+                 on_broker_dropped: Callable[[int], None] | None = None) -> None:
+        """`on_broker_dropped`: told the broker's own count of dropped messages, where it publishes one ($SYS)."""
         self.config = config
         self._on_message = on_message
+        self._on_broker_dropped = on_broker_dropped
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._state = "new"  # new -> connected <-> down
@@ -91,9 +96,16 @@ class MqttLink:
             client.disconnect()
             return
         client.subscribe(subscription(self.config.topic_prefix), qos=1)
+        if self._on_broker_dropped is not None:
+            client.subscribe(BROKER_DROPPED_TOPIC, qos=0)
         self._set_state(True, "")
 
     def _handle_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        if message.topic.startswith("$SYS/"):
+            with contextlib.suppress(ValueError):
+                if self._on_broker_dropped is not None and message.topic == BROKER_DROPPED_TOPIC:
+                    self._on_broker_dropped(int(message.payload.decode("ascii", "replace").strip()))
+            return
         self.received += 1
         self._on_message(message.topic, bytes(message.payload))
 

@@ -30,6 +30,15 @@ def prometheus_text(status: dict[str, Any]) -> str:
     metric("internal_errors_total", "counter", "Messages that hit an internal error.",
            [({}, status["internal_errors"])])
     metric("mqtt_connected", "gauge", "1 while connected to the broker.", [({}, float(status["mqtt_connected"]))])
+    broker = status.get("broker") or {}
+    if broker:
+        metric("broker_link_behind", "gauge", "1 while the MQTT link falls behind (telemetry arrives late).",
+               [({}, float(broker.get("state") == "behind"))])
+        metric("broker_link_lag_seconds", "gauge", "Median delay from a sample's time to its arrival.",
+               [({}, float(broker.get("lag_seconds", 0.0)))])
+        if broker.get("broker_dropped") is not None:
+            metric("broker_dropped_total", "counter", "Messages the broker reports it dropped ($SYS).",
+                   [({}, float(broker["broker_dropped"]))])
     ports = status.get("serial_ports", {})
     for counter in ("frames", "bad_checksum", "bad_crc", "timeouts", "reconnects"):
         metric(f"serial_{counter}_total", "counter", f"Serial {counter.replace('_', ' ')} per port.",

@@ -142,6 +142,16 @@ def _value(value: float | None) -> str:
     return "" if value is None else f"{value:g}"
 
 
+def _broker_link(broker: dict[str, Any]) -> str:
+    lag = f"telemetry arrives {broker.get('lag_seconds', 0):.1f} s after it was sent"
+    dropped = broker.get("broker_dropped")
+    drops = "" if dropped is None else f"; the broker reports {dropped} dropped"
+    if broker.get("state") == "behind":
+        return (f"<strong>FALLING BEHIND</strong>: {lag}{drops}. Messages are lost or late; point the gateway at "
+                "a faster broker (broker.url) or reduce the load.")
+    return f"keeping up: {lag}{drops}"
+
+
 def gateway_page(status: dict[str, Any], rates: dict[str, float]) -> str:
     drops = "".join(f"<tr><td>{esc(reason)}</td><td>{count}</td></tr>"
                     for reason, count in sorted(status.get("dropped", {}).items())) or \
@@ -160,7 +170,9 @@ def gateway_page(status: dict[str, Any], rates: dict[str, float]) -> str:
 </td></tr><tr><th>Rule pass</th><td><span data-live="rule_pass_ms">{status.get('rule_pass_ms', 0)}</span> ms</td></tr>
 <tr><th>Outbox</th><td><span data-live="outbox_queued">{outbox.get('queued', 0)}</span> queued,
 {outbox.get('sending', 0)} sending, {outbox.get('delivered', 0)} delivered, {outbox.get('dead', 0)} dead</td></tr>
-<tr><th>MQTT</th><td>{'connected' if status.get('mqtt_connected') else 'not connected'}</td></tr>
+<tr><th>MQTT</th><td>{'connected' if status.get('mqtt_connected') else 'not connected'}
+to {esc(str(status.get('broker_url', '')))}{' (embedded)' if status.get('embedded_broker') else ''}</td></tr>
+<tr><th>Broker link</th><td id="broker-link">{_broker_link(status.get('broker') or {})}</td></tr>
 <tr><th>History</th><td>{status.get('history', {}).get('rows_written', 0)} minute rows written, last flush
 {status.get('history', {}).get('last_flush_ms', 0)} ms</td></tr>
 <tr><th>InfluxDB</th><td>{'off' if not influx else ', '.join(f'{k} {v}' for k, v in influx.items())}</td></tr>
