@@ -47,7 +47,7 @@ def platform(folder: Path) -> Iterator[str]:
 
 @contextlib.contextmanager
 def gateway(folder: Path, broker_port: int | None, upstream: str, extra_rules: tuple[Path, ...] = (),
-            slots: int = 120, extra_toml: str = "") -> Iterator[tuple[psutil.Process, str]]:
+            slots: int = 120, extra_toml: str = "", broker_toml: str = "") -> Iterator[tuple[psutil.Process, str]]:
     """`appliance-gateway run` with the shipped rules (plus `extra_rules`) against an external broker, or with
     `broker_port=None` on its defaults: the embedded broker, here on a free port (`embedded_port` in /api/status)."""
     web_port = free_port()
@@ -57,6 +57,7 @@ def gateway(folder: Path, broker_port: int | None, upstream: str, extra_rules: t
     config.write_text(f"""
 [broker]
 {broker_line}
+{broker_toml}
 [rules]
 {rules_line}
 profiles = "{ROOT / 'rules' / 'profiles'}"

@@ -139,7 +139,8 @@ class Gateway:
         self._loop = asyncio.get_running_loop()
         broker_config = self.config.broker
         if broker_config.embedded:
-            self.broker = EmbeddedBroker(broker_config.embedded_host, broker_config.embedded_port)
+            self.broker = EmbeddedBroker(broker_config.embedded_host, broker_config.embedded_port,
+                                         broker_config.embedded_broker)
             await self.broker.start()
             broker_config = replace(broker_config, embedded_port=self.broker.port)
         runner = None

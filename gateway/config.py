@@ -24,6 +24,7 @@ class BrokerConfig:
     url: str = ""
     embedded_host: str = "127.0.0.1"
     embedded_port: int = 1883
+    embedded_broker: str = "auto"  # auto (mosquitto if installed, else amqtt) | mosquitto | amqtt
     username: str = ""
     password: str = ""
     tls: bool = False
@@ -207,6 +208,7 @@ _POSITIVE = {
 
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+EMBEDDED_BROKERS = ("auto", "mosquitto", "amqtt")
 
 
 def resolve_path(config: GatewayConfig, value: str, existing: bool = False) -> Path:
@@ -342,6 +344,9 @@ def _check_relations(config: GatewayConfig, errors: list[str]) -> None:
     url = config.broker.url
     if url and urlsplit(url).scheme not in ("mqtt", "mqtts", "tcp"):
         errors.append(f"{src}: key 'broker.url' must look like mqtt://host:port or mqtts://host:port, got {url!r}")
+    if config.broker.embedded_broker not in EMBEDDED_BROKERS:
+        errors.append(f"{src}: key 'broker.embedded_broker' must be one of {', '.join(EMBEDDED_BROKERS)}, "
+                      f"got {config.broker.embedded_broker!r}")
     if config.broker.reconnect_min_seconds > config.broker.reconnect_max_seconds:
         errors.append(f"{src}: key 'broker.reconnect_min_seconds' must not exceed 'broker.reconnect_max_seconds'")
     if urlsplit(config.upstream.url).scheme not in ("http", "https"):

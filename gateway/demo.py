@@ -96,7 +96,8 @@ async def run_demo(options: DemoOptions) -> int:
     fleet_task = asyncio.create_task(run_fleet(fleet, stop, clock), name="fleet")
     walk_task = asyncio.create_task(_walk_service(gateway, platform, fleet), name="service-walk")
     print(f"web console:       http://127.0.0.1:{gateway.web_port}/?token={gateway.admin_token()}")
-    print(f"MQTT broker:       {gateway.broker_url} (topics appliances/<id>/telemetry|event|status|meta)")
+    kind = f"embedded {gateway.broker.kind}, " if gateway.broker else ""
+    print(f"MQTT broker:       {gateway.broker_url} ({kind}topics appliances/<id>/telemetry|event|status|meta)")
     print(f"service platform:  {platform.url}/v1/tickets")
     print(f"fleet:             {len(fleet)} appliances; {options.fleet.faulty_device} develops a condenser fan "
           f"failure after {options.fleet.fault_after_seconds:.0f} s")
