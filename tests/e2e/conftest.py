@@ -72,7 +72,7 @@ ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 @pytest.fixture
 async def start_gateway(tmp_path: Path, platform: PlatformServer) -> AsyncIterator[StartGateway]:
-    """Start a gateway in this event loop; `broker_url=""` makes it start its embedded amqtt broker."""
+    """Start a gateway in this event loop; `broker_url=""` makes it start its embedded broker."""
     running: list[RunningGateway] = []
 
     async def start(broker_url: str = "", **changes: object) -> RunningGateway:
@@ -107,15 +107,15 @@ async def eventually(predicate: Callable[[], bool], seconds: float, what: str) -
     pytest.fail(f"timed out after {seconds} s waiting until: {what}")
 
 
-@pytest.fixture(params=["amqtt", "mosquitto"])
+@pytest.fixture(params=["embedded", "mosquitto"])
 def broker_kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
 @pytest.fixture
 def broker_url(broker_kind: str, request: pytest.FixtureRequest) -> str:
-    """'' for the gateway's embedded amqtt broker, or the URL of a real mosquitto process."""
-    if broker_kind == "amqtt":
+    """'' for the gateway's embedded broker (its default), or the URL of a mosquitto process of the test's own."""
+    if broker_kind == "embedded":
         return ""
     mosquitto: Mosquitto = request.getfixturevalue("mosquitto")
     return f"mqtt://127.0.0.1:{mosquitto.port}"
