@@ -19,7 +19,6 @@ import numpy.typing as npt
 
 from gateway.engine.columns import BuiltinColumn, Online, RecentEvents, Silence, Stale, Unchanged
 from gateway.engine.expr import CompiledExpr, FloatArray, WindowView
-from gateway.engine.profiles import OUT_OF_RANGE_METRIC
 from gateway.engine.rules import Rule
 from gateway.model import Observation
 from gateway.store.window import TypeWindow, WindowStore
@@ -77,8 +76,9 @@ class RowContext:
         return result
 
     def _stale_seconds(self) -> FloatArray:
-        """Age of the longest-unreported metric the device has reported before (the data-quality column aside)."""
-        columns = [i for name, i in self._window.metric_index.items() if name != OUT_OF_RANGE_METRIC]
+        """Age of the longest-unreported periodic metric the device has reported before (vendor codes and the
+        data-quality column are sporadic: they come when something happens, and are never stale)."""
+        columns = self._window.periodic_columns
         ages = self._now[:, None] - self._window.latest_metric_ts[self._rows][:, columns]
         result: FloatArray = np.nan_to_num(np.nanmax(np.where(np.isnan(ages), -np.inf, ages), axis=1),
                                            neginf=0.0)

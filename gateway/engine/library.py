@@ -43,5 +43,6 @@ def build_window_store(profiles: dict[str, Profile], slots: int | dict[str, int]
     """The window store the rules expect: a block per type, jump detection from the profiles' max_step, and the
     out-of-range column's arrivals recorded as events."""
     max_steps = {name: {m.name: m.max_step for m in p.metrics if m.max_step} for name, p in profiles.items()}
+    sporadic = {name: (OUT_OF_RANGE_METRIC, *(m.name for m in p.metrics if m.sporadic)) for name, p in profiles.items()}
     return WindowStore({n: p.stored_names for n, p in profiles.items()}, slots, initial_devices, max_steps,
-                       (OUT_OF_RANGE_METRIC,))
+                       (OUT_OF_RANGE_METRIC,), sporadic, {n: p.interval_seconds for n, p in profiles.items()})

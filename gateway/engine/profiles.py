@@ -29,7 +29,8 @@ class MetricSpec:
     description: str
     uart_id: int | None = None  # the metric's id in the open UART dialect (docs/uart-protocol.md)
     flatline_after: float | None = None  # seconds without any change that mean a stuck sensor
-    max_step: float | None = None  # largest physically plausible change between two consecutive samples
+    max_step: float | None = None  # largest plausible change per reporting interval (scaled by the real gap)
+    sporadic: bool = False  # reported only when something happens (a vendor code): never expected to repeat
 
 
 @dataclass(frozen=True, slots=True)

@@ -89,7 +89,7 @@ def with_code_columns(profiles: dict[str, Profile], codes: VendorCodes) -> dict[
     result = dict(profiles)
     for appliance, faults in codes.faults_by_type().items():
         profile = result[appliance]
-        extra = tuple(MetricSpec(COLUMN_PREFIX + fault, "bool", 0.0, 1.0, f"vendor code: {fault}")
+        extra = tuple(MetricSpec(COLUMN_PREFIX + fault, "bool", 0.0, 1.0, f"vendor code: {fault}", sporadic=True)
                       for fault in sorted(faults) if profile.metric(COLUMN_PREFIX + fault) is None)
         result[appliance] = replace(profile, metrics=profile.metrics + extra)
     return result

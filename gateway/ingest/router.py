@@ -154,7 +154,7 @@ class Ingest:
             return
         event = DeviceEvent(device_id, float(ts), code, {k: v for k, v in doc.items() if k not in ("code", "ts")})
         log.info("appliance %s reported code %s", device_id, code)
-        self._vendor_code(event, active=doc.get("active", True) is not False)
+        self._vendor_code(event, active=_is_active(doc.get("active", True)))
         if self.on_event is not None:
             self.on_event(event)
 
@@ -171,3 +171,17 @@ class Ingest:
         else:
             self.drops.drop(event.device_id, DropReason.UNKNOWN_VENDOR_CODE,
                             f"{device.meta.brand} {device.meta.appliance_type} code {event.code!r} is not in a table")
+
+
+_CLEARED = {"false", "0", "no", "off", "cleared", "inactive", "resolved"}
+
+
+def _is_active(value: object) -> bool:
+    """An event's `active`: a code is cleared by false, 0, or a word that says so ("false", "off", "cleared")."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float):
+        return value != 0
+    if isinstance(value, str):
+        return value.strip().lower() not in _CLEARED
+    return True

@@ -39,6 +39,7 @@ STEP_TITLES = {
     "verified_by_telemetry": ("Repair verified by telemetry", "运行数据确认修复"),
     "confirmed": ("Confirmed by the customer", "用户已确认"),
     "reopened": ("Fault returned: ticket reopened", "故障复发，工单重开"),
+    "finding_added": ("New finding on the appliance", "设备出现新的故障迹象"),
 }
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 MAX_EVENT_AGE_SECONDS = 365 * 86400.0

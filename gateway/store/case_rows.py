@@ -65,6 +65,10 @@ class CaseRows(TimelineRows):
                     else:  # the sealed ticket that was sent never changes; the finding is kept beside it
                         conn.execute("UPDATE tickets SET late_findings=json_insert(late_findings, '$[#]', json(?)) "
                                      "WHERE ticket_id=?", (orjson.dumps(finding), ticket_id))
+                        if not decision.reopens:  # the platform must hear of it: a step, through the outbox
+                            self._add_step(conn, ticket_id, "finding_added", queued_at, "gateway", "gateway",
+                                           f"{episode.fingerprint}:finding_added",
+                                           finding_summary(finding, episode), notify=True)
                     if decision.reopens:
                         detail = {"rule": episode.rule_id, "code": finding.get("code"), "onset_ts": episode.onset_ts,
                                   "observed": finding.get("evidence", {}).get("observed", [])}
@@ -119,3 +123,13 @@ class CaseRows(TimelineRows):
         row = self._conn.execute("SELECT t.payload FROM tickets t JOIN delivery o USING (ticket_id) "
                                  "WHERE o.idempotency_key=?", (idempotency_key,)).fetchone()
         return None if row is None else dict(orjson.loads(row[0]))
+
+
+def finding_summary(finding: dict[str, Any], episode: NewEpisode) -> dict[str, Any]:
+    """What a technician needs of a finding added to a ticket already sent: the rule, its diagnosis, the
+    observed values against their limits, the causes it proposes and the service items it adds."""
+    return {"rule": episode.rule_id, "code": finding.get("code"), "title": finding.get("title"),
+            "severity": finding.get("severity"), "onset_ts": episode.onset_ts, "detected_ts": episode.detected_ts,
+            "observed": finding.get("evidence", {}).get("observed", []),
+            "causes": [c.get("cause") for c in finding.get("causes", [])],
+            "service_items": finding.get("service_items", [])}

@@ -36,9 +36,12 @@ class TypeWindow:
     EVENTS_KEPT = 3  # how many recent event times per column (jumps, out-of-range arrivals) are remembered
 
     def __init__(self, appliance: str, metric_names: tuple[str, ...], slots: int, capacity: int = 64,
-                 max_steps: Mapping[str, float] | None = None, event_columns: tuple[str, ...] = ()) -> None:
-        """`max_steps`: a change larger than this between consecutive values is recorded as a jump;
-        `event_columns`: columns whose every arrival is recorded as an event."""
+                 max_steps: Mapping[str, float] | None = None, event_columns: tuple[str, ...] = (),
+                 sporadic: tuple[str, ...] = (), interval: float = 1.0) -> None:
+        """`max_steps`: a change larger than this per reporting `interval` (scaled by the real gap between the
+        two values, so a slowly reporting appliance may move further) is recorded as a jump; `event_columns`:
+        columns whose every arrival is recorded as an event; `sporadic`: columns reported only when something
+        happens, never expected again (not counted as a stale metric)."""
         self.appliance = appliance
         self.metric_names = metric_names
         self.metric_index = {name: i for i, name in enumerate(metric_names)}
@@ -51,6 +54,9 @@ class TypeWindow:
         for name, step in (max_steps or {}).items():
             self.max_step[self.metric_index[name]] = step
         self._event_columns = {self.metric_index[name] for name in event_columns}
+        self.interval = interval
+        self.periodic_columns = np.array([i for name, i in self.metric_index.items() if name not in sporadic],
+                                         dtype=np.intp)
         self._allocate(max(capacity, 1))
 
     def _allocate(self, capacity: int) -> None:
@@ -111,7 +117,10 @@ class TypeWindow:
             latest = self.latest[row]
             previous = latest[index]
             if step_positions.size:
-                moved = np.abs(values[step_positions] - previous[step_positions]) > step_limits
+                watched = index[step_positions]
+                gap = ts - self.latest_metric_ts[row, watched]  # NaN for a first value: no jump
+                allowed = step_limits * np.maximum(1.0, gap / self.interval)
+                moved = np.abs(values[step_positions] - previous[step_positions]) > allowed
                 for position in step_positions[moved].tolist():
                     self._record_event(row, int(index[position]), ts)
             for event_column in event_columns:
@@ -156,7 +165,8 @@ class WindowStore:
 
     def __init__(self, metric_names_by_type: Mapping[str, tuple[str, ...]], slots: int | Mapping[str, int],
                  initial_devices: int = 64, max_steps: Mapping[str, Mapping[str, float]] | None = None,
-                 event_columns: tuple[str, ...] = ()) -> None:
+                 event_columns: tuple[str, ...] = (), sporadic: Mapping[str, tuple[str, ...]] | None = None,
+                 intervals: Mapping[str, float] | None = None) -> None:
         """`slots` is one size for all types, or a size per type (enough for the longest window its rules read);
         `max_steps` per type and `event_columns` feed the event-time rings (see TypeWindow)."""
         # held by the pipeline thread while it appends (a new device may grow and replace a type's arrays) and
@@ -165,7 +175,8 @@ class WindowStore:
         self.windows = {
             appliance: TypeWindow(appliance, names, slots if isinstance(slots, int) else slots[appliance],
                                   initial_devices, (max_steps or {}).get(appliance),
-                                  tuple(c for c in event_columns if c in names))
+                                  tuple(c for c in event_columns if c in names), (sporadic or {}).get(appliance, ()),
+                                  (intervals or {}).get(appliance, 1.0))
             for appliance, names in metric_names_by_type.items()
         }
 

@@ -96,3 +96,36 @@ def test_the_store_refuses_a_decision_on_a_case_the_sender_took_and_the_finding_
     assert opened is not None and opened.action is CaseAction.LATE_FINDING and opened.ticket_id == first.ticket_id
     assert db.ticket_payload(first.ticket_id)["findings_detail"] == [{"rule": "a"}]  # the ticket being sent is intact
     db.close()
+
+
+def test_a_finding_after_delivery_reaches_the_platform_as_a_step(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The sealed ticket never changes; the late finding goes upstream through the outbox, once."""
+    from gateway.incidents.cases import open_incident
+    from gateway.model import NewEpisode
+    from gateway.store.db import Database, OutboxKind
+
+    db = Database(tmp_path / "gw.db")
+
+    def build(findings, key, opened_at):  # type: ignore[no-untyped-def]
+        return {"idempotency_key": key, "opened_at": opened_at, "findings_detail": findings}
+
+    first = open_incident(db, NewEpisode("fan", "1", "ac", "fault", NOW, NOW, "k-fan"), {"rule": "fan"}, build, NOW,
+                          POLICY)
+    assert first is not None
+    [entry] = db.due_outbox(NOW + 100, 10)
+    db.mark_delivered(entry, "SVC-1", NOW + 1)
+    finding = {"rule": "leak", "code": "AC-LEAK", "title": {"en": "Leak", "zh": "泄漏"}, "severity": "major",
+               "evidence": {"observed": [{"quantity": "superheat", "value": 14.0, "op": ">", "threshold": 10.0}]},
+               "causes": [{"cause": "Refrigerant leak"}], "service_items": ["ac_leak_repair"]}
+    late = open_incident(db, NewEpisode("leak", "1", "ac", "fault", NOW + 50, NOW + 60, "k-leak"), finding, build,
+                         NOW + 60, POLICY)
+    assert late is not None and late.action is CaseAction.LATE_FINDING and late.ticket_id == first.ticket_id
+    [step] = [e for e in db.due_outbox(NOW + 100, 10) if e.kind is OutboxKind.STEP]
+    assert step.platform_ticket_id == "SVC-1"
+    import orjson
+    body = orjson.loads(step.payload)
+    assert body["step"] == "finding_added" and body["event_id"] == "k-leak:finding_added"
+    assert body["detail"]["code"] == "AC-LEAK" and body["detail"]["observed"][0]["quantity"] == "superheat"
+    assert body["detail"]["service_items"] == ["ac_leak_repair"]
+    assert [s.step for s in db.steps(first.ticket_id)][-1] == "finding_added"
+    db.close()
