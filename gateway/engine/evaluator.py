@@ -172,6 +172,7 @@ class _AlertState:
         self.last_true = np.full(capacity, np.nan)
         self.firing = np.zeros(capacity, dtype=np.bool_)
         self.evaluated_slot = np.full(capacity, np.nan)  # cadenced rules: the cadence interval last evaluated
+        self.quiet_until = np.full(capacity, -np.inf)  # no firing before this sample time (fresh evidence)
         self.cadence = cadence
 
     def fit(self, capacity: int) -> None:
@@ -182,6 +183,7 @@ class _AlertState:
         self.last_true = np.concatenate([self.last_true, np.full(capacity - n, np.nan)])
         self.firing = np.concatenate([self.firing, np.zeros(capacity - n, dtype=np.bool_)])
         self.evaluated_slot = np.concatenate([self.evaluated_slot, np.full(capacity - n, np.nan)])
+        self.quiet_until = np.concatenate([self.quiet_until, np.full(capacity - n, -np.inf)])
 
 
 class Evaluator:
@@ -206,6 +208,7 @@ class Evaluator:
                                       _cadence(rule) if cadence else 0.0) for rule in rules
         }
         self._phases: dict[str, FloatArray] = {}  # per type: each row's cadence phase in [0, 1)
+        self._rules_by_id = {rule.rule_id: rule for rule in rules}
         self.passes = 0
         self.rows_evaluated = 0
         self.last_pass_seconds = 0.0
@@ -280,6 +283,7 @@ class Evaluator:
               context: RowContext | TimerContext) -> list[AlertTransition]:
         state = self._states[rule.rule_id]
         state.fit(window.capacity)
+        holds = holds & (ts >= state.quiet_until[rows])  # evidence from before a suppressor cleared does not count
         if not holds.any() and not state.firing[rows].any() and np.isnan(state.since[rows]).all():
             return []  # the common case: quiet rows stay quiet, no state to update
         since, last_true, firing = state.since[rows], state.last_true[rows], state.firing[rows]
@@ -336,9 +340,33 @@ class Evaluator:
         if row is not None:
             self._states[rule_id].firing[row] = False
 
+    def require_fresh_evidence(self, rule_id: str, device_id: str, since: float) -> None:
+        """The rule may fire on this device only on evidence gathered after `since` (when a suppressor, such as
+        a broken sensor or the root cause, cleared): its longest window and its `for` start again from there."""
+        rule = self._rule(rule_id)
+        if rule is None:
+            return
+        window = self.store.windows[rule.appliance]
+        row = window.rows.get(device_id)
+        if row is None:
+            return
+        state = self._states[rule_id]
+        state.fit(window.capacity)
+        state.quiet_until[row] = since + max(rule.expr.windows.values(), default=0.0)
+        if not state.firing[row]:
+            state.since[row] = np.nan
+
+    def is_quiet(self, rule_id: str, device_id: str, ts: float) -> bool:
+        """True while the rule waits for fresh evidence on this device (see require_fresh_evidence)."""
+        rule = self._rule(rule_id)
+        row = None if rule is None else self.store.windows[rule.appliance].rows.get(device_id)
+        if rule is None or row is None:
+            return False
+        quiet = self._states[rule_id].quiet_until
+        return row < quiet.shape[0] and ts < float(quiet[row])
+
     def _rule(self, rule_id: str) -> Rule | None:
-        groups = (self.rules_by_type, self.timer_rules_by_type)
-        return next((r for group in groups for rs in group.values() for r in rs if r.rule_id == rule_id), None)
+        return self._rules_by_id.get(rule_id)
 
     def device_context(self, appliance: str, device_id: str) -> RowContext | None:
         """Expression inputs for one device, e.g. to check the evidence that rules a cause out."""

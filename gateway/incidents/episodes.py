@@ -64,22 +64,28 @@ class IncidentManager:
             log.info("resumed %d open incident(s) from the database", restored)
         return restored
 
-    def handle(self, transitions: list[AlertTransition]) -> list[AlertTransition]:
+    def handle(self, transitions: list[AlertTransition],
+               evaluator: Evaluator | None = None) -> list[AlertTransition]:
         """Record transitions; returns the firings to re-arm: inhibited ones, and ones that could not be stored.
 
         Data-quality transitions go first, so a sensor fault found in the same pass inhibits the component
         faults it would otherwise have caused."""
         failed: list[AlertTransition] = []
-        for transition in sorted(transitions, key=lambda t: t.rule.diagnosis.category != "data_quality"):
+        # resolutions first (what a cleared suppressor held back needs fresh evidence), then data quality
+        order = sorted(transitions, key=lambda t: (t.kind is Transition.FIRING,
+                                                   t.rule.diagnosis.category != "data_quality"))
+        for transition in order:
             try:
                 if transition.kind is Transition.FIRING:
-                    if self._inhibited_by(transition):
+                    stale = evaluator is not None and evaluator.is_quiet(transition.rule.rule_id,
+                                                                         transition.device_id, transition.at_ts)
+                    if stale or self._inhibited_by(transition):
                         self.inhibited += 1
                         failed.append(transition)
                         continue
                     self._open(transition)
                 else:
-                    self._resolve(transition)
+                    self._resolve(transition, evaluator)
             except StorageError as exc:
                 log.error("could not record %s on %s, will retry on its next sample: %s",
                           transition.rule.rule_id, transition.device_id, exc)
@@ -89,7 +95,7 @@ class IncidentManager:
 
     def record(self, transitions: list[AlertTransition], evaluator: Evaluator) -> list[AlertTransition]:
         """Handle transitions and re-arm in the evaluator those to retry (inhibited, or not stored); returns them."""
-        held = self.handle(transitions) if transitions else []
+        held = self.handle(transitions, evaluator) if transitions else []
         for retry in held:
             evaluator.rearm(retry.rule.rule_id, retry.device_id)
         return held
@@ -116,8 +122,8 @@ class IncidentManager:
 
         def build_ticket(findings: list[dict[str, Any]], key: str, opened_at: float) -> dict[str, Any]:
             ticket = ticket_payload(site=self.site, device_id=device_id, appliance_type=rule.appliance,
-                                    device=self.registry.get(device_id), findings=findings, fingerprint=key,
-                                    opened_at=opened_at, prices=self.prices)
+                                    device=self.registry.get(device_id), findings=self._root_causes(findings),
+                                    fingerprint=key, opened_at=opened_at, prices=self.prices)
             return seal(ticket, self.seal_key) if self.seal_key else ticket
 
         episode = NewEpisode(rule.rule_id, rule.version, device_id, rule.diagnosis.category, transition.onset_ts,
@@ -133,6 +139,13 @@ class IncidentManager:
                     opened.action.value.replace("_", " "))
         if self.on_ticket is not None and opened.action in (CaseAction.NEW_TICKET, CaseAction.REOPENED):
             self.on_ticket()
+
+    def _root_causes(self, findings: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """A root cause that joins a ticket not yet sent takes it over: the symptoms it inhibits leave the
+        diagnosis (their incidents stay, on the same ticket)."""
+        inhibited = {name for f in findings if (r := self.rules.get(f.get("rule", ""))) for name in r.inhibits}
+        kept = [f for f in findings if f.get("rule") not in inhibited]
+        return kept or findings
 
     def _derived_values(self, rule: Rule, device_id: str) -> dict[str, float | None]:
         """The profile's derived metrics (superheat, subcooling ...) at the moment the rule fired."""
@@ -154,7 +167,18 @@ class IncidentManager:
             return []
         return [(e.cause, e.because) for e in rule.exclusions if bool(np.asarray(e.expr.holds(context)).all())]
 
-    def _resolve(self, transition: AlertTransition) -> None:
+    def suppressed_by(self, rule: Rule) -> list[Rule]:
+        """The rules this one holds back on its appliance: every component rule for a data-quality problem,
+        the listed symptoms for a root cause."""
+        if rule.diagnosis.category == "data_quality":
+            return [r for r in self.rules.values() if r.appliance == rule.appliance
+                    and r.diagnosis.category != "data_quality"]
+        return [self.rules[name] for name in rule.inhibits if name in self.rules]
+
+    def _resolve(self, transition: AlertTransition, evaluator: Evaluator | None = None) -> None:
+        if evaluator is not None:  # what it held back must show itself again on fresh evidence
+            for held in self.suppressed_by(transition.rule):
+                evaluator.require_fresh_evidence(held.rule_id, transition.device_id, transition.at_ts)
         self.open_rules.get(transition.device_id, {}).pop(transition.rule.rule_id, None)
         if self.db.resolve_incident(transition.rule.rule_id, transition.device_id, transition.at_ts):
             self.resolved += 1

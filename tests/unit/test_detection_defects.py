@@ -93,3 +93,43 @@ def test_the_same_change_between_close_samples_is_still_a_jump(pipeline) -> None
     running, clock, seen = pipeline
     water_heater(running, clock, [60.0, 52.0, 60.0, 52.0, 60.0, 52.0], spacing=10.0)
     assert "water_heater_tank_temperature_implausible_jumps" in fired(seen)
+
+
+def test_a_held_back_rule_needs_fresh_evidence_once_its_suppressor_clears(pipeline) -> None:  # type: ignore[no-untyped-def]
+    """A burnt-out element keeps the tank flat; the slow-heating (descaling) rule is held back meanwhile. Once the
+    element is replaced the tank heats normally: the descaling rule must not fire on the old, flat half hour."""
+    running, clock, seen = pipeline
+    for i in range(int(160 * 60 / 10)):
+        ts = T0 + 10 * i
+        repaired = ts >= T0 + 100 * 60
+        tank = 40.0 + (0.008 * (ts - (T0 + 100 * 60)) if repaired else 0.0)  # a clean element: 0.48 K/min
+        feed(running, clock, "appliances/wh-1/telemetry",
+             {"ts": ts, "type": "water_heater", "metrics": {"tank_temperature": tank, "heating_on": 1,
+                                                            "hot_water_flow": 0.0, "setpoint": 50.0,
+                                                            "element_power": 2000.0 if repaired else 0.0}}, ts)
+    transitions = [(t.rule.rule_id, t.kind.value) for t in seen]
+    assert ("element_failure", "firing") in transitions and ("element_failure", "resolved") in transitions
+    assert ("scale_build_up", "firing") not in transitions, "no descaling ticket on the broken element's evidence"
+
+
+def test_a_root_cause_within_the_group_wait_takes_over_the_ticket(pipeline) -> None:  # type: ignore[no-untyped-def]
+    """The warm freezer (a consequence) fires a few seconds before the defrost that never ends (its root cause):
+    the ticket, not yet sent, names the root cause, and the consequence leaves its diagnosis."""
+    from gateway.engine.evaluator import AlertTransition, Transition
+
+    running, clock, _ = pipeline
+    running.incidents.group_wait = 10.0
+    feed(running, clock, "appliances/fr-1/telemetry",
+         {"ts": T0, "type": "refrigerator", "metrics": {"freezer_temperature": -8.0, "defrost_heater_on": 1}}, T0)
+    rules = {r.rule_id: r for r in running.rules}
+    clock.set(T0 + 1)
+    running.incidents.record([AlertTransition(rules["freezer_too_warm"], "fr-1", Transition.FIRING, T0, T0 + 1)],
+                             running.evaluator)
+    clock.set(T0 + 5)
+    running.incidents.record([AlertTransition(rules["defrost_not_terminating"], "fr-1", Transition.FIRING, T0,
+                                              T0 + 5)], running.evaluator)
+    [ticket] = running.db.tickets()
+    payload = ticket["payload"]
+    assert payload["fault"]["code"] == "FR-DEF-01"
+    assert [f["rule"] for f in payload["findings"]] == ["defrost_not_terminating"]
+    assert {r["rule_id"] for r in running.db.incident_rows()} == {"freezer_too_warm", "defrost_not_terminating"}
