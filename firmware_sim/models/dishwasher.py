@@ -3,12 +3,16 @@ raises the Matter DishwasherAlarm bits when a phase does not do what it should."
 
 from __future__ import annotations
 
+import math
+
 from firmware_sim.models.base import FaultableModel, FaultSchedule, day_fraction
 
 # phase (0 idle, 1 fill, 2 wash, 3 drain, 4 rinse, 5 dry), seconds
 PROGRAM = ((1, 120), (2, 1800), (3, 90), (1, 120), (4, 900), (3, 90), (5, 1200))
 PROGRAM_SECONDS = sum(p[1] for p in PROGRAM)
 INFLOW, DRAIN, DOOR, TEMP_LOW, TEMP_HIGH, LEVEL = 1, 2, 4, 8, 16, 32  # DishwasherAlarm bitmap
+SUBSTEP_SECONDS = 5.0  # the firmware's checks run at least this often, whatever the reporting rate
+MAX_SUBSTEPS = 720  # a long gap (an outage) is crossed in at most this many steps
 
 
 class DishwasherModel(FaultableModel):
@@ -27,6 +31,7 @@ class DishwasherModel(FaultableModel):
         self.temperature = 22.0
         self.target = self.rng.choice([55.0, 60.0, 65.0])
         self.latched = 0  # firmware stops the program on an alarm and keeps it raised until serviced
+        self._inflow = 0.0
 
     def repair(self) -> None:
         super().repair()
@@ -46,14 +51,41 @@ class DishwasherModel(FaultableModel):
         return 0, 0.0
 
     def sample(self, ts: float) -> dict[str, float]:
-        dt = self.step(ts, 2.0, 60.0)
+        """The firmware runs all the time, not only when it reports: its water, heat and alarm checks advance in
+        steps of at most SUBSTEP_SECONDS since the previous report, so a dishwasher reporting every minute
+        drains, heats and raises the same alarms as one reporting every two seconds."""
+        previous, self.last_ts = self.last_ts, ts
+        if previous is None:
+            self._advance(ts, 2.0)
+        else:
+            gap = max(0.0, ts - previous)
+            steps = max(1, min(MAX_SUBSTEPS, math.ceil(gap / SUBSTEP_SECONDS)))
+            for i in range(1, steps + 1):
+                self._advance(previous + gap * i / steps, gap / steps)
+        phase, _ = self._phase(ts) if not self.latched else (0, 0.0)
+        inflow = self._inflow
+        noise = self.rng.gauss
+        reported_level = 100.0 if self.level("level_sensor_fault", ts) > 0.5 else self.level_pct
+        return {
+            "operational_state": 3.0 if self.latched else 1.0 if phase else 0.0,
+            "phase": float(phase),
+            "water_level": round(max(0.0, min(100.0, reported_level + noise(0, 0.5))), 1),
+            "water_temperature": round(self.temperature + noise(0, 0.2), 1),
+            "inflow_rate": round(inflow + (abs(noise(0, 0.05)) if inflow else 0.0), 2),
+            "drain_pump_on": float(phase == 3),
+            "door_open": 0.0,
+            "alarm": float(self.latched),
+        }
+
+    def _advance(self, ts: float, dt: float) -> None:
+        """The water, the heat and the firmware's phase checks over `dt` seconds ending at `ts`."""
         phase, elapsed = self._phase(ts) if not self.latched else (0, 0.0)
         blocked_in = self.level("inlet_supply_blocked", ts) > 0.5
         blocked_out = self.level("drain_filter_clogged", ts) > 0.5
         inflow = 2.5 if phase == 1 and not blocked_in and self.level_pct < 80.0 else 0.0
+        self._inflow = inflow
         self.level_pct = min(100.0, self.level_pct + inflow * dt * 0.8)
-        draining = phase == 3
-        if draining and not blocked_out:
+        if phase == 3 and not blocked_out:
             self.level_pct = max(0.0, self.level_pct - dt * 1.5)
         heating = phase in (2, 4) and self.level("heater_failure", ts) < 0.5 and self.temperature < self.target
         self.temperature += ((0.03 if heating else 0.0) - 0.0008 * (self.temperature - 22.0)) * dt
@@ -70,14 +102,3 @@ class DishwasherModel(FaultableModel):
         if phase == 3 and elapsed > 80 and reported_level > 95.0 and not blocked_out:
             alarm |= LEVEL  # the level reads full after a drain that worked: the sensor is wrong
         self.latched |= alarm
-        noise = self.rng.gauss
-        return {
-            "operational_state": 3.0 if self.latched else 1.0 if phase else 0.0,
-            "phase": float(phase),
-            "water_level": round(max(0.0, min(100.0, reported_level + noise(0, 0.5))), 1),
-            "water_temperature": round(self.temperature + noise(0, 0.2), 1),
-            "inflow_rate": round(inflow + (abs(noise(0, 0.05)) if inflow else 0.0), 2),
-            "drain_pump_on": float(draining),
-            "door_open": 0.0,
-            "alarm": float(self.latched),
-        }

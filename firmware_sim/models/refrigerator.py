@@ -21,6 +21,7 @@ class RefrigeratorModel(FaultableModel):
         self.freezer = -18.0 + self.rng.uniform(-1, 1)
         self.fresh = 4.0 + self.rng.uniform(-0.5, 0.5)
         self.compressor = False
+        self.door_opens_at: float | None = None  # the next door opening, drawn as an event in time
         self.door_until = 0.0
         self.defrost_phase = self.rng.uniform(0, DEFROST_EVERY)
 
@@ -31,10 +32,24 @@ class RefrigeratorModel(FaultableModel):
             return self.usage / 600.0
         return self.usage * (1 / 3600.0 if 7.0 <= hour < 23.0 else 1 / 20000.0)
 
+    def _door_open_seconds(self, start: float, end: float) -> float:
+        """Seconds the door stood open in (start, end]. Openings are events in time (a Poisson process at the
+        hour's rate, each 5-40 s long), so a fridge reporting every 5 minutes sees the same doors as one
+        reporting every 5 seconds."""
+        if self.door_opens_at is None:
+            self.door_opens_at = start + self.rng.expovariate(self._door_rate(start))
+        open_seconds = max(0.0, min(end, self.door_until) - start)
+        while self.door_opens_at <= end:
+            opened = self.door_opens_at
+            self.door_until = opened + self.rng.uniform(5, 40)
+            open_seconds += max(0.0, min(end, self.door_until) - max(start, opened))
+            self.door_opens_at = self.door_until + self.rng.expovariate(self._door_rate(self.door_until))
+        return open_seconds
+
     def sample(self, ts: float) -> dict[str, float]:
+        previous = self.last_ts
         dt = self.step(ts, 5.0, 300.0)
-        if self.rng.random() < self._door_rate(ts) * dt:
-            self.door_until = ts + self.rng.uniform(5, 40)
+        door_seconds = min(dt, self._door_open_seconds(ts - dt if previous is None else max(previous, ts - dt), ts))
         door = ts < self.door_until
         position = (ts + self.defrost_phase) % DEFROST_EVERY
         long_defrost = self.level("defrost_termination_failure", ts) > 0.5
@@ -48,11 +63,11 @@ class RefrigeratorModel(FaultableModel):
         leak = self.level("door_seal_leak", ts)
         # rates in K/s: a closed freezer warms ~0.004 K/s off-cycle (-19.5 -> -16.5 degC in about 12 min) and
         # 4-5 K over a 20 min defrost; the compressor pulls it down in about 5 min
-        self.freezer += (0.0001 * (ambient - self.freezer) - (0.014 if compressor else 0.0)
-                         + (0.002 if door else 0.0)) * dt
+        self.freezer += (0.0001 * (ambient - self.freezer) - (0.014 if compressor else 0.0)) * dt \
+            + 0.002 * door_seconds
         damper_open = compressor and self.fresh > 3.5  # the fresh-food side has its own air damper control
         self.fresh += (0.00005 * (ambient - self.fresh) + 0.0004 * leak * (ambient - self.fresh)
-                       - (0.004 if damper_open else 0.0) + (0.004 if door else 0.0)) * dt
+                       - (0.004 if damper_open else 0.0)) * dt + 0.004 * door_seconds
         self.fresh = max(self.fresh, self.freezer + 2.0)
         heater_works = self.level("defrost_heater_failure", ts) < 0.5
         # the evaporator reads far below the freezer while cooling, and well above 0 degC while defrosting
