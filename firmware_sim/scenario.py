@@ -265,6 +265,7 @@ class World:
             self.by_device.setdefault(injection.device_id, []).append(injection)
         self.stuck_values: dict[tuple[str, str], float] = {}
         self.held: list[tuple[float, str, bytes]] = []  # out-of-order messages released later
+        self.sequence: dict[str, int] = {}  # serial appliances: the last frame sequence number sent
         self.announced_offline: set[str] = set()
         self.uart_ids = {name: {metric: uart_id for uart_id, metric in profile.metric_by_uart_id().items()}
                          for name, profile in profiles.items()}
@@ -342,7 +343,8 @@ class World:
         for injection in self._active(device_id, ts, ("sensor",)):
             self._corrupt(metrics, injection, ts)
         appliance = self.appliances[device_id]
-        if (own := BRAND_METRIC_NAMES.get((appliance.appliance, appliance.brand))) is not None:
+        own = BRAND_METRIC_NAMES.get((appliance.appliance, appliance.brand))
+        if own is not None and appliance.transport == "mqtt":  # on a UART the metric ids are the profile's
             canonical_to_own = {v: k for k, v in own.items()}
             metrics = {canonical_to_own.get(k, k): v for k, v in metrics.items()}
         comm = {c.fault: c for c in self._active(device_id, ts, ("comm",))}
@@ -358,12 +360,14 @@ class World:
         stamp = ts + (comm["clock_skew"].amount or 120.0) if "clock_skew" in comm else ts
         if appliance.transport == "serial":  # open-dialect frames, the way a UART appliance answers a poll
             ids = self.uart_ids[appliance.appliance]
-            frame = open_dialect.OpenFrame(open_dialect.MessageType.TELEMETRY, 1, open_dialect.Telemetry(
-                tuple((ids[k], v) for k, v in metrics.items() if k in ids)).encode())
+            frame = open_dialect.OpenFrame(open_dialect.MessageType.TELEMETRY, self._next_seq(device_id),
+                                           open_dialect.Telemetry(tuple((ids[k], v) for k, v in metrics.items()
+                                                                        if k in ids)).encode())
             yield ts, f"{SERIAL_PREFIX}{device_id}", frame.to_bytes()
-            for code in codes:
+            for code in codes:  # each event frame its own sequence number, as firmware counts them
                 yield ts, f"{SERIAL_PREFIX}{device_id}", open_dialect.OpenFrame(
-                    open_dialect.MessageType.EVENT, 2, open_dialect.Event(code, True).encode()).to_bytes()
+                    open_dialect.MessageType.EVENT, self._next_seq(device_id),
+                    open_dialect.Event(code, True).encode()).to_bytes()
             return
         topic = f"appliances/{device_id}/telemetry"
         payload = orjson.dumps({"ts": round(stamp, 3), "metrics": metrics})
@@ -376,6 +380,12 @@ class World:
             yield ts, topic, payload
         for code in codes:
             yield ts, f"appliances/{device_id}/event", orjson.dumps({"ts": round(stamp, 3), "code": code})
+
+    def _next_seq(self, device_id: str) -> int:
+        """The appliance's frame counter, 1-255 and round again (0 is its IDENTIFY)."""
+        seq = self.sequence.get(device_id, 0) % 255 + 1
+        self.sequence[device_id] = seq
+        return seq
 
     def _corrupt(self, metrics: dict[str, float], injection: Injection, ts: float) -> None:
         name = injection.metric
