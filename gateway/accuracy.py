@@ -134,19 +134,23 @@ def _deliver_due(db: Database, now: float) -> None:
 
 
 def _ticket_views(pipeline: Pipeline) -> list[dict[str, Any]]:
+    """Each ticket as the platform received it: the findings it was sent with, and those added later (marked
+    late: the platform heard of them as `finding_added` steps)."""
     code_of = {rule.rule_id: rule.diagnosis.code for rule in pipeline.rules}
     by_ticket: dict[int, list[dict[str, Any]]] = {}
     for incident in pipeline.db.incident_rows():
-        by_ticket.setdefault(incident["ticket_id"], []).append(
-            {"code": code_of.get(incident["rule_id"], incident["rule_id"]), "detected_ts": incident["detected_ts"],
-             "onset_ts": incident["onset_ts"]})
+        by_ticket.setdefault(incident["ticket_id"], []).append(incident)
     views = []
     for ticket in reversed(pipeline.db.tickets(limit=10**7)):
         payload = ticket["payload"]
+        sent = {(f["rule"], round(float(f["onset_ts"]), 3)) for f in payload.get("findings", [])}
+        findings = [{"code": code_of.get(i["rule_id"], i["rule_id"]), "detected_ts": i["detected_ts"],
+                     "onset_ts": i["onset_ts"], "late": (i["rule_id"], round(float(i["onset_ts"]), 3)) not in sent}
+                    for i in by_ticket.get(ticket["ticket_id"], [])]
         views.append({"ticket_id": ticket["ticket_id"], "device": payload["appliance"]["device_id"],
                       "code": payload["fault"]["code"],
                       "top_cause": (payload.get("probable_causes") or [{}])[0].get("cause", ""),
-                      "findings": by_ticket.get(ticket["ticket_id"], [])})
+                      "findings": findings})
     return views
 
 

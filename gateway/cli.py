@@ -396,7 +396,7 @@ def _score(args: argparse.Namespace) -> int:
     import orjson
 
     from firmware_sim.scenario import ScenarioError
-    from firmware_sim.scoring import THRESHOLDS, format_report, meets, score
+    from firmware_sim.scoring import THRESHOLDS, ScoringError, format_report, meets, score
     from gateway.accuracy_cli import STANDARD_SUITE, score_scenarios, write_json
 
     if args.truth or args.tickets:
@@ -404,8 +404,12 @@ def _score(args: argparse.Namespace) -> int:
             print("error: --truth and --tickets go together", file=sys.stderr)
             return 2
         saved = orjson.loads(args.truth.read_bytes())
-        report = score(saved.get("scenario", args.truth.stem), float(saved.get("appliance_days", 0.0)),
-                       saved["truth"], orjson.loads(args.tickets.read_bytes()))
+        try:
+            report = score(saved.get("scenario", args.truth.stem), float(saved.get("appliance_days") or 0.0),
+                           saved["truth"], orjson.loads(args.tickets.read_bytes()))
+        except ScoringError as exc:
+            print(f"error: {args.truth}: {exc}", file=sys.stderr)
+            return 2
         print(format_report(report))
         return 0 if not meets(report) else 1
     paths = args.scenarios or sorted(STANDARD_SUITE.glob("*.yaml"))

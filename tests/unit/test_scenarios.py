@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from firmware_sim.scenario import DEFAULT_START, ScenarioError, World, duration, load_scenario, scenario_from_dict
-from firmware_sim.scoring import THRESHOLDS, meets, score
+from firmware_sim.scoring import THRESHOLDS, ScoringError, meets, score
 from gateway.config import GatewayConfig
 from gateway.engine.library import load_library
 
@@ -81,9 +81,35 @@ def test_the_scorer_counts_detections_misses_false_tickets_and_duplicates() -> N
     assert report.duplicates == 1
     assert report.false_tickets == ["w4: WM-DOOR (Drain filter)"], "a real sensor problem is not a false ticket"
     assert report.top_cause_accuracy == 1.0
-    assert meets(report) == [f"recall 0.500 < {THRESHOLDS['recall']}", "1 duplicate tickets"]
+    assert meets(report) == [f"recall 0.500 < {THRESHOLDS['recall']}", f"precision 0.750 < {THRESHOLDS['precision']}",
+                             "1 duplicate tickets"]
     early = score("s", 1.0, [truth("w1", ["WM-DRAIN"], onset=1000.0)], [ticket("w1", "WM-DRAIN", 10.0)])
     assert early.recall == 0.0 and len(early.false_tickets) == 1, "a ticket before the fault did not detect it"
+
+
+def test_a_ticket_sent_before_the_fault_for_another_code_stays_false_whatever_joins_it_later() -> None:
+    """The fault's finding reached the platform late (a finding_added step): the fault is detected, but the
+    ticket the platform got first was about nothing real."""
+    early = {"device": "w1", "code": "WM-DOOR", "top_cause": "Door lock",
+             "findings": [{"code": "WM-DOOR", "detected_ts": 10.0, "onset_ts": 10.0},
+                          {"code": "WM-DRAIN", "detected_ts": 1200.0, "onset_ts": 1100.0, "late": True}]}
+    report = score("s", 100.0, [truth("w1", ["WM-DRAIN"], onset=1000.0)], [early])
+    assert report.recall == 1.0
+    assert report.false_tickets == ["w1: WM-DOOR (Door lock)"]
+    assert report.precision == 0.0
+
+
+def test_a_late_finding_does_not_excuse_a_data_quality_ticket() -> None:
+    dq = {"device": "w3", "code": "DQ-STUCK", "top_cause": "Sensor", "findings": [
+        {"code": "DQ-STUCK", "detected_ts": 10.0, "onset_ts": 10.0},
+        {"code": "DQ-STUCK", "detected_ts": 600.0, "onset_ts": 600.0, "late": True}]}
+    report = score("s", 100.0, [truth("w3", [], onset=500.0, kind="sensor")], [dq])
+    assert len(report.false_tickets) == 1, "the sensor fault began after the ticket was sent"
+
+
+def test_a_truth_without_appliance_days_cannot_be_scored() -> None:
+    with pytest.raises(ScoringError, match="appliance_days"):
+        score("s", 0.0, [truth("w1", ["WM-DRAIN"])], [])
 
 
 def test_every_model_samples_its_profile_metrics_without_being_told_its_usage() -> None:
