@@ -44,3 +44,15 @@ def test_topic_roundtrip_with_custom_prefix() -> None:
 )
 def test_topic_matches(topic_filter: str, topic: str, matches: bool) -> None:
     assert topic_matches(topic_filter, topic) is matches
+
+
+@pytest.mark.parametrize(("topic", "expected"), [
+    ("p/0/appliances/ac-1/telemetry", ApplianceTopic("ac-1", TopicKind.TELEMETRY)),
+    ("p/0/appliances/ac-1/meta", ApplianceTopic("ac-1", TopicKind.META)),
+    ("p/1/appliances/ac-1/telemetry", None),
+    ("p/0/appliances/x/y/telemetry", None),
+    ("p/0/appliances", None),
+])
+def test_a_prefix_may_have_several_levels(topic: str, expected: ApplianceTopic | None) -> None:
+    """A NATS partition mapping puts appliances under p/<partition>/appliances/..."""
+    assert parse_topic(topic, "p/0/appliances") == expected
