@@ -29,7 +29,7 @@ class MetricSpec:
     description: str
     uart_id: int | None = None  # the metric's id in the open UART dialect (docs/uart-protocol.md)
     flatline_after: float | None = None  # seconds without any change that mean a stuck sensor
-    max_step: float | None = None  # largest plausible change per reporting interval (scaled by the real gap)
+    max_step: float | None = None  # largest plausible change per reporting interval (more over longer gaps)
     sporadic: bool = False  # reported only when something happens (a vendor code): never expected to repeat
 
 

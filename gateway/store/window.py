@@ -38,8 +38,10 @@ class TypeWindow:
     def __init__(self, appliance: str, metric_names: tuple[str, ...], slots: int, capacity: int = 64,
                  max_steps: Mapping[str, float] | None = None, event_columns: tuple[str, ...] = (),
                  sporadic: tuple[str, ...] = (), interval: float = 1.0) -> None:
-        """`max_steps`: a change larger than this per reporting `interval` (scaled by the real gap between the
-        two values, so a slowly reporting appliance may move further) is recorded as a jump; `event_columns`:
+        """`max_steps`: a change larger than this per reporting `interval` is recorded as a jump; over a longer
+        gap between two values the allowance grows with the square root of the gap (a quantity that swings, a
+        cycling coil or a shower, covers more ground, though less than linearly since it turns back; a noisy
+        sensor's jumps do not grow with the gap, so it still stands out); `event_columns`:
         columns whose every arrival is recorded as an event; `sporadic`: columns reported only when something
         happens, never expected again (not counted as a stale metric)."""
         self.appliance = appliance
@@ -119,7 +121,7 @@ class TypeWindow:
             if step_positions.size:
                 watched = index[step_positions]
                 gap = ts - self.latest_metric_ts[row, watched]  # NaN for a first value: no jump
-                allowed = step_limits * np.maximum(1.0, gap / self.interval)
+                allowed = step_limits * np.sqrt(np.maximum(1.0, gap / self.interval))
                 moved = np.abs(values[step_positions] - previous[step_positions]) > allowed
                 for position in step_positions[moved].tolist():
                     self._record_event(row, int(index[position]), ts)
