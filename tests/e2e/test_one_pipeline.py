@@ -165,7 +165,7 @@ async def test_live_replay_and_score_agree_on_every_transition_and_ticket(tmp_pa
     assert "vendor_drain_timeout" in rules_seen, "the washer's OE code is found"
     assert replay_drops.get("out_of_range", 0) >= 3 and replay_drops.get("unknown_vendor_code") == 1
 
-    assert len(replayed) >= 4, replayed
+    assert len(replayed) >= 3, replayed
     assert sorted(live) == sorted(replayed), "live and replay disagree"
     assert sorted(scored) == sorted(replayed), "the scorer and replay disagree"
     assert live_drops == replay_drops
