@@ -118,11 +118,14 @@ class Pipeline:
 def window_slots(profiles: dict[str, Profile], rules: list[Rule], minimum: int) -> dict[str, int]:
     """Slots per appliance type: the configured minimum, or more when a rule reads a longer window
     (samples at the profile's interval, with a quarter more for jitter and bursts)."""
-    slots = {}
-    for name, profile in profiles.items():
-        longest = max((s for r in rules if r.appliance == name for s in r.expr.windows.values()), default=0.0)
-        slots[name] = max(minimum, math.ceil(longest / profile.interval_seconds * 1.25) + 1)
-    return slots
+    return {name: slots_for([r for r in rules if r.appliance == name], profile.interval_seconds, minimum)
+            for name, profile in profiles.items()}
+
+
+def slots_for(rules: list[Rule], interval: float, minimum: int) -> int:
+    """Slots for the longest window these rules read at one sample per `interval`, a quarter more for jitter."""
+    longest = max((s for r in rules for s in r.expr.windows.values()), default=0.0)
+    return max(minimum, math.ceil(longest / interval * 1.25) + 1)
 
 
 def settings_from_config(config: GatewayConfig) -> PipelineSettings:

@@ -32,8 +32,7 @@ from gateway.clock import FakeClock
 from gateway.engine.durations import parse_duration
 from gateway.engine.evaluator import AlertTransition, Transition
 from gateway.engine.library import Library
-from gateway.engine.rules import Rule
-from gateway.pipeline import Pipeline, PipelineSettings
+from gateway.pipeline import Pipeline, PipelineSettings, slots_for
 from gateway.protocol.topics import TopicKind, appliance_topic
 from gateway.store.db import Database
 
@@ -112,8 +111,8 @@ def run_case(case: dict[str, Any], library: Library, source: str) -> Outcome:
             raise RuleTestError(f"{source}: device {device}: unknown metric(s) {sorted(unknown)}")
     clock = FakeClock(BASE_TS)
     db = Database(":memory:")
-    pipeline = Pipeline(library, db, clock, PipelineSettings(site="rule-test", min_slots=_slots(type_rules, interval)),
-                        rules=type_rules)
+    settings = PipelineSettings(site="rule-test", min_slots=slots_for(type_rules, interval, 64))
+    pipeline = Pipeline(library, db, clock, settings, rules=type_rules)
     got: list[str] = []
 
     def account(found: list[AlertTransition], held: list[AlertTransition]) -> None:
@@ -171,11 +170,6 @@ def _describe(alert: str, device: str, verb: str, offset: float) -> str:
 def _parse(text: str) -> tuple[str, str, str, float]:
     alert, _, device, verb, offset = text.split(" ")
     return alert, device, verb, float(offset.removesuffix("s"))
-
-
-def _slots(rules: list[Rule], interval: float) -> int:
-    longest = max((s for r in rules for s in r.expr.windows.values()), default=0.0)
-    return max(64, math.ceil(longest / interval * 1.25) + 1)
 
 
 def find_test_files(paths: list[Path]) -> list[Path]:
