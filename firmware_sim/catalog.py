@@ -37,10 +37,11 @@ COMPONENT_FAULTS: dict[str, dict[str, Expectation]] = {
         "door_seal_leak": _e("FR-WARM-01", "Door seal leaking"),
     },
     "washer": {
-        "drain_filter_clogged": _e("WM-DRAIN", "Drain filter clogged"),
-        "water_supply_low_pressure": _e("WM-FILL", "Water tap closed or low water pressure"),
-        "door_lock_failure": _e("WM-DOOR", "Door lock mechanism failed"),
-        "motor_failure": _e("WM-MOTOR", "Motor or its speed sensor"),
+        # by vendor code (brands with a table) or by telemetry (rules/washer.yaml, every brand)
+        "drain_filter_clogged": _e("WM-DRAIN WM-DRAIN-SLOW", "Drain filter clogged"),
+        "water_supply_low_pressure": _e("WM-FILL WM-FILL-SLOW", "Water tap closed or low water pressure"),
+        "door_lock_failure": _e("WM-DOOR WM-DOOR-LOCK", "Door lock mechanism failed"),
+        "motor_failure": _e("WM-MOTOR WM-MOTOR-STALL", "Motor or its speed sensor"),
     },
     "water_heater": {
         "element_burnout": _e("WH-ELEM-01", "Heating element burnt out"),

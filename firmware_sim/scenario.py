@@ -30,6 +30,7 @@ from firmware_sim.catalog import (
     sensor_expectation,
 )
 from firmware_sim.models import MODELS, FaultableModel, FaultSchedule, WasherModel
+from firmware_sim.serial_peer import haier_status, midea_group_reply, midea_state_reply
 from gateway.engine.durations import parse_duration
 from gateway.engine.profiles import Profile
 from gateway.protocol import open_dialect
@@ -41,6 +42,7 @@ SHORT = {"air_conditioner": "ac", "refrigerator": "fridge", "washer": "washer", 
 BRAND_METRIC_NAMES = {("air_conditioner", "Gree"): {"T1": "local_temperature", "T2": "indoor_coil_temperature",
                                                     "T4": "outdoor_temperature", "TP": "discharge_temperature"}}
 DEFAULT_START = 1_782_864_000.0  # 2026-07-01 00:00 UTC: summer, so the air conditioners work
+VENDOR_DIALECT_TYPES = {"midea": "air_conditioner", "haier": "washer"}  # the UART dialects of one vendor
 SERIAL_PREFIX = "serial:"  # a message "topic" that carries UART bytes for this appliance, not an MQTT message
 
 
@@ -62,6 +64,7 @@ class Appliance:
     interval: float
     transport: str = "mqtt"
     usage: float = 1.0
+    dialect: str = "open"  # on a UART line: open, midea (air conditioners) or haier (washers)
 
 
 @dataclass(frozen=True)
@@ -178,13 +181,17 @@ def _fleet(value: Any, source: str, errors: list[str]) -> list[Appliance]:
             continue
         transport = str(group.get("transport", "mqtt"))
         if transport not in ("mqtt", "serial"):
-            errors.append(f"{where}: 'transport' is mqtt or serial (the open UART dialect), not {transport!r}")
+            errors.append(f"{where}: 'transport' is mqtt or serial (a UART line), not {transport!r}")
         appliance = str(group["type"])
+        dialect = str(group.get("dialect", "open"))
+        if dialect != "open" and (transport != "serial" or VENDOR_DIALECT_TYPES.get(dialect) != appliance):
+            errors.append(f"{where}: 'dialect' is open, or on a serial line midea (air_conditioner) or haier "
+                          f"(washer); not {dialect!r} for a {appliance} on {transport}")
         for _ in range(count):
             counters[appliance] = counters.get(appliance, 0) + 1
             appliances.append(Appliance(f"{SHORT[appliance]}-{counters[appliance]:02d}", appliance,
                                         str(group.get("brand", "Generic")), str(group.get("model", "M1")),
-                                        every, transport, float(group.get("usage", 1.0))))
+                                        every, transport, float(group.get("usage", 1.0)), dialect))
     return appliances
 
 
@@ -305,7 +312,7 @@ class World:
         """(true time, topic, payload) in time order: retained meta and status first, then telemetry."""
         start, end = self.scenario.start, self.scenario.start + self.scenario.duration
         for appliance in self.scenario.appliances:
-            if appliance.transport == "serial":  # it identifies itself on the line, then reports
+            if appliance.transport == "serial" and appliance.dialect == "open":  # it identifies itself, then reports
                 identify = open_dialect.Identify(open_dialect.ApplianceCode[appliance.appliance.upper()],
                                                  appliance.brand, appliance.model, f"SN-{appliance.device_id}",
                                                  "2.1.0")
@@ -358,6 +365,12 @@ class World:
             self.announced_offline.discard(device_id)
             yield ts, status, b"online"
         stamp = ts + (comm["clock_skew"].amount or 120.0) if "clock_skew" in comm else ts
+        if appliance.dialect == "midea":  # the answers to the gateway's two polls
+            yield ts, f"{SERIAL_PREFIX}{device_id}", midea_state_reply(metrics) + midea_group_reply(metrics)
+            return
+        if appliance.dialect == "haier":  # the status frame the washer sends unasked
+            yield ts, f"{SERIAL_PREFIX}{device_id}", haier_status(metrics).to_wire()
+            return
         if appliance.transport == "serial":  # open-dialect frames, the way a UART appliance answers a poll
             ids = self.uart_ids[appliance.appliance]
             frame = open_dialect.OpenFrame(open_dialect.MessageType.TELEMETRY, self._next_seq(device_id),

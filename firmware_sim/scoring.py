@@ -196,8 +196,29 @@ def format_report(report: Report) -> str:
                  f"{data['top_cause_accuracy']:.3f}, false tickets {len(report.false_tickets)} "
                  f"({data['false_per_1000_appliance_days']} per 1,000 appliance-days), duplicates "
                  f"{report.duplicates}, delay p50 {_seconds(data['delay_p50_s'])} p95 {_seconds(data['delay_p95_s'])}")
+    for name, f in sorted(report.per_fault.items()):
+        lines += [f"  missed: {name} on {device}" for device in f.missed]
     for detail in report.false_tickets[:20]:
         lines.append(f"  false: {detail}")
+    return "\n".join(lines)
+
+
+def format_summary(reports: list[Report]) -> str:
+    """One markdown row per scenario (the per-seed table of docs/accuracy.md), then the worst of each column."""
+    lines = ["| scenario | appliance-days | detectable | recall | precision | top cause | false tickets "
+             "(per 1,000 appliance-days) | duplicates | meets |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in reports:
+        lines.append(f"| {r.scenario} | {r.appliance_days:.0f} | {r.expected} | {r.recall:.3f} | {r.precision:.3f} | "
+                     f"{r.top_cause_accuracy:.3f} | {len(r.false_tickets)} ({r.false_per_1000_days:.1f}) | "
+                     f"{r.duplicates} | {'yes' if not meets(r) else 'no'} |")
+    if len(reports) > 1:
+        days = sum(r.appliance_days for r in reports)
+        false = sum(len(r.false_tickets) for r in reports)
+        lines.append(f"| worst of {len(reports)} | {days:.0f} in all | {sum(r.expected for r in reports)} in all | "
+                     f"{min(r.recall for r in reports):.3f} | {min(r.precision for r in reports):.3f} | "
+                     f"{min(r.top_cause_accuracy for r in reports):.3f} | {false} in all "
+                     f"({false / days * 1000:.1f} overall) | {max(r.duplicates for r in reports)} | "
+                     f"{sum(bool(meets(r)) for r in reports)} miss |")
     return "\n".join(lines)
 
 

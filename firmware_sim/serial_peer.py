@@ -197,22 +197,11 @@ class PtyAppliance:
         body = query.body
         if len(body) < 4 or body[0] != midea.MessageId.QUERY:
             return None
-        m = self._metrics()
         if body[1] == 0x81:
-            state = midea.ACState(True, m["occupied_cooling_setpoint"], midea.Mode.COOL, 102, m["local_temperature"],
-                                  m["outdoor_temperature"], False, False, 0)
-            reply_body = midea.state_body(state)
-        elif body[1] == 0x21 and body[3] & 0x0F == 1:
-            frequency = round(m["compressor_frequency"])
-            group = midea.CompressorGroup(frequency, frequency, round(m["compressor_current"]), 230,
-                                          m["local_temperature"], m["indoor_coil_temperature"],
-                                          m["outdoor_temperature"] + 10, m["outdoor_temperature"],
-                                          round(m["discharge_temperature"]))
-            reply_body = midea.compressor_group_body(group)
-        else:
-            return None
-        return midea.MideaFrame(midea.AIR_CONDITIONER, query.protocol_version, midea.FrameType.QUERY,
-                                reply_body).to_bytes()
+            return midea_state_reply(self._metrics(), query.protocol_version)
+        if body[1] == 0x21 and body[3] & 0x0F == 1:
+            return midea_group_reply(self._metrics(), query.protocol_version)
+        return None
 
     def _open_reply(self, frame: open_dialect.OpenFrame) -> bytes | None:
         kind = open_dialect.MessageType
@@ -231,6 +220,34 @@ class PtyAppliance:
         return None
 
     def _haier_status(self) -> haier.HaierFrame:
-        running = self._metrics().get("operational_state", 0) >= 1
-        state = b"\xb0\x31" if running else b"\x30\x30"
-        return haier.HaierFrame(0x06, b"\x6d\x01\x01" + state + bytes(10))
+        return haier_status(self._metrics())
+
+
+# --- the vendor dialects' replies, from one model sample (shared with firmware_sim.scenario) ----------------------
+_MIDEA_MODE = {3: midea.Mode.COOL, 4: midea.Mode.HEAT, 7: midea.Mode.FAN, 8: midea.Mode.DRY, 1: midea.Mode.AUTO}
+
+
+def midea_state_reply(m: dict[str, float], protocol_version: int = 0) -> bytes:
+    """The 0xC0 state answer of a Midea AC: power and mode as the unit runs them, set and room temperatures."""
+    mode = int(m.get("system_mode", 3))
+    state = midea.ACState(mode != 0, m["occupied_cooling_setpoint"], _MIDEA_MODE.get(mode, midea.Mode.COOL), 102,
+                          m["local_temperature"], m["outdoor_temperature"], False, False, 0)
+    return midea.MideaFrame(midea.AIR_CONDITIONER, protocol_version, midea.FrameType.QUERY,
+                            midea.state_body(state)).to_bytes()
+
+
+def midea_group_reply(m: dict[str, float], protocol_version: int = 0) -> bytes:
+    """The 0xC1 group 1 answer: compressor, coil and discharge temperatures."""
+    frequency = round(m["compressor_frequency"])
+    group = midea.CompressorGroup(frequency, frequency, round(m["compressor_current"]), 230,
+                                  m["local_temperature"], m["indoor_coil_temperature"],
+                                  m["outdoor_temperature"] + 10, m["outdoor_temperature"],
+                                  round(m["discharge_temperature"]))
+    return midea.MideaFrame(midea.AIR_CONDITIONER, protocol_version, midea.FrameType.QUERY,
+                            midea.compressor_group_body(group)).to_bytes()
+
+
+def haier_status(m: dict[str, float]) -> haier.HaierFrame:
+    """The status frame a Haier washer sends unasked: running or not."""
+    state = b"\xb0\x31" if m.get("operational_state", 0) == 1 else b"\x30\x30"
+    return haier.HaierFrame(0x06, b"\x6d\x01\x01" + state + bytes(10))

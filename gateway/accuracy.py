@@ -107,7 +107,7 @@ def _cpu_seconds() -> float:
 
 def _messages(world: World, profiles: dict[str, Any]) -> Iterator[Message]:
     """The world's messages as the gateway receives them; serial appliances' bytes through the gateway's own
-    open-dialect decoder and adapter first, as its serial link does."""
+    decoder and adapter for their dialect first, as its serial link does."""
     lines: dict[str, tuple[UartAdapter, StreamDecoder[Any]]] = {}
     for ts, topic, payload in world.messages():
         if not topic.startswith(SERIAL_PREFIX):
@@ -115,7 +115,7 @@ def _messages(world: World, profiles: dict[str, Any]) -> Iterator[Message]:
             continue
         device_id = topic[len(SERIAL_PREFIX):]
         if device_id not in lines:
-            adapter = adapter_for("open", profiles)
+            adapter = adapter_for(world.appliances[device_id].dialect, profiles)
             lines[device_id] = (adapter, adapter.decoder())
         adapter, decoder = lines[device_id]
         for frame in decoder.feed(payload):

@@ -139,6 +139,10 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--tickets", type=Path, help="tickets JSON (with --truth)")
     score.add_argument("--save", type=Path, help="folder to write each scenario's truth, tickets and report")
     score.add_argument("--workers", type=int, default=2, help="processes (default 2)")
+    score.add_argument("--generate", type=int, metavar="N",
+                       help="score N scenarios drawn at random (fleet, brands, transports, rates, faults), seeds "
+                            "S to S+N-1, instead of the files")
+    score.add_argument("--seed", type=int, default=1, metavar="S", help="first seed for --generate (default 1)")
 
     rules = commands.add_parser("rules", help="rule-file tools")
     rules_commands = rules.add_subparsers(dest="rules_command", required=True, metavar="ACTION")
@@ -396,8 +400,8 @@ def _score(args: argparse.Namespace) -> int:
     import orjson
 
     from firmware_sim.scenario import ScenarioError
-    from firmware_sim.scoring import THRESHOLDS, ScoringError, format_report, meets, score
-    from gateway.accuracy_cli import STANDARD_SUITE, score_scenarios, write_json
+    from firmware_sim.scoring import THRESHOLDS, ScoringError, format_report, format_summary, meets, score
+    from gateway.accuracy_cli import STANDARD_SUITE, generated, score_scenarios, write_json
 
     if args.truth or args.tickets:
         if not (args.truth and args.tickets):
@@ -412,7 +416,13 @@ def _score(args: argparse.Namespace) -> int:
             return 2
         print(format_report(report))
         return 0 if not meets(report) else 1
-    paths = args.scenarios or sorted(STANDARD_SUITE.glob("*.yaml"))
+    if args.generate is not None and args.generate < 1:
+        print("error: --generate N needs N >= 1", file=sys.stderr)
+        return 2
+    paths: list[Any] = list(args.scenarios) if args.scenarios or args.generate is None else []
+    if args.generate:
+        paths += generated(range(args.seed, args.seed + args.generate))
+    paths = paths or sorted(STANDARD_SUITE.glob("*.yaml"))
     started = time.monotonic()
 
     def show(scenario: Any, report: Any, stats: dict[str, Any]) -> None:
@@ -431,6 +441,8 @@ def _score(args: argparse.Namespace) -> int:
     except ScenarioError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if len(results) > 1:
+        print(format_summary([r for _, r, _ in results]))
     failed = [(s.name, problems) for s, r, _ in results if (problems := meets(r))]
     print(f"scored in {time.monotonic() - started:.0f} s: " + ("all scenarios meet the thresholds" if not failed else
           "; ".join(f"{name}: {', '.join(p)}" for name, p in failed)))

@@ -23,9 +23,10 @@ BRAND_CODES = {
 
 
 class WasherModel(FaultableModel):
-    """Faults (each stops the program and shows its code until repaired): drain_filter_clogged (the water does
-    not go), water_supply_low_pressure (filling never finishes), door_lock_failure (the program cannot start),
-    motor_failure (the drum does not turn)."""
+    """Faults: drain_filter_clogged (the water does not go), water_supply_low_pressure (filling never finishes),
+    door_lock_failure (the program cannot start), motor_failure (the drum does not turn). The firmware first
+    tries for as long as its timeout (what the telemetry shows meanwhile is what a brand-independent rule can
+    see), then stops the program and shows its code until the fault is repaired."""
 
     appliance_type = "washer"
     faults: tuple[str, ...] = ("drain_filter_clogged", "water_supply_low_pressure", "door_lock_failure",
@@ -35,6 +36,11 @@ class WasherModel(FaultableModel):
         "door_lock_failure": "door_lock", "motor_failure": "motor"}
     STOPS_IN_PHASE: ClassVar[dict[str, int]] = {
         "drain_filter_clogged": 5, "water_supply_low_pressure": 1, "door_lock_failure": 1, "motor_failure": 2}
+    # how long the firmware tries before it gives up (s): drain and fill timeouts of a few minutes, door lock
+    # retries, a motor that will not turn
+    TRIES_FOR: ClassVar[dict[str, float]] = {
+        "drain_filter_clogged": 600.0, "water_supply_low_pressure": 480.0, "door_lock_failure": 180.0,
+        "motor_failure": 120.0}
 
     def __init__(self, seed: int, schedules: list[FaultSchedule] | FaultSchedule | None = None,
                  brand: str = "LG", continuous: bool = False) -> None:
@@ -44,6 +50,7 @@ class WasherModel(FaultableModel):
         self.offset = self.rng.uniform(0, PROGRAM_SECONDS)
         self.starts = sorted(self.rng.uniform(7.0, 21.0) for _ in range(self.rng.choice([1, 1, 2])))
         self.stopped_with: str | None = None  # the fault the program halted on, its code shown until repaired
+        self.trying: tuple[str, float] | None = None  # the fault the firmware is struggling with, since when
 
     def use(self, usage: float) -> None:
         """Heavy use: more programs a day, never overlapping."""
@@ -53,7 +60,7 @@ class WasherModel(FaultableModel):
 
     def repair(self) -> None:
         super().repair()
-        self.stopped_with = None
+        self.stopped_with = self.trying = None
 
     def _program_position(self, ts: float) -> float | None:
         if self.continuous:
@@ -76,14 +83,23 @@ class WasherModel(FaultableModel):
 
     def sample(self, ts: float) -> dict[str, float]:
         self.step(ts, 2.0, 60.0)
+        for shown in (self.stopped_with, self.trying[0] if self.trying else None):
+            if shown is not None and self.level(shown, ts) <= 0.5:  # repaired by the technician
+                self.stopped_with = self.trying = None
         phase, _, level, rpm, current = self._step(self._program_position(ts))
-        if self.stopped_with is None and phase:
+        if self.stopped_with is None and self.trying is None and phase:
             for fault, stop_phase in self.STOPS_IN_PHASE.items():
                 if self.level(fault, ts) > 0.5 and phase == stop_phase:
-                    self.stopped_with = fault
+                    self.trying = (fault, ts)
         noise = self.rng.gauss
+        if self.trying is not None:
+            fault, since = self.trying
+            if ts - since < self.TRIES_FOR[fault]:
+                return self._trying(fault, (ts - since) / self.TRIES_FOR[fault])
+            self.stopped_with, self.trying = fault, None
         if self.stopped_with is not None:  # halted, showing its code; water as the fault left it
-            water = {"drain_filter_clogged": 55.0, "water_supply_low_pressure": 8.0}.get(self.stopped_with, 0.0)
+            water = {"drain_filter_clogged": 55.0, "water_supply_low_pressure": 8.0,
+                     "motor_failure": 60.0}.get(self.stopped_with, 0.0)
             return {"operational_state": 3.0, "phase": 0.0, "water_level": round(max(0.0, water + noise(0, 1.0)), 1),
                     "water_temperature": 25.0, "motor_current": 0.0, "drum_speed": 0.0,
                     "vibration": round(abs(noise(0.01, 0.005)), 3), "door_locked": 0.0}
@@ -98,6 +114,21 @@ class WasherModel(FaultableModel):
             "vibration": round(abs(0.05 + rpm / 2000.0 * 0.4 + noise(0, 0.02)), 3),
             "door_locked": float(running),
         }
+
+    def _trying(self, fault: str, progress: float) -> dict[str, float]:
+        """The program still running while the fault keeps it from finishing its phase."""
+        noise = self.rng.gauss
+        phase, level, current, locked = {
+            "drain_filter_clogged": (5, 55.0 - 3.0 * progress, 0.3, 1.0),  # the pump runs, the water stays
+            "water_supply_low_pressure": (1, 8.0 * progress, 0.4, 1.0),  # a trickle
+            "door_lock_failure": (1, 0.0, 0.0, 0.0),  # the lock does not engage, so it does not fill
+            "motor_failure": (2, 60.0, 0.05, 1.0),  # water in, the drum does not turn
+        }[fault]
+        return {"operational_state": 1.0, "phase": float(phase),
+                "water_level": round(max(0.0, level + noise(0, 1.0)), 1),
+                "water_temperature": round(40.0 + noise(0, 0.3), 1),
+                "motor_current": round(max(0.0, current + noise(0, 0.05)), 2), "drum_speed": 0.0,
+                "vibration": round(abs(0.05 + noise(0, 0.02)), 3), "door_locked": locked}
 
     def codes(self, ts: float) -> list[str]:
         if self.stopped_with is None:

@@ -260,7 +260,8 @@ class _Parser:
             right = operand()
             self.require(left, "bool", op)
             self.require(right, "bool", op)
-            left = _Node("bool", _combined(combine, left.fn, right.fn), f"{left.text} {keyword} {right.text}")
+            left = _Node("bool", _short_circuit(combine, left.fn, right.fn, 0.0 if keyword == "and" else 1.0),
+                         f"{left.text} {keyword} {right.text}")
         return left
 
     def parse_not(self) -> _Node:
@@ -538,6 +539,19 @@ def _constant(value: float) -> Evaluate:
 
     def evaluate(context: EvalContext) -> FloatArray:
         return constant  # type: ignore[return-value]
+
+    return evaluate
+
+
+def _short_circuit(combine: _Binary, left: Evaluate, right: Evaluate, decided_by: float) -> Evaluate:
+    """`and` (decided by false) or `or` (decided by true) that skips its right side where the left decides
+    every row: most rules open with a cheap state test (compressor on, a phase) before their window functions.
+    The result is the same; the evidence of a firing rule is read separately from all its comparisons."""
+    def evaluate(context: EvalContext) -> FloatArray:
+        a = left(context)
+        if np.all(a == decided_by):
+            return a
+        return combine(a, right(context))
 
     return evaluate
 
