@@ -3,9 +3,10 @@
 A truth entry with expected codes is detected by a ticket on its device that carries one of those codes (as
 its fault or one of its findings) with a finding detected between the onset and the entry's end plus a grace
 period: a finding sent with the ticket, or one the platform heard of later (a `finding_added` step, marked
-`late`). A ticket is judged by what it carried when it was sent: one whose own findings detect nothing is
-false, whatever joins it later (a ticket opened before a fault, for another code, stays a false ticket). Two
-tickets detecting one entry are duplicates.
+`late`). Its top cause is the first cause the platform heard for the earliest such finding: the ticket's for a
+finding sent with it, the step's own for a late one. A ticket is judged by what it carried when it was sent:
+one whose own findings detect nothing is false, whatever joins it later (a ticket opened before a fault, for
+another code, stays a false ticket). Two tickets detecting one entry are duplicates.
 """
 
 from __future__ import annotations
@@ -114,7 +115,7 @@ def score(scenario: str, appliance_days: float, truth: list[dict[str, Any]],
         if codes:
             per_fault.setdefault(name, FaultScore(name)).expected += 1
         end = (entry["end"] or float("inf")) + GRACE_SECONDS
-        first: float | None = None
+        first: dict[str, Any] | None = None
         for k_index, ticket in enumerate(tickets):
             if ticket["device"] != entry["device"] or not codes:
                 continue
@@ -124,16 +125,16 @@ def score(scenario: str, appliance_days: float, truth: list[dict[str, Any]],
                 if any(not f.get("late") for f in hits):
                     matched_by.setdefault(k_index, []).append(t_index)
                 detections.setdefault(t_index, []).append(k_index)
-                hits_ts = [f["detected_ts"] for f in hits]
-                first = min(hits_ts) if first is None else min(first, *hits_ts)
+                earliest = min(hits, key=lambda f: f["detected_ts"])
+                if first is None or earliest["detected_ts"] < first["detected_ts"]:
+                    first = {**earliest, "top_cause": earliest.get("top_cause", ticket["top_cause"])}
         if not codes:
             continue
         score_ = per_fault[name]
-        found = detections.get(t_index, [])
-        if found:
+        if first is not None:
             score_.detected += 1
-            score_.delays.append(max(0.0, (first or entry["onset"]) - entry["onset"]))
-            if tickets[found[0]]["top_cause"].startswith(entry["top_cause"]):
+            score_.delays.append(max(0.0, first["detected_ts"] - entry["onset"]))
+            if _names_a_present_cause(first, entry, truth):
                 score_.top_cause_right += 1
         else:
             score_.missed.append(entry["device"])
@@ -146,6 +147,17 @@ def score(scenario: str, appliance_days: float, truth: list[dict[str, Any]],
         false.append(f"{ticket['device']}: {ticket['code']} ({ticket['top_cause']})")
     duplicates = sum(len(v) - 1 for v in detections.values() if len(v) > 1)
     return Report(scenario, appliance_days, per_fault, len(tickets), len(tickets) - len(false), false, duplicates)
+
+
+def _names_a_present_cause(finding: dict[str, Any], entry: dict[str, Any], truth: list[dict[str, Any]]) -> bool:
+    """The first cause the platform heard for this finding (the ticket's, or a late finding's own) is this
+    fault's, or that of another fault present on the appliance then that the same finding detects: two faults
+    with one symptom (a fouled coil and then a dead fan) get one diagnosis, which must name one of them first."""
+    named = finding["top_cause"]
+    return any(named.startswith(e["top_cause"]) for e in truth
+               if e is entry or (e["device"] == entry["device"] and finding["code"] in e["expected_codes"]
+                                 and e["onset"] - 60 <= finding["detected_ts"]
+                                 <= (e["end"] or float("inf")) + GRACE_SECONDS))
 
 
 def _quantile(values: list[float], q: float) -> float | None:

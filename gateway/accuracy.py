@@ -143,14 +143,18 @@ def _ticket_views(pipeline: Pipeline) -> list[dict[str, Any]]:
     views = []
     for ticket in reversed(pipeline.db.tickets(limit=10**7)):
         payload = ticket["payload"]
+        top_cause = (payload.get("probable_causes") or [{}])[0].get("cause", "")
         sent = {(f["rule"], round(float(f["onset_ts"]), 3)) for f in payload.get("findings", [])}
-        findings = [{"code": code_of.get(i["rule_id"], i["rule_id"]), "detected_ts": i["detected_ts"],
-                     "onset_ts": i["onset_ts"], "late": (i["rule_id"], round(float(i["onset_ts"]), 3)) not in sent}
-                    for i in by_ticket.get(ticket["ticket_id"], [])]
+        # a late finding reached the platform as a `finding_added` step naming its own causes
+        late_causes = {(rule, round(float(onset or 0.0), 3)): cause for rule, onset, cause in ticket["late_top_causes"]}
+        findings = []
+        for i in by_ticket.get(ticket["ticket_id"], []):
+            key = (i["rule_id"], round(float(i["onset_ts"]), 3))
+            findings.append({"code": code_of.get(i["rule_id"], i["rule_id"]), "detected_ts": i["detected_ts"],
+                             "onset_ts": i["onset_ts"], "late": key not in sent,
+                             "top_cause": top_cause if key in sent else late_causes.get(key, top_cause)})
         views.append({"ticket_id": ticket["ticket_id"], "device": payload["appliance"]["device_id"],
-                      "code": payload["fault"]["code"],
-                      "top_cause": (payload.get("probable_causes") or [{}])[0].get("cause", ""),
-                      "findings": findings})
+                      "code": payload["fault"]["code"], "top_cause": top_cause, "findings": findings})
     return views
 
 

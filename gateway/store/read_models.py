@@ -63,6 +63,13 @@ class ReadModels(Connection):
         return [
             {"ticket_id": r[0], "payload": orjson.loads(r[1]), "delivery": r[2], "attempts": r[3],
              "platform_ticket_id": r[4], "last_error": r[5], "incident_state": "firing" if r[6] else "resolved",
-             "late_findings": [f["rule"] for f in orjson.loads(r[7])]}
+             **_late(orjson.loads(r[7]))}
             for r in rows
         ]
+
+
+def _late(findings: list[dict[str, Any]]) -> dict[str, Any]:
+    """The findings added after a ticket was sent: their rules, and the first cause each step named."""
+    return {"late_findings": [f["rule"] for f in findings],
+            "late_top_causes": [(f["rule"], f.get("onset_ts"), (f.get("causes") or [{}])[0].get("cause", ""))
+                                for f in findings]}

@@ -164,3 +164,13 @@ def test_changes_of_temperatures_are_differences() -> None:
     compile_expr("delta(temp, 10m) > 5 K and stddev(temp, 10m) < 1 K", UNITS)
     with pytest.raises(ExprError, match="is in K, not degC"):
         compile_expr("delta(temp, 10m) > 5 degC", UNITS)
+
+
+def test_and_or_give_the_same_three_valued_result_when_the_left_side_decides_every_row() -> None:
+    # the right side is skipped where the left decides (false for `and`, true for `or`), with the same answer
+    assert run("a > 0 and b > 0", a=[-1, -2], b=[NAN, 5]) == [0.0, 0.0]
+    assert run("a > 0 or b > 0", a=[1, 2], b=[NAN, -5]) == [1.0, 1.0]
+    mixed = run("a > 0 and b > 0", a=[-1, 1], b=[NAN, NAN])
+    assert mixed[0] == 0.0 and math.isnan(mixed[1])
+    unknown_left = run("a > 0 or b > 0", a=[NAN, NAN], b=[1, -1])
+    assert unknown_left[0] == 1.0 and math.isnan(unknown_left[1])
