@@ -33,6 +33,7 @@ from firmware_sim.models import MODELS, FaultableModel, FaultSchedule, WasherMod
 from firmware_sim.serial_peer import haier_status, midea_group_reply, midea_state_reply
 from gateway.engine.durations import parse_duration
 from gateway.engine.profiles import Profile
+from gateway.ingest.uart import HaierAdapter, MideaAdapter
 from gateway.protocol import open_dialect
 
 SHORT = {"air_conditioner": "ac", "refrigerator": "fridge", "washer": "washer", "water_heater": "wh",
@@ -42,7 +43,8 @@ SHORT = {"air_conditioner": "ac", "refrigerator": "fridge", "washer": "washer", 
 BRAND_METRIC_NAMES = {("air_conditioner", "Gree"): {"T1": "local_temperature", "T2": "indoor_coil_temperature",
                                                     "T4": "outdoor_temperature", "TP": "discharge_temperature"}}
 DEFAULT_START = 1_782_864_000.0  # 2026-07-01 00:00 UTC: summer, so the air conditioners work
-VENDOR_DIALECT_TYPES = {"midea": "air_conditioner", "haier": "washer"}  # the UART dialects of one vendor
+# the UART dialects of one vendor, and the one appliance type each speaks for (as the gateway's adapters say)
+VENDOR_DIALECT_TYPES = {"midea": MideaAdapter.appliance_type, "haier": HaierAdapter.appliance_type}
 SERIAL_PREFIX = "serial:"  # a message "topic" that carries UART bytes for this appliance, not an MQTT message
 
 

@@ -6,6 +6,7 @@ so worker processes rebuild it from a short string."""
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import logging
 import tempfile
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from firmware_sim.scoring import Report, score
 from gateway.accuracy import run_scenario
 from gateway.config import GatewayConfig
 from gateway.engine.library import load_library
+from gateway.engine.profiles import Profile
 
 STANDARD_SUITE = Path(__file__).resolve().parent.parent / "firmware_sim" / "scenarios"
 GENERATED = "generated:"
@@ -38,8 +40,14 @@ def load_any(spec: str | Path) -> Scenario:
         seed = text[len(GENERATED):]
         if not seed.lstrip("-").isdigit():
             raise ScenarioError(f"{text}: a generated scenario is named generated:SEED, SEED a whole number")
-        return generate(int(seed), load_library(GatewayConfig()).profiles)
+        return generate(int(seed), _default_profiles())
     return load_scenario(Path(text))
+
+
+@functools.cache
+def _default_profiles() -> dict[str, Profile]:
+    """Loaded once per process: every part of every generated scenario draws on the same profiles."""
+    return load_library(GatewayConfig()).profiles
 
 
 def _run_part(spec: str, index: int, parts: int, folder: str) -> dict[str, Any]:

@@ -419,7 +419,7 @@ def _score(args: argparse.Namespace) -> int:
     if args.generate is not None and args.generate < 1:
         print("error: --generate N needs N >= 1", file=sys.stderr)
         return 2
-    paths: list[Any] = list(args.scenarios) if args.scenarios or args.generate is None else []
+    paths: list[Any] = list(args.scenarios)
     if args.generate:
         paths += generated(range(args.seed, args.seed + args.generate))
     paths = paths or sorted(STANDARD_SUITE.glob("*.yaml"))

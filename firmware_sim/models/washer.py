@@ -83,9 +83,9 @@ class WasherModel(FaultableModel):
 
     def sample(self, ts: float) -> dict[str, float]:
         self.step(ts, 2.0, 60.0)
-        for shown in (self.stopped_with, self.trying[0] if self.trying else None):
-            if shown is not None and self.level(shown, ts) <= 0.5:  # repaired by the technician
-                self.stopped_with = self.trying = None
+        shown = self.stopped_with or (self.trying[0] if self.trying else None)
+        if shown is not None and self.level(shown, ts) <= 0.5:  # repaired by the technician
+            self.stopped_with = self.trying = None
         phase, _, level, rpm, current = self._step(self._program_position(ts))
         if self.stopped_with is None and self.trying is None and phase:
             for fault, stop_phase in self.STOPS_IN_PHASE.items():

@@ -70,11 +70,13 @@ def test_a_washer_brand_without_a_code_table_is_found_by_its_telemetry(tmp_path:
     assert {t["code"] for t in run.tickets} == {"WM-DRAIN-SLOW", "WM-FILL-SLOW", "WM-DOOR-LOCK", "WM-MOTOR-STALL"}
 
 
-def test_a_compressor_that_fails_during_an_outage_is_found_when_reporting_resumes(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("every", "outage"), [("60s", "4h"), ("20s", "90m"), ("120s", "8h")])
+def test_a_compressor_that_fails_during_an_outage_is_found_when_reporting_resumes(tmp_path: Path, every: str,
+                                                                                   outage: str) -> None:
     run, report = scenario({"name": "outage", "seed": 4, "duration": "1d",
-                            "fleet": [{"type": "refrigerator", "brand": "Haier", "every": "60s"}],
+                            "fleet": [{"type": "refrigerator", "brand": "Haier", "every": every}],
                             "faults": [{"device": "fridge-01", "fault": "compressor_start_failure", "at": "10h"},
-                                       {"device": "fridge-01", "fault": "offline", "at": "9h30m", "for": "4h"}]},
+                                       {"device": "fridge-01", "fault": "offline", "at": "9h30m", "for": outage}]},
                            tmp_path)
     assert meets(report) == [], report.as_dict()
     assert "FR-CMP-01" in {t["code"] for t in run.tickets}
