@@ -116,11 +116,12 @@ class TruthEntry:
     expected_codes: tuple[str, ...]
     top_cause: str
     category: str
+    metric: str = ""  # a sensor fault's metric
 
     def as_dict(self) -> dict[str, Any]:
         return {"device": self.device_id, "appliance": self.appliance, "kind": self.kind, "fault": self.fault,
                 "onset": self.onset, "end": self.end, "expected_codes": list(self.expected_codes),
-                "top_cause": self.top_cause, "category": self.category}
+                "top_cause": self.top_cause, "category": self.category, "metric": self.metric}
 
 
 def load_scenario(path: Path) -> Scenario:
@@ -295,19 +296,21 @@ class World:
             length = i.duration if i.duration is not None else self.scenario.duration - i.at
             limit = profile.offline_after_intervals * profile.interval_seconds
             expectation: Expectation
+            onset = self.scenario.start + i.at
+            end = None if i.duration is None else onset + i.duration
             if i.kind == "component":
                 expectation = COMPONENT_FAULTS[appliance.appliance][i.fault]
+                if not self.models[i.device_id].showed(i.fault, onset, end):  # nothing to see: nothing to detect
+                    expectation = Expectation(frozenset(), expectation.top_cause, expectation.category)
             elif i.kind == "sensor":
                 spec = next((m for m in profile.metrics if m.name == i.metric), None)
                 expectation = sensor_expectation(i.fault, length, spec.flatline_after if spec else None,
                                                  spec.max_step if spec else None, limit)
             else:
                 expectation = comm_expectation(i.fault, length, limit, profile.always_on, i.announced)
-            onset = self.scenario.start + i.at
-            entries.append(TruthEntry(i.device_id, appliance.appliance, i.kind, i.fault, onset,
-                                      None if i.duration is None else onset + i.duration,
+            entries.append(TruthEntry(i.device_id, appliance.appliance, i.kind, i.fault, onset, end,
                                       tuple(sorted(expectation.codes)), expectation.top_cause,
-                                      expectation.category))
+                                      expectation.category, i.metric if i.kind == "sensor" else ""))
         return entries
 
     def messages(self) -> Iterator[tuple[float, str, bytes]]:

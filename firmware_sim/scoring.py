@@ -6,7 +6,9 @@ period: a finding sent with the ticket, or one the platform heard of later (a `f
 `late`). Its top cause is the first cause the platform heard for the earliest such finding: the ticket's for a
 finding sent with it, the step's own for a late one. A ticket is judged by what it carried when it was sent:
 one whose own findings detect nothing is false, whatever joins it later (a ticket opened before a fault, for
-another code, stays a false ticket). Two tickets detecting one entry are duplicates.
+another code, stays a false ticket). Two tickets detecting one entry are duplicates. A ticket that reports a real
+sensor or connection problem is not false: a data-quality ticket while such a fault was in effect, or a ticket
+whose first finding read the faulty sensor's own metric while it was faulty.
 """
 
 from __future__ import annotations
@@ -139,10 +141,12 @@ def score(scenario: str, appliance_days: float, truth: list[dict[str, Any]],
         else:
             score_.missed.append(entry["device"])
     # A data-quality ticket raised while a sensor or connection fault was really in effect on that appliance
-    # reports a true problem, even where the catalog does not require the gateway to see it (a drift).
+    # reports a true problem, even where the catalog does not require the gateway to see it (a drift); so does
+    # a ticket whose own findings read the faulty sensor while it was faulty (a sensor drifted 10 K reads as a
+    # warm cabinet: one sensor cannot tell the two apart, and either way the appliance needs a technician).
     false = []
     for k_index, ticket in enumerate(tickets):
-        if k_index in matched_by or _real_data_quality_problem(ticket, truth):
+        if k_index in matched_by or _real_data_quality_problem(ticket, truth) or _read_a_faulty_sensor(ticket, truth):
             continue
         false.append(f"{ticket['device']}: {ticket['code']} ({ticket['top_cause']})")
     duplicates = sum(len(v) - 1 for v in detections.values() if len(v) > 1)
@@ -238,3 +242,15 @@ def _seconds(value: float | None) -> str:
     if value is None:
         return "-"
     return f"{value:.0f} s" if value < 600 else f"{value / 60:.0f} min" if value < 7200 else f"{value / 3600:.1f} h"
+
+
+def _read_a_faulty_sensor(ticket: dict[str, Any], truth: list[dict[str, Any]]) -> bool:
+    """The ticket's own first finding was detected on a metric whose sensor was faulty then (the finding's
+    `metrics`: those its rule reads directly)."""
+    own = [f for f in ticket["findings"] if not f.get("late")]
+    if not own:
+        return False
+    first = min(own, key=lambda f: f["detected_ts"])
+    return any(e["device"] == ticket["device"] and e["kind"] == "sensor" and e.get("metric") in first.get("metrics", ())
+               and e["onset"] <= first["onset_ts"]
+               and first["detected_ts"] <= (e["end"] or float("inf")) + GRACE_SECONDS for e in truth)

@@ -137,6 +137,7 @@ def _ticket_views(pipeline: Pipeline) -> list[dict[str, Any]]:
     """Each ticket as the platform received it: the findings it was sent with, and those added later (marked
     late: the platform heard of them as `finding_added` steps)."""
     code_of = {rule.rule_id: rule.diagnosis.code for rule in pipeline.rules}
+    metrics_of = {rule.rule_id: sorted(rule.expr.metrics) for rule in pipeline.rules}
     by_ticket: dict[int, list[dict[str, Any]]] = {}
     for incident in pipeline.db.incident_rows():
         by_ticket.setdefault(incident["ticket_id"], []).append(incident)
@@ -152,6 +153,7 @@ def _ticket_views(pipeline: Pipeline) -> list[dict[str, Any]]:
             key = (i["rule_id"], round(float(i["onset_ts"]), 3))
             findings.append({"code": code_of.get(i["rule_id"], i["rule_id"]), "detected_ts": i["detected_ts"],
                              "onset_ts": i["onset_ts"], "late": key not in sent,
+                             "metrics": metrics_of.get(i["rule_id"], []),
                              "top_cause": top_cause if key in sent else late_causes.get(key, top_cause)})
         views.append({"ticket_id": ticket["ticket_id"], "device": payload["appliance"]["device_id"],
                       "code": payload["fault"]["code"], "top_cause": top_cause, "findings": findings})

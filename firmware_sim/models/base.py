@@ -75,6 +75,11 @@ class FaultableModel(ABC):
         """Vendor error codes the appliance shows at `ts` (sent on its event topic); none by default."""
         return []
 
+    def showed(self, fault: str, onset: float, end: float | None) -> bool:
+        """Whether the fault scheduled from `onset` to `end` ever affected what the appliance reported (call after
+        the run). Most faults always do; a model whose faults show only in use says otherwise."""
+        return True
+
 
 def day_fraction(ts: float, utc_offset_hours: float = 8.0) -> float:
     """Local time of day as a fraction (0 = midnight), China time by default."""

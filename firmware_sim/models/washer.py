@@ -19,6 +19,8 @@ BRAND_CODES = {
     # 3E is what Samsung firmware shows for a motor fault; the gateway's Samsung table leaves it out on purpose
     # (sources disagree by model), so a Samsung motor fault is a known blind spot the scorer shows
     "Samsung": {"drain_timeout": "5E", "fill_timeout": "4E", "door_lock": "dE", "motor": "3E"},
+    # Bosch door-lock and motor codes differ by model generation; the gateway's table maps only E18 and E17
+    "Bosch": {"drain_timeout": "E18", "fill_timeout": "E17", "door_lock": "E16", "motor": "E02"},
 }
 
 
@@ -51,6 +53,7 @@ class WasherModel(FaultableModel):
         self.starts = sorted(self.rng.uniform(7.0, 21.0) for _ in range(self.rng.choice([1, 1, 2])))
         self.stopped_with: str | None = None  # the fault the program halted on, its code shown until repaired
         self.trying: tuple[str, float] | None = None  # the fault the firmware is struggling with, since when
+        self.shown: list[tuple[str, float]] = []  # (fault, when the firmware first struggled with it)
 
     def use(self, usage: float) -> None:
         """Heavy use: more programs a day, never overlapping."""
@@ -91,6 +94,8 @@ class WasherModel(FaultableModel):
             for fault, stop_phase in self.STOPS_IN_PHASE.items():
                 if self.level(fault, ts) > 0.5 and phase == stop_phase:
                     self.trying = (fault, ts)
+                    self.shown.append(self.trying)
+                    break
         noise = self.rng.gauss
         if self.trying is not None:
             fault, since = self.trying
@@ -129,6 +134,12 @@ class WasherModel(FaultableModel):
                 "water_temperature": round(40.0 + noise(0, 0.3), 1),
                 "motor_current": round(max(0.0, current + noise(0, 0.05)), 2), "drum_speed": 0.0,
                 "vibration": round(abs(0.05 + noise(0, 0.02)), 3), "door_locked": locked}
+
+    def showed(self, fault: str, onset: float, end: float | None) -> bool:
+        """A washer fault shows only when a program reaches the phase it stops, and only while no other fault has
+        halted the program (a door that will not lock hides a low water pressure)."""
+        return any(name == fault and onset <= at < (end if end is not None else float("inf"))
+                   for name, at in self.shown)
 
     def codes(self, ts: float) -> list[str]:
         if self.stopped_with is None:

@@ -1,7 +1,7 @@
 """The generated suite and the detection gaps it found, each through a real replay (the one Pipeline, a SQLite file).
 
 - `generate(seed)` is deterministic and draws every kind of appliance, transport, dialect and fault.
-- A washer of a brand without a vendor code table (Bosch) is found by its telemetry.
+- A washer of a brand without a vendor code table (Midea) is found by its telemetry.
 - A fridge compressor that fails during an outage is found once reporting resumes on a warm freezer.
 - Midea 0xAA air conditioners and Haier FF FF washers can be placed in scenarios, through the gateway's own
   decoders and adapters.
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from firmware_sim.generate import generate
-from firmware_sim.scenario import ScenarioError, scenario_from_dict
+from firmware_sim.scenario import ScenarioError, World, scenario_from_dict
 from firmware_sim.scoring import meets
 from gateway.accuracy import run_scenario, score_run
 from gateway.config import GatewayConfig
@@ -61,13 +61,36 @@ def scenario(doc: dict[str, object], tmp_path: Path) -> tuple[object, object]:
 
 def test_a_washer_brand_without_a_code_table_is_found_by_its_telemetry(tmp_path: Path) -> None:
     faults = ["drain_filter_clogged", "water_supply_low_pressure", "door_lock_failure", "motor_failure"]
-    run, report = scenario({"name": "bosch", "seed": 3, "duration": "2d",
-                            "fleet": [{"type": "washer", "brand": "Bosch", "count": 5, "every": "18s"}],
+    run, report = scenario({"name": "no-table", "seed": 3, "duration": "2d",
+                            "fleet": [{"type": "washer", "brand": "Midea", "count": 5, "every": "18s"}],
                             "faults": [{"device": f"washer-0{n + 1}", "fault": f, "at": "3h"}
                                        for n, f in enumerate(faults)]}, tmp_path)
     assert report.expected == 4
     assert meets(report) == [], report.as_dict()
     assert {t["code"] for t in run.tickets} == {"WM-DRAIN-SLOW", "WM-FILL-SLOW", "WM-DOOR-LOCK", "WM-MOTOR-STALL"}
+
+
+def test_the_bosch_washer_table_maps_only_the_codes_its_sources_agree_on() -> None:
+    codes = load_library(GatewayConfig()).vendor_codes
+    assert codes.lookup("Bosch", "washer", "E18") == ("code_drain_timeout", None)
+    assert codes.lookup("bosch", "washer", "F17") == ("code_fill_timeout", None)
+    assert codes.lookup("Bosch", "washer", "E16") == (None, None)  # door lock: E16, E04 or E01 by model
+
+
+def test_a_washer_fault_hidden_behind_another_halt_is_not_expected() -> None:
+    built = scenario_from_dict({"name": "masked", "seed": 6, "duration": "1d",
+                                "fleet": [{"type": "washer", "brand": "LG", "count": 2, "every": "10s"}],
+                                "faults": [{"device": "washer-01", "fault": "door_lock_failure", "at": "1h"},
+                                           {"device": "washer-01", "fault": "water_supply_low_pressure", "at": "1h"},
+                                           {"device": "washer-02", "fault": "motor_failure", "at": "1h"}]})
+    world = World(built, load_library(GatewayConfig()).profiles)
+    for _ in world.messages():
+        pass
+    codes = {(t.device_id, t.fault): t.expected_codes for t in world.truth()}
+    # both stop the program in its first fill: whichever halted it first hides the other, whose code never shows
+    first = [f for f in ("door_lock_failure", "water_supply_low_pressure") if codes[("washer-01", f)]]
+    assert len(first) == 1
+    assert "WM-MOTOR-STALL" in codes[("washer-02", "motor_failure")]  # a fault alone shows
 
 
 @pytest.mark.parametrize(("every", "outage"), [("60s", "4h"), ("20s", "90m"), ("120s", "8h")])
