@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEMO_ARGS ?=
 
-.PHONY: demo test lint typecheck pytest system-deps broker-deps bench clean
+.PHONY: demo test lint typecheck pytest system-deps broker-deps node-deps bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,16 @@ system-deps:
 		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
 
+# Node.js and an independent RFC 8785 implementation (npm `canonicalize`, pinned) for the test in which another
+# language recomputes a ticket's seal; into .cache/node, never the system.
+CANONICALIZE := canonicalize@2.1.0
+node-deps:
+	@command -v node >/dev/null && command -v npm >/dev/null || { \
+		echo "installing Debian's Node.js for the seal interoperability test"; \
+		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm; }
+	@[ -f .cache/node/node_modules/canonicalize/package.json ] || \
+		npm install --silent --no-audit --no-fund --prefix .cache/node $(CANONICALIZE)
+
 # The demo's embedded broker is mosquitto where it is installed (amqtt otherwise, slower above ~3,000 msg/s).
 broker-deps:
 	@dpkg-query -W -f='$${Status}' mosquitto 2>/dev/null | grep -q "install ok installed" || { \
@@ -43,7 +53,7 @@ lint: $(BIN)/.installed
 typecheck: $(BIN)/.installed
 	$(BIN)/mypy
 
-pytest: $(BIN)/.installed system-deps
+pytest: $(BIN)/.installed system-deps node-deps
 	$(BIN)/pytest
 
 test: lint typecheck pytest
@@ -64,4 +74,4 @@ bench: $(BIN)/.installed system-deps
 	$(BIN)/appliance-gateway score
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) var .cache .pytest_cache .mypy_cache .ruff_cache

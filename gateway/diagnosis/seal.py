@@ -1,8 +1,10 @@
 """Seal a ticket so nobody can alter its diagnosis or evidence unnoticed.
 
-The seal is a SHA-256 over the ticket's canonical JSON (sorted keys, no whitespace, the seal itself left out)
-and an HMAC-SHA256 of that digest with the gateway's own key, created on first run with owner-only permissions.
-The digest shows that the document changed; the HMAC shows that it came from this gateway.
+The seal is a SHA-256 over the ticket's canonical JSON (RFC 8785, the JSON Canonicalization Scheme, the seal
+itself left out) and an HMAC-SHA256 of that hex digest with the gateway's own key, created on first run with
+owner-only permissions. The digest shows that the document changed; the HMAC shows that it came from this
+gateway. JCS is what a platform written in Java, Go or JavaScript can recompute (its numbers are ECMAScript's:
+3800.0 is `3800`). Seals made before it (version 1: orjson with sorted keys) still verify.
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import rfc8785
 
-ALGORITHM = "sha256+hmac-sha256"
+ALGORITHM = "jcs-sha256+hmac-sha256"  # seal version 2: RFC 8785 canonical JSON
+LEGACY_ALGORITHM = "sha256+hmac-sha256"  # version 1: orjson, sorted keys (tickets sealed before JCS)
 KEY_BYTES = 32
 
 
@@ -25,8 +29,12 @@ class SealError(Exception):
     """The gateway key cannot be read or created; the message names the file."""
 
 
-def canonical(document: dict[str, Any]) -> bytes:
-    return orjson.dumps({k: v for k, v in document.items() if k != "seal"}, option=orjson.OPT_SORT_KEYS)
+def canonical(document: dict[str, Any], algorithm: str = ALGORITHM) -> bytes:
+    """The bytes the digest is taken over: the document without its seal, canonicalised as `algorithm` says."""
+    unsealed = {k: v for k, v in document.items() if k != "seal"}
+    if algorithm == LEGACY_ALGORITHM:
+        return orjson.dumps(unsealed, option=orjson.OPT_SORT_KEYS)
+    return rfc8785.dumps(unsealed)
 
 
 def load_or_create_key(path: Path) -> bytes:
@@ -54,7 +62,8 @@ def key_id(key: bytes) -> str:
 def seal(document: dict[str, Any], key: bytes) -> dict[str, Any]:
     digest = hashlib.sha256(canonical(document)).hexdigest()
     mac = hmac.new(key, digest.encode(), hashlib.sha256).hexdigest()
-    return {**document, "seal": {"algorithm": ALGORITHM, "sha256": digest, "hmac": mac, "key_id": key_id(key)}}
+    return {**document, "seal": {"version": 2, "algorithm": ALGORITHM, "canonicalization": "RFC 8785",
+                                 "sha256": digest, "hmac": mac, "key_id": key_id(key)}}
 
 
 @dataclass(frozen=True)
@@ -66,11 +75,18 @@ class Verdict:
 
 def verify(document: dict[str, Any], key: bytes, original: dict[str, Any] | None = None) -> Verdict:
     stamp = document.get("seal")
-    if not isinstance(stamp, dict) or stamp.get("algorithm") != ALGORITHM:
+    if not isinstance(stamp, dict):
         return Verdict(False, "the ticket carries no seal")
+    algorithm = stamp.get("algorithm")
+    if algorithm not in (ALGORITHM, LEGACY_ALGORITHM):
+        return Verdict(False, f"unknown seal algorithm {algorithm!r}; this gateway knows {ALGORITHM} and "
+                              f"{LEGACY_ALGORITHM} (version 1)")
     if stamp.get("key_id") != key_id(key):
         return Verdict(False, f"sealed with another key ({stamp.get('key_id')}); this gateway's is {key_id(key)}")
-    digest = hashlib.sha256(canonical(document)).hexdigest()
+    try:
+        digest = hashlib.sha256(canonical(document, str(algorithm))).hexdigest()
+    except rfc8785.CanonicalizationError as exc:  # a number no JSON peer can read the same way
+        return Verdict(False, f"the ticket cannot be canonicalised (RFC 8785): {exc}")
     expected_mac = hmac.new(key, str(stamp.get("sha256", "")).encode(), hashlib.sha256).hexdigest()
     if not hmac.compare_digest(expected_mac, str(stamp.get("hmac", ""))):
         return Verdict(False, "the seal itself was altered (its HMAC does not match)")

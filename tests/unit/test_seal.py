@@ -1,3 +1,5 @@
+import hashlib
+import hmac
 import os
 import stat
 from pathlib import Path
@@ -5,7 +7,17 @@ from pathlib import Path
 import orjson
 import pytest
 
-from gateway.diagnosis.seal import SealError, differences, load_or_create_key, seal, verify
+from gateway.diagnosis.seal import (
+    ALGORITHM,
+    LEGACY_ALGORITHM,
+    SealError,
+    canonical,
+    differences,
+    key_id,
+    load_or_create_key,
+    seal,
+    verify,
+)
 
 TICKET = {"idempotency_key": "k1", "fault": {"code": "AC-CND-01", "title": {"en": "Condenser", "zh": "冷凝器"}},
           "evidence": {"observed": [{"quantity": "discharge_pressure", "value": 4105.0}], "window": {"ts": [1, 2]}},
@@ -55,3 +67,24 @@ def test_a_forged_seal_or_another_key_is_rejected(tmp_path: Path) -> None:
 
 def test_differences() -> None:
     assert differences({"a": [1, {"b": 2}]}, {"a": [1, {"b": 3}], "c": 1}) == ["$.a[1].b", "$.c"]
+
+
+def test_the_digest_is_over_rfc8785_canonical_json(tmp_path: Path) -> None:
+    """JCS writes numbers as ECMAScript does (3800.0 is 3800, 1e21 is 1e+21) and sorts keys by UTF-16 units."""
+    assert canonical({"b": 3800.0, "a": [1e21, 0.1, -0.0], "é": 1, "z": "é"}) == \
+        '{"a":[1e+21,0.1,0],"b":3800,"z":"é","é":1}'.encode()
+    key = load_or_create_key(tmp_path / "k")
+    sealed = seal(TICKET, key)
+    assert sealed["seal"]["version"] == 2 and sealed["seal"]["algorithm"] == ALGORITHM
+    assert sealed["seal"]["sha256"] == hashlib.sha256(canonical(TICKET)).hexdigest()
+
+
+def test_a_ticket_sealed_before_jcs_still_verifies(tmp_path: Path) -> None:
+    """Version 1 seals (orjson, sorted keys: 4105.0 stays 4105.0) are checked the way they were made."""
+    key = load_or_create_key(tmp_path / "k")
+    digest = hashlib.sha256(orjson.dumps(TICKET, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    old = {**TICKET, "seal": {"algorithm": LEGACY_ALGORITHM, "sha256": digest, "key_id": key_id(key),
+                              "hmac": hmac.new(key, digest.encode(), hashlib.sha256).hexdigest()}}
+    assert verify(old, key).valid
+    assert not verify({**old, "price": {"total_band": [0.0, 1.0]}}, key).valid
+    assert "unknown seal algorithm" in verify({**old, "seal": {**old["seal"], "algorithm": "md5"}}, key).reason
