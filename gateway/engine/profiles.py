@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -104,8 +105,9 @@ def parse_profile(doc: Any, source: str) -> Profile:
     appliance = doc.get("appliance")
     interval = doc.get("interval_seconds")
     metrics = doc.get("metrics")
-    if not isinstance(appliance, str) or not appliance:
-        raise ProfileError(f"{source}: key 'appliance' must be a non-empty string")
+    if not isinstance(appliance, str) or not re.fullmatch(r"[a-z][a-z0-9_]{0,63}", appliance):
+        raise ProfileError(f"{source}: key 'appliance' must be a snake_case type name such as heat_pump (it is "
+                           "sent to the platform as the ticket's appliance.type)")
     if not isinstance(interval, int | float) or interval <= 0:
         raise ProfileError(f"{source}: key 'interval_seconds' must be a positive number")
     if not isinstance(metrics, dict) or not metrics:

@@ -29,6 +29,7 @@ from pathlib import Path
 from aiohttp import web
 
 from gateway.store.db import Database
+from gateway.web.errors import is_api
 
 log = logging.getLogger("gateway.web.access")
 
@@ -174,7 +175,7 @@ async def access_control(request: web.Request,
 
 
 def _refused(request: web.Request, status: int, reason: str) -> web.Response:
-    if request.path.startswith("/api/") or request.path == "/metrics":
+    if is_api(request.path):
         return web.json_response({"error": reason}, status=status)
     title = "401 Sign in needed" if status == 401 else "403 Not allowed"
     return web.Response(status=status, content_type="text/html", text=(

@@ -27,6 +27,7 @@ from gateway.store.window import WindowStore
 from gateway.web import pages
 from gateway.web.access import ACCESS_KEY, ROLE_KEY, Access, access_control
 from gateway.web.charts import Marker, chart_svg
+from gateway.web.errors import json_errors
 from gateway.web.metrics import prometheus_text
 from gateway.web.service_routes import add_service_routes
 
@@ -64,7 +65,7 @@ class WebContext:
 
 
 def create_app(context: WebContext) -> web.Application:
-    app = web.Application(middlewares=[access_control])
+    app = web.Application(middlewares=[json_errors, access_control])
     app[ACCESS_KEY] = context.access
     if context.desk is not None:
         add_service_routes(app, context.db, context.desk, context.webhook_secret, context.access, context.seal_key,

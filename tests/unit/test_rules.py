@@ -101,3 +101,6 @@ def test_profile_errors_name_the_file_and_metric() -> None:
     with pytest.raises(ProfileError, match=r"p.yaml: metric 'x': key 'valid' must be \[low, high\]"):
         parse_profile({"appliance": "a", "interval_seconds": 1, "metrics": {"x": {"unit": "C", "valid": [5, 1]}}},
                       "p.yaml")
+    # the type name travels to the platform, whose schema (docs/upstream-api.yaml) takes snake_case names
+    with pytest.raises(ProfileError, match="snake_case type name"):
+        parse_profile({"appliance": "Heat Pump", "interval_seconds": 1, "metrics": {}}, "p.yaml")
