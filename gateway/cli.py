@@ -17,8 +17,9 @@ from gateway.diagnosis.seal import SealError
 from gateway.engine.library import load_library
 from gateway.engine.profiles import ProfileError
 from gateway.engine.rules import RuleFileError
+from gateway.engine.vendor_codes import VendorCodeError
 from gateway.prices import PriceTableError
-from gateway.store.db import StorageError
+from gateway.store.db import Database, StorageError
 from gateway.transport.broker import BrokerStartError
 from gateway.web.access import AccessError
 
@@ -30,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="appliance-gateway",
         description="Read appliance telemetry over MQTT, detect faults with rules, open pre-diagnosed tickets.")
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser("run", help="run the gateway from a config file")
@@ -185,12 +187,27 @@ def main(argv: list[str] | None = None) -> int:
         if args.rules_command == "test":
             return _rules_test(args)
         return _rules_check(args)
-    except (ConfigError, ProfileError, PriceTableError, RuleFileError, StorageError, BrokerStartError,
-            SealError, AccessError) as exc:
+    except (CliInputError, ConfigError, ProfileError, PriceTableError, RuleFileError, VendorCodeError, StorageError,
+            BrokerStartError, SealError, AccessError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+class CliInputError(Exception):
+    """A command's input is wrong (a file missing or unreadable, no gateway data here); said in one line."""
+
+
+def _existing_database(config: GatewayConfig) -> Database:
+    """The gateway's database for a command that reads or edits what the gateway stored: it must already be
+    there (a read-only command run in the wrong folder must not create an empty one and report nothing)."""
+    path = resolve_path(config, config.storage.database)
+    if not path.is_file():
+        where = f"config {config.source}" if Path(config.source).is_file() else "default paths, relative to this folder"
+        raise CliInputError(f"no gateway database at {path} ({where}); pass the gateway's --config, or run this "
+                            "where the gateway runs")
+    return Database(path)
 
 
 def _run_config(args: argparse.Namespace) -> GatewayConfig:
@@ -357,10 +374,9 @@ def _ticket(args: argparse.Namespace) -> int:
 
     from gateway.clock import SystemClock
     from gateway.service.timeline import ServiceDesk, ServiceError
-    from gateway.store.db import Database
 
     config = load_config(args.config)
-    db = Database(resolve_path(config, config.storage.database))
+    db = _existing_database(config)
     desk = ServiceDesk(db, SystemClock(), config.service, last_seen=lambda _device: None)
     try:
         payload = db.ticket_payload(args.ticket_id)
@@ -452,10 +468,9 @@ def _score(args: argparse.Namespace) -> int:
 def _outbox(args: argparse.Namespace) -> int:
     import time
 
-    from gateway.store.db import Database
 
     config = load_config(args.config)
-    db = Database(resolve_path(config, config.storage.database))
+    db = _existing_database(config)
     try:
         if args.action == "list":
             entries = db.outbox_entries(args.state)
@@ -514,29 +529,39 @@ def _verify_ticket(args: argparse.Namespace) -> int:
     import orjson
 
     from gateway.diagnosis.seal import load_or_create_key, verify
-    from gateway.store.db import Database
 
     config = load_config(args.config)
     key_path = resolve_path(config, config.storage.key_file)
     if not key_path.exists():
         raise SealError(f"{key_path}: no sealing key here; run verify-ticket with the gateway's config")
     key = load_or_create_key(key_path)
-    db = Database(resolve_path(config, config.storage.database))
-    try:
-        if args.ticket.isdigit():
+    document: dict[str, Any] | None
+    if args.ticket.isdigit():
+        db = _existing_database(config)
+        try:
             document = db.ticket_payload(int(args.ticket))
-            if document is None:
-                print(f"error: no local ticket {args.ticket}", file=sys.stderr)
-                return 2
-        else:
+        finally:
+            db.close()
+        if document is None:
+            raise CliInputError(f"no local ticket {args.ticket}")
+    else:
+        try:
             loaded = orjson.loads(Path(args.ticket).read_bytes())
-            document = loaded.get("ticket", loaded) if isinstance(loaded, dict) else None
-            if not isinstance(document, dict):
-                print(f"error: {args.ticket} is not a ticket (a JSON object)", file=sys.stderr)
-                return 2
-        original = db.ticket_by_key(str(document.get("idempotency_key", "")))
-    finally:
-        db.close()
+        except OSError as exc:
+            raise CliInputError(f"cannot read {args.ticket}: {exc.strerror}") from None
+        except orjson.JSONDecodeError as exc:
+            raise CliInputError(f"{args.ticket} is not JSON: {exc}") from None
+        document = loaded.get("ticket", loaded) if isinstance(loaded, dict) else None
+        if not isinstance(document, dict):
+            raise CliInputError(f"{args.ticket} is not a ticket (a JSON object)")
+    original = None  # the gateway's own copy, where there is one, names the fields that were changed
+    database = resolve_path(config, config.storage.database)
+    if database.is_file():
+        db = Database(database)
+        try:
+            original = db.ticket_by_key(str(document.get("idempotency_key", "")))
+        finally:
+            db.close()
     verdict = verify(document, key, original)
     print(("valid: " if verdict.valid else "INVALID: ") + verdict.reason)
     return 0 if verdict.valid else 1
@@ -633,3 +658,13 @@ def _rules_check(args: argparse.Namespace) -> int:
     print(f"ok: {len(library.rules) - builtin} rule(s) in {', '.join(str(p) for p in library.rule_paths)}, "
           f"and {builtin} built-in data-quality rule(s)")
     return 0
+
+
+def _version() -> str:
+    """The installed distribution's version (pyproject.toml), also in a checkout with an editable install."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("appliance-gateway")
+    except PackageNotFoundError:
+        return "unknown (not installed)"

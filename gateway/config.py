@@ -6,6 +6,7 @@ standing next to a gateway with a text editor, not a debugger.
 
 from __future__ import annotations
 
+import importlib.resources
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -208,20 +209,31 @@ _POSITIVE = {
 
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _shipped_root() -> Path:
+    """Where the shipped rules/ and docs/ are: the checkout (or editable install) they live in, or the copy an
+    installed wheel carries as package data (setup.py puts it under gateway/shipped/)."""
+    if (PROJECT_ROOT / "rules" / "profiles").is_dir():
+        return PROJECT_ROOT
+    return Path(str(importlib.resources.files("gateway") / "shipped"))
+
+
+SHIPPED_ROOT = _shipped_root()
 EMBEDDED_BROKERS = ("auto", "mosquitto", "amqtt")
 
 
 def resolve_path(config: GatewayConfig, value: str, existing: bool = False) -> Path:
     """Relative paths are relative to the config file (or, without one, the working folder). Inputs that
-    must exist (`existing`: rules, profiles) fall back to the project's own, so the shipped rules are found
-    wherever the gateway is started from."""
+    must exist (`existing`: rules, profiles) fall back to the shipped ones (SHIPPED_ROOT), so the shipped rules
+    are found wherever the gateway is started from."""
     path = Path(value)
     if path.is_absolute():
         return path
     source = Path(config.source)
     base = source.parent if source.is_file() else Path.cwd()
-    if existing and not (base / path).exists() and (PROJECT_ROOT / path).exists():
-        return PROJECT_ROOT / path
+    if existing and not (base / path).exists() and (SHIPPED_ROOT / path).exists():
+        return SHIPPED_ROOT / path
     return base / path
 
 

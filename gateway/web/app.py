@@ -16,7 +16,7 @@ import numpy as np
 import orjson
 from aiohttp import web
 
-from gateway.config import PROJECT_ROOT
+from gateway.config import SHIPPED_ROOT
 from gateway.engine.profiles import Profile
 from gateway.ingest.registry import DeviceRegistry
 from gateway.service.timeline import ServiceDesk
@@ -173,7 +173,7 @@ def create_app(context: WebContext) -> web.Application:
 
     @routes.get("/api/openapi.yaml")
     async def openapi(request: web.Request) -> web.Response:
-        return web.Response(text=(PROJECT_ROOT / "docs" / "web-api.yaml").read_text(encoding="utf-8"),
+        return web.Response(text=(SHIPPED_ROOT / "docs" / "web-api.yaml").read_text(encoding="utf-8"),
                             content_type="application/yaml")
 
     app.add_routes(routes)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -34,6 +35,32 @@ def test_demo_opens_a_diagnosed_ticket_and_prints_it(tmp_path: Path) -> None:
     assert causes[0] == "Outdoor fan motor failed", causes
     assert "evidence discharge_pressure" in out
     assert "Traceback" not in result.stderr
+
+
+def in_folder(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The command run from `folder`, with this checkout's code."""
+    return subprocess.run([sys.executable, "-m", "gateway", *args], capture_output=True, text=True, timeout=60,
+                          cwd=folder, env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)})
+
+
+def test_read_only_commands_in_the_wrong_folder_create_nothing_and_say_why(tmp_path: Path) -> None:
+    for args in (["ticket", "show", "1"], ["outbox", "list"]):
+        result = in_folder(tmp_path, *args)
+        assert result.returncode == 2, result.stderr
+        assert f"error: no gateway database at {tmp_path / 'var' / 'gateway.db'}" in result.stderr
+        assert "Traceback" not in result.stderr
+    assert list(tmp_path.iterdir()) == [], "nothing was created"
+    (tmp_path / "var").mkdir()
+    (tmp_path / "var" / "gateway.key").write_bytes(b"k" * 32)
+    (tmp_path / "bad.json").write_text("{not json")
+    for name, said in (("missing.json", "cannot read missing.json"), ("bad.json", "bad.json is not JSON")):
+        result = in_folder(tmp_path, "verify-ticket", name)
+        assert result.returncode == 2 and said in result.stderr and "Traceback" not in result.stderr, result.stderr
+
+
+def test_version() -> None:
+    result = cli("--version")
+    assert result.returncode == 0 and result.stdout.startswith("appliance-gateway 0."), result.stdout
 
 
 def test_broken_config_names_the_key_and_file(tmp_path: Path) -> None:
