@@ -9,15 +9,16 @@ DEMO_ARGS ?=
 
 .PHONY: demo test lint typecheck pytest system-deps broker-deps node-deps bench clean
 
-$(BIN)/.installed: pyproject.toml
+$(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $@
 
 # Debian packages the tests start for real: the mosquitto broker, VictoriaMetrics (it speaks the InfluxDB v2
-# write API) for the InfluxDB sink, and Chromium with its driver (and CJK fonts) for the web console tests.
-SYSTEM_PACKAGES := mosquitto victoria-metrics chromium chromium-driver fonts-noto-cjk
+# write API) for the InfluxDB sink, Chromium with its driver (and CJK fonts) for the web console tests, and
+# systemd (systemd-analyze checks the shipped unit).
+SYSTEM_PACKAGES := mosquitto victoria-metrics chromium chromium-driver fonts-noto-cjk systemd
 system-deps:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do \
 		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \

@@ -1,10 +1,10 @@
 """InfluxDB sink: raw telemetry, incidents and service steps, in batches, through the InfluxDB v2 write API.
 
 Ingest only appends a sample to a bounded buffer (one deque append); a task formats line protocol and writes
-batches with influxdb-client on a worker thread. When the server is away, batches wait and are retried with
-backoff; when the buffer is full, the oldest samples are dropped and counted, so a long outage costs the
-oldest telemetry, never ingest speed. Incidents and steps are read from the gateway database by id, so
-they are never lost to a full buffer and are written again after a restart (the same point overwrites
+batches with influxdb-client (the optional extra `influx`) on a worker thread. When the server is away, batches
+wait and are retried with backoff; when the buffer is full, the oldest samples are dropped and counted, so a long
+outage costs the oldest telemetry, never ingest speed. Incidents and steps are read from the gateway database by
+id, so they are never lost to a full buffer and are written again after a restart (the same point overwrites
 itself in InfluxDB). Tags: device, type, brand, model, site.
 """
 
@@ -17,10 +17,8 @@ from collections import deque
 from typing import Any
 
 import orjson
-from influxdb_client.client.influxdb_client import InfluxDBClient
-from influxdb_client.client.write_api import SYNCHRONOUS
 
-from gateway.config import InfluxConfig
+from gateway.config import ConfigError, InfluxConfig
 from gateway.ingest.registry import DeviceRegistry
 from gateway.store.db import Database, StorageError
 
@@ -31,8 +29,18 @@ _TAG_ESCAPES = str.maketrans({",": r"\,", " ": r"\ ", "=": r"\="})
 _MAX_BACKOFF_SECONDS = 30.0
 
 
+def require_client() -> None:
+    """influxdb-client is an optional extra (most homes have no InfluxDB): say how to get it, at start-up."""
+    try:
+        import influxdb_client  # noqa: F401
+    except ImportError:
+        raise ConfigError("influx.url is set but the InfluxDB client is not installed: pip install "
+                          "'appliance-gateway[influx]'") from None
+
+
 class InfluxSink:
     def __init__(self, config: InfluxConfig, registry: DeviceRegistry, db: Database, site: str) -> None:
+        require_client()
         self.config = config
         self.registry = registry
         self.db = db
@@ -63,6 +71,9 @@ class InfluxSink:
             self._wake.set()
 
     async def run(self) -> None:
+        from influxdb_client.client.influxdb_client import InfluxDBClient
+        from influxdb_client.client.write_api import SYNCHRONOUS
+
         client = InfluxDBClient(url=self.config.url, token=self.config.token, org=self.config.org,
                                 timeout=int(self.config.timeout_seconds * 1000))
         writer = client.write_api(write_options=SYNCHRONOUS)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from firmware_sim.localnet import LocalServiceError, VictoriaMetricsProcess
-from gateway.config import InfluxConfig
+from gateway.config import ConfigError, InfluxConfig
 from gateway.incidents.cases import open_incident
 from gateway.ingest.registry import DeviceRegistry
 from gateway.model import CasePolicy, NewEpisode
@@ -123,3 +124,11 @@ async def test_an_outage_beyond_the_bound_drops_the_oldest_samples_and_counts_th
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         db.close()
+
+
+def test_without_the_influx_extra_the_gateway_says_how_to_get_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gateway.sinks.influx import require_client
+
+    monkeypatch.setitem(sys.modules, "influxdb_client", None)  # as if not installed: import raises ImportError
+    with pytest.raises(ConfigError, match=r"pip install 'appliance-gateway\[influx\]'"):
+        require_client()

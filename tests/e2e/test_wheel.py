@@ -48,6 +48,9 @@ def test_the_wheel_installs_into_a_fresh_venv_and_runs_from_an_empty_folder(tmp_
     empty.mkdir()
 
     assert run(gateway, "--version", cwd=empty).stdout.startswith("appliance-gateway ")
+    optional = run(tmp_path / "venv" / "bin" / "python", "-c",
+                   "import importlib.util; print(importlib.util.find_spec('influxdb_client') is None)", cwd=empty)
+    assert optional.stdout.strip() == "True", "the InfluxDB client is an extra, not a requirement"
     assert "ok: " in run(gateway, "rules", "check", cwd=empty).stdout
     assert " 0 failed" in run(gateway, "rules", "test", cwd=empty).stdout
     demo = run(gateway, "demo", "--duration", "25", "--time-scale", "10", "--fault-after", "5", "--data-dir",
