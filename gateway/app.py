@@ -282,6 +282,9 @@ class Gateway:
             "history": {"rows_written": self.history.rows_written if self.history else 0,
                         "last_flush_ms": round(self.history_flush_ms, 1)},
             "influx": self.influx.counters() if self.influx else None,
+            "latency_seconds": {"rule_pass": self.evaluator.pass_seconds.snapshot(),
+                                "ingest_to_decision": self.pipeline_thread.ingest_to_decision.snapshot(),
+                                "decision_to_delivery": self.sender.decision_to_delivery.snapshot()},
         }
 
 

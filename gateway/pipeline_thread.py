@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 
 from gateway.clock import Clock
+from gateway.latency import SLOW_BUCKETS, Histogram
 from gateway.pipeline import Pipeline
 from gateway.protocol.payload import DropReason
 from gateway.transport.handoff import MessageHandoff
@@ -37,6 +38,9 @@ class PipelineThread:
         self.persist = persist
         self.errors = 0  # exceptions caught in the loop (bugs); each is logged and the loop goes on
         self.batches = 0
+        self.ingest_to_decision = Histogram(
+            "From the arrival of a batch's oldest message to the end of the rule pass that decided on it.",
+            SLOW_BUCKETS)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="pipeline", daemon=True)
 
@@ -83,6 +87,7 @@ class PipelineThread:
             log.exception("could not save the devices at stop")
 
     def _pass(self, batch: list[tuple[str, bytes]], last_pass: float) -> float:
+        arrived = self.handoff.batch_arrived
         with self.pipeline.store.lock:
             self.pipeline.feed_all(batch)
         wait = last_pass + MIN_PASS_INTERVAL_SECONDS - time.monotonic()
@@ -94,4 +99,6 @@ class PipelineThread:
                     self.pipeline.feed_all(more)
         self.pipeline.evaluate()
         self.batches += 1
-        return time.monotonic()
+        decided = time.monotonic()
+        self.ingest_to_decision.observe(max(0.0, decided - arrived))
+        return decided

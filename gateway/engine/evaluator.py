@@ -21,6 +21,7 @@ import numpy.typing as npt
 from gateway.engine.columns import BuiltinColumn, Online, RecentEvents, Silence, Stale, Unchanged
 from gateway.engine.expr import CompiledExpr, FloatArray, WindowView
 from gateway.engine.rules import Rule
+from gateway.latency import FAST_BUCKETS, Histogram
 from gateway.model import Observation
 from gateway.store.window import TypeWindow, WindowStore
 
@@ -221,6 +222,7 @@ class Evaluator:
         self.passes = 0
         self.rows_evaluated = 0
         self.last_pass_seconds = 0.0
+        self.pass_seconds = Histogram("Duration of each rule pass.", FAST_BUCKETS)
 
     def evaluate(self) -> list[AlertTransition]:
         started = time.perf_counter()
@@ -251,6 +253,7 @@ class Evaluator:
             self.rows_evaluated += int(rows.size)
         self.passes += 1
         self.last_pass_seconds = time.perf_counter() - started
+        self.pass_seconds.observe(self.last_pass_seconds)
         return transitions
 
     def _phase(self, window: TypeWindow) -> FloatArray:

@@ -14,9 +14,11 @@ import random
 from dataclasses import dataclass
 
 import aiohttp
+import orjson
 
 from gateway.clock import Clock
 from gateway.config import UpstreamConfig
+from gateway.latency import SLOW_BUCKETS, Histogram
 from gateway.store.db import Database, OutboxEntry, OutboxKind, StorageError
 
 log = logging.getLogger("gateway.outbox")
@@ -73,6 +75,8 @@ class OutboxSender:
         self.failed_attempts = 0
         self.dead_lettered = 0
         self.storage_errors = 0
+        self.decision_to_delivery = Histogram("From a ticket's opening to the platform's acceptance of it.",
+                                              SLOW_BUCKETS)
         self._failures_in_a_row = 0
         self._over_bound = False
 
@@ -128,6 +132,12 @@ class OutboxSender:
             log.warning("ticket queue back under its bound (%d waiting)", queued)
         self._over_bound = over
 
+    def _observe_delivery(self, entry: OutboxEntry, now: float) -> None:
+        """Decision (the ticket's opened_at) to the platform's acceptance, group wait and retries included."""
+        with contextlib.suppress(orjson.JSONDecodeError, TypeError, ValueError):
+            opened = float(orjson.loads(entry.payload).get("opened_at"))
+            self.decision_to_delivery.observe(max(0.0, now - opened))
+
     async def _deliver(self, session: aiohttp.ClientSession, entry: OutboxEntry) -> None:
         if entry.kind is OutboxKind.STEP and not entry.platform_ticket_id:
             self.db.postpone(entry.outbox_id, self.clock.now() + WAIT_FOR_ACCEPTANCE_SECONDS,
@@ -139,6 +149,8 @@ class OutboxSender:
         if outcome.delivered:
             self.db.mark_delivered(entry, outcome.platform_ticket_id or entry.platform_ticket_id, now)
             self.delivered += 1
+            if entry.kind is OutboxKind.TICKET:
+                self._observe_delivery(entry, now)
             self._set_upstream(True, "")
             what = "ticket" if entry.kind is OutboxKind.TICKET else f"step entry {entry.outbox_id} of ticket"
             log.info("%s %d delivered as %s", what, entry.ticket_id, outcome.platform_ticket_id or "(no id)")

@@ -8,6 +8,7 @@ counted here, and the pipeline thread reports the count once per batch, not once
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 
 
@@ -18,6 +19,8 @@ class MessageHandoff:
         self._max = max_messages
         self.limit = max_messages
         self.overflowed = 0  # messages refused because the queue was full, since the start
+        self._first_arrival = 0.0  # monotonic time the oldest queued message arrived
+        self.batch_arrived = 0.0  # for the batch `take` returned last: when its oldest message arrived
         self._reported = 0
 
     def put(self, topic: str, payload: bytes) -> None:
@@ -28,6 +31,7 @@ class MessageHandoff:
                 return
             self._items.append((topic, payload))
             if len(self._items) == 1:
+                self._first_arrival = time.monotonic()
                 self._ready.notify()
 
     def take(self, timeout: float | None = None) -> list[tuple[str, bytes]]:
@@ -37,6 +41,7 @@ class MessageHandoff:
                 self._ready.wait(timeout)
             items = list(self._items)
             self._items.clear()
+            self.batch_arrived = self._first_arrival
             return items
 
     def take_overflow(self) -> int:

@@ -14,6 +14,7 @@ import orjson
 import pytest
 import yaml
 from openapi_schema_validator import OAS30Validator
+from prometheus_client.parser import text_string_to_metric_families
 
 from firmware_sim.platform import PlatformServer
 from gateway.config import PROJECT_ROOT, ServiceConfig
@@ -130,6 +131,14 @@ async def test_every_console_answer_is_documented(start_gateway: StartGateway, p
     errors = [e.message for e in OAS30Validator(inline(upstream["components"]["schemas"]["Ticket"], upstream))
               .iter_errors(sealed)]
     assert not errors, f"the sealed ticket against upstream-api.yaml Ticket: {errors[:3]}"
+    metrics = next(a for a in answers if a.route == "/metrics")
+    value = {(s.name, tuple(sorted(s.labels.items()))): s.value
+             for f in text_string_to_metric_families(metrics.body.decode()) for s in f.samples}
+    assert value[("appliance_gateway_samples_total", ())] == 15
+    assert value[("appliance_gateway_tickets_delivered_total", ())] == 1
+    assert value[("appliance_gateway_decision_to_delivery_seconds_count", ())] == 1
+    assert value[("appliance_gateway_ingest_to_decision_seconds_count", ())] >= 1
+    assert value[("appliance_gateway_rule_pass_seconds_count", ())] >= 1
     for answer in (unknown, not_allowed):
         assert (answer.status, answer.content_type) in ((404, "application/json"), (405, "application/json"))
         assert "error" in orjson.loads(answer.body)

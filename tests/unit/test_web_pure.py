@@ -6,7 +6,10 @@ import re
 import time
 from pathlib import Path
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from gateway.incidents.cases import open_incident
+from gateway.latency import FAST_BUCKETS, Histogram
 from gateway.model import CasePolicy, NewEpisode
 from gateway.store.db import Database
 from gateway.web.access import Access, Role, allowed, load_or_create_token
@@ -72,13 +75,29 @@ def test_a_chart_draws_its_points_band_valid_range_and_markers() -> None:
     assert "no data in this range" in empty and 'data-points="0"' in empty
 
 
-def test_prometheus_text_has_help_type_and_labels() -> None:
-    status = {"devices": 3, "online": 2, "messages": 10, "samples": 9, "dropped": {"bad_json": 1},
+def test_metrics_parse_as_prometheus_with_exact_values_and_histograms() -> None:
+    rule_pass = Histogram("Duration of each rule pass.", FAST_BUCKETS)
+    for seconds in (0.0002, 0.0004, 0.003, 7.0):
+        rule_pass.observe(seconds)
+    status = {"devices": 3, "online": 2, "messages": 12_345_678, "samples": 9, "dropped": {"bad_json": 1},
               "open_incidents": 1, "outbox": {"queued": 1, "delivered": 4}, "rule_pass_ms": 2.5,
-              "internal_errors": 0, "mqtt_connected": True, "serial_ports": {"ac-uart": {"frames": 5}}}
-    text = prometheus_text(status)
-    assert "# TYPE appliance_gateway_messages_total counter\nappliance_gateway_messages_total 10\n" in text
-    assert 'appliance_gateway_dropped_total{reason="bad_json"} 1' in text
-    assert 'appliance_gateway_outbox_entries{state="delivered"} 4' in text
-    assert "appliance_gateway_rule_pass_seconds 0.0025" in text
-    assert 'appliance_gateway_serial_frames_total{port="ac-uart"} 5' in text
+              "internal_errors": 0, "mqtt_connected": True, "tickets_delivered": 4,
+              "serial_ports": {"ac-uart": {"frames": 5, "resyncs": 2, "watchdog_resets": 1}},
+              "latency_seconds": {"rule_pass": rule_pass.snapshot()}}
+    families = {f.name: f for f in text_string_to_metric_families(prometheus_text(status))}
+    value = {(s.name, tuple(sorted(s.labels.items()))): s.value for f in families.values() for s in f.samples}
+    assert value[("appliance_gateway_messages_total", ())] == 12_345_678  # exact, not 1.23457e+07
+    assert value[("appliance_gateway_dropped_total", (("reason", "bad_json"),))] == 1
+    assert value[("appliance_gateway_outbox_entries", (("state", "delivered"),))] == 4
+    assert value[("appliance_gateway_tickets_delivered_total", ())] == 4
+    assert value[("appliance_gateway_serial_resyncs_total", (("port", "ac-uart"),))] == 2
+    assert value[("appliance_gateway_serial_watchdog_resets_total", (("port", "ac-uart"),))] == 1
+    assert value[("appliance_gateway_rule_pass_last_seconds", ())] == 0.0025
+    assert families["appliance_gateway_rule_pass_seconds"].type == "histogram"
+    assert value[("appliance_gateway_rule_pass_seconds_bucket", (("le", "0.0005"),))] == 2
+    assert value[("appliance_gateway_rule_pass_seconds_bucket", (("le", "2.5"),))] == 3
+    assert value[("appliance_gateway_rule_pass_seconds_bucket", (("le", "+Inf"),))] == 4
+    assert value[("appliance_gateway_rule_pass_seconds_count", ())] == 4
+    assert abs(value[("appliance_gateway_rule_pass_seconds_sum", ())] - 7.0036) < 1e-9
+    [build] = families["appliance_gateway_build_info"].samples
+    assert build.value == 1 and build.labels["version"] and build.labels["python"]
