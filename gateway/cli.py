@@ -284,8 +284,12 @@ async def _sim(args: argparse.Namespace) -> int:
         loop.call_later(args.duration, stop.set)
     if args.scenario:
         from firmware_sim.live import play_scenario
+        from firmware_sim.scenario import ScenarioError
 
-        return await play_scenario(args.scenario, host, port, args.time_scale, stop)
+        try:
+            return await play_scenario(args.scenario, host, port, args.time_scale, stop)
+        except ScenarioError as exc:
+            raise CliInputError(str(exc)) from None
     if args.bulk:
         from firmware_sim.bulk_fleet import BulkFleet
 

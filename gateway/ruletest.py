@@ -84,7 +84,12 @@ def expand(notation: str | float | int) -> list[float]:
 
 
 def run_file(path: Path, library: Library) -> list[Outcome]:
-    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise RuleTestError(f"{path}: cannot read the rule test file: {exc.strerror}") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise RuleTestError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("tests"), list):
         raise RuleTestError(f"{path}: a rule test file is a mapping with a list under 'tests'")
     return [run_case(case, library, f"{path}#{i + 1}") for i, case in enumerate(doc["tests"])]

@@ -58,6 +58,14 @@ def test_read_only_commands_in_the_wrong_folder_create_nothing_and_say_why(tmp_p
         assert result.returncode == 2 and said in result.stderr and "Traceback" not in result.stderr, result.stderr
 
 
+def test_a_missing_input_file_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    for args in (["rules", "test", "missing.test.yaml"], ["sim", "--scenario", "missing.yaml"],
+                 ["replay", "missing.jsonl"], ["score", "missing.yaml"]):
+        result = in_folder(tmp_path, *args)
+        assert result.returncode in (1, 2) and "missing" in result.stdout + result.stderr, args
+        assert "Traceback" not in result.stderr, (args, result.stderr[-2000:])
+
+
 def test_version() -> None:
     result = cli("--version")
     assert result.returncode == 0 and result.stdout.startswith("appliance-gateway 0."), result.stdout
