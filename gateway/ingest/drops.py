@@ -12,6 +12,9 @@ log = logging.getLogger("gateway.ingest")
 NO_DEVICE = "-"
 
 
+# reasons counted here although the input was kept (corrected), so that /api/status shows them beside the drops
+KEPT = frozenset({DropReason.TS_RESTAMPED})
+
 class DropCounter:
     def __init__(self, max_logged_pairs: int = 10_000) -> None:
         self.by_reason: Counter[DropReason] = Counter()
@@ -28,8 +31,9 @@ class DropCounter:
             self.by_device[key] += count
         if key not in self._logged and len(self._logged) < self._max_logged:
             self._logged.add(key)
-            log.warning("dropped input from %s: %s (%s); further drops of this kind are only counted",
-                        key[0], reason.value, detail)
+            what = "corrected input" if reason in KEPT else "dropped input"
+            log.warning("%s from %s: %s (%s); further ones of this kind are only counted", what, key[0],
+                        reason.value, detail)
 
     @property
     def total(self) -> int:

@@ -22,7 +22,7 @@ class DropReason(StrEnum):
     WRONG_TYPE = "wrong_type"
     NON_FINITE = "non_finite"
     TS_TOO_OLD = "timestamp_too_old"
-    TS_IN_FUTURE = "timestamp_in_future"
+    TS_RESTAMPED = "timestamp_in_future_restamped"  # kept, at the gateway's arrival time (not a loss)
     UNKNOWN_TOPIC = "unknown_topic"
     UNKNOWN_DEVICE = "unknown_device"
     UNKNOWN_TYPE = "unknown_appliance_type"
@@ -97,9 +97,12 @@ def _decode_sample(item: Any, now: float, limits: PayloadLimits, out: Decoded) -
                                         f"{limits.max_past_seconds:.0f} s before the gateway clock"))
         return
     if ts > now + limits.max_future_seconds:
-        out.rejections.append(Rejection(DropReason.TS_IN_FUTURE, f"ts {ts!r} is more than "
-                                        f"{limits.max_future_seconds:.0f} s after the gateway clock"))
-        return
+        # An appliance clock set ahead (or one absurd timestamp) must not cost its telemetry: its faults still
+        # count. The values are kept at the gateway's own arrival time, and the correction is counted.
+        out.rejections.append(Rejection(DropReason.TS_RESTAMPED, f"ts {ts!r} is more than "
+                                        f"{limits.max_future_seconds:.0f} s after the gateway clock; kept at "
+                                        "the gateway's arrival time"))
+        ts = now
     values: dict[str, float] = {}
     isfinite = math.isfinite
     for name, value in metrics.items():

@@ -62,10 +62,15 @@ class CaseRows(TimelineRows):
                             raise ValueError("a rebuilt ticket needs its payload")
                         conn.execute("UPDATE tickets SET payload=? WHERE ticket_id=?",
                                      (orjson.dumps(payload), ticket_id))
-                    else:  # the sealed ticket that was sent never changes; the finding is kept beside it
+                    elif not conn.execute("SELECT 1 FROM incidents WHERE ticket_id=? AND rule_id=? LIMIT 1",
+                                          (ticket_id, episode.rule_id)).fetchone():
+                        # a fault the sealed ticket (which never changes) does not hold yet: kept beside it, and
+                        # the platform must hear of it, as a step through the outbox. The same rule firing
+                        # again on the ticket (an intermittent fault, a flapping sensor) is its incident only:
+                        # the ticket already names that fault, and a step per flap would flood the platform.
                         conn.execute("UPDATE tickets SET late_findings=json_insert(late_findings, '$[#]', json(?)) "
                                      "WHERE ticket_id=?", (orjson.dumps(finding), ticket_id))
-                        if not decision.reopens:  # the platform must hear of it: a step, through the outbox
+                        if not decision.reopens:
                             self._add_step(conn, ticket_id, "finding_added", queued_at, "gateway", "gateway",
                                            f"{episode.fingerprint}:finding_added",
                                            finding_summary(finding, episode), notify=True)

@@ -129,3 +129,36 @@ def test_a_finding_after_delivery_reaches_the_platform_as_a_step(tmp_path) -> No
     assert body["detail"]["service_items"] == ["ac_leak_repair"]
     assert [s.step for s in db.steps(first.ticket_id)][-1] == "finding_added"
     db.close()
+
+
+def test_the_same_fault_flapping_on_a_sent_ticket_is_not_sent_again_and_again(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A sensor that goes silent and comes back every few minutes: each episode is an incident on the ticket,
+    but the platform hears of that fault once (the ticket), and of a different one once (a finding_added)."""
+    from gateway.incidents.cases import open_incident
+    from gateway.model import NewEpisode
+    from gateway.store.db import Database, OutboxKind
+
+    db = Database(tmp_path / "gw.db")
+
+    def build(findings, key, opened_at):  # type: ignore[no-untyped-def]
+        return {"idempotency_key": key, "opened_at": opened_at, "findings_detail": findings}
+
+    first = open_incident(db, NewEpisode("silent", "1", "dw", "data_quality", NOW, NOW, "k-0"), {"rule": "silent"},
+                          build, NOW, POLICY)
+    assert first is not None
+    [entry] = db.due_outbox(NOW + 100, 10)
+    db.mark_delivered(entry, "SVC-1", NOW + 1)
+    for flap in range(1, 30):
+        assert db.resolve_incident("silent", "dw", NOW + 100 * flap)
+        again = open_incident(db, NewEpisode("silent", "1", "dw", "data_quality", NOW + 100 * flap + 50,
+                                             NOW + 100 * flap + 50, f"k-{flap}"), {"rule": "silent"}, build,
+                              NOW + 100 * flap + 50, POLICY)
+        assert again is not None and again.ticket_id == first.ticket_id
+    other = open_incident(db, NewEpisode("stale", "1", "dw", "data_quality", NOW + 4000, NOW + 4000, "k-stale"),
+                          {"rule": "stale"}, build, NOW + 4000, POLICY)
+    assert other is not None and other.ticket_id == first.ticket_id
+    steps = [e for e in db.due_outbox(NOW + 10_000, 100) if e.kind is OutboxKind.STEP]
+    assert len(steps) == 1, "one finding_added, for the other fault"
+    [row] = [t for t in db.tickets() if t["ticket_id"] == first.ticket_id]
+    assert row["late_findings"] == ["stale"]
+    db.close()

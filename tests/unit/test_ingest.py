@@ -78,15 +78,16 @@ def test_every_kind_of_bad_input_is_counted_and_ingest_continues() -> None:
         ingest.handle(topic, payload)
     assert ingest.drops.as_dict() == {
         "bad_schema": 3, "malformed_json": 1, "non_finite": 1, "out_of_range": 1, "oversized": 1,
-        "timestamp_in_future": 1, "timestamp_too_old": 1, "unknown_appliance_type": 1, "unknown_device": 1,
+        "timestamp_in_future_restamped": 1, "timestamp_too_old": 1, "unknown_appliance_type": 1, "unknown_device": 1,
         "unknown_metric": 1, "unknown_topic": 1, "wrong_type": 1,
     }
     window = ingest.store.windows["washer"]
     column = window.metric_index["dq_out_of_range"]
     assert window.latest[window.rows["w1"], column] == 1.0  # the absurd value is gone, but its arrival is recorded
-    assert np.isnan(window.latest[window.rows["w1"], window.metric_index["vibration"]])
+    # the one sample kept: an hour ahead, at the gateway's time (the absurd 99.0 never became a value)
+    assert window.latest[window.rows["w1"], window.metric_index["vibration"]] == 0.1
     ingest.handle("appliances/w1/telemetry", telemetry({"vibration": 0.2}))
-    assert ingest.samples == 2  # the out-of-range marker and the good sample
+    assert ingest.samples == 3  # the restamped sample, the out-of-range marker and the good sample
 
 
 def test_a_second_sample_of_the_same_device_flushes_rules_first() -> None:
