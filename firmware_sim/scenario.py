@@ -31,6 +31,7 @@ from firmware_sim.catalog import (
 )
 from firmware_sim.models import MODELS, FaultableModel, FaultSchedule, WasherModel
 from firmware_sim.serial_peer import haier_status, midea_group_reply, midea_state_reply
+from gateway.engine.data_quality import SILENCE_INTERVALS
 from gateway.engine.durations import parse_duration
 from gateway.engine.profiles import Profile
 from gateway.ingest.uart import HaierAdapter, MideaAdapter
@@ -294,7 +295,10 @@ class World:
             appliance = self.appliances[i.device_id]
             profile = self.profiles[appliance.appliance]
             length = i.duration if i.duration is not None else self.scenario.duration - i.at
-            limit = profile.offline_after_intervals * profile.interval_seconds
+            # the gateway's silence limit for this appliance: its profile's, or three of its own intervals where
+            # it reports more slowly (with a quarter's slack: the gateway measures the interval, jitter and all)
+            limit = max(profile.offline_after_intervals * profile.interval_seconds,
+                        SILENCE_INTERVALS * appliance.interval * 1.25)
             expectation: Expectation
             onset = self.scenario.start + i.at
             end = None if i.duration is None else onset + i.duration

@@ -11,6 +11,8 @@ from firmware_sim.models.base import FaultableModel, FaultSchedule, day_fraction
 PROGRAM = ((1, 120), (2, 1800), (3, 90), (1, 120), (4, 900), (3, 90), (5, 1200))
 PROGRAM_SECONDS = sum(p[1] for p in PROGRAM)
 INFLOW, DRAIN, DOOR, TEMP_LOW, TEMP_HIGH, LEVEL = 1, 2, 4, 8, 16, 32  # DishwasherAlarm bitmap
+ALARM_OF = {"inlet_supply_blocked": INFLOW, "drain_filter_clogged": DRAIN, "heater_failure": TEMP_LOW,
+            "level_sensor_fault": LEVEL}
 SUBSTEP_SECONDS = 5.0  # the firmware's checks run at least this often, whatever the reporting rate
 MAX_SUBSTEPS = 720  # a long gap (an outage) is crossed in at most this many steps
 
@@ -32,6 +34,7 @@ class DishwasherModel(FaultableModel):
         self.target = self.rng.choice([55.0, 60.0, 65.0])
         self.latched = 0  # firmware stops the program on an alarm and keeps it raised until serviced
         self._inflow = 0.0
+        self.shown: list[tuple[str, float]] = []  # (fault, when its alarm was first raised)
 
     def repair(self) -> None:
         super().repair()
@@ -77,8 +80,16 @@ class DishwasherModel(FaultableModel):
             "alarm": float(self.latched),
         }
 
+    def showed(self, fault: str, onset: float, end: float | None) -> bool:
+        """A dishwasher fault shows when a program reaches the check that raises its alarm, and only while no
+        other alarm has stopped the programs (a clogged drain hides a heater that failed after it)."""
+        return any(name == fault and onset <= at < (end if end is not None else math.inf) for name, at in self.shown)
+
     def _advance(self, ts: float, dt: float) -> None:
         """The water, the heat and the firmware's phase checks over `dt` seconds ending at `ts`."""
+        if self.latched and not any(self.latched & bit and self.level(fault, ts) > 0.5
+                                    for fault, bit in ALARM_OF.items()):
+            self.latched = 0  # the fault behind the alarm was repaired, and the technician reset it
         phase, elapsed = self._phase(ts) if not self.latched else (0, 0.0)
         blocked_in = self.level("inlet_supply_blocked", ts) > 0.5
         blocked_out = self.level("drain_filter_clogged", ts) > 0.5
@@ -101,4 +112,7 @@ class DishwasherModel(FaultableModel):
         reported_level = 100.0 if self.level("level_sensor_fault", ts) > 0.5 else self.level_pct
         if phase == 3 and elapsed > 80 and reported_level > 95.0 and not blocked_out:
             alarm |= LEVEL  # the level reads full after a drain that worked: the sensor is wrong
+        for fault, bit in ALARM_OF.items():
+            if alarm & bit and not self.latched & bit and self.level(fault, ts) > 0.5:
+                self.shown.append((fault, ts))
         self.latched |= alarm

@@ -38,4 +38,10 @@ class RecentEvents:
     metric: str
 
 
-BuiltinColumn = Silence | Online | Stale | Unchanged | RecentEvents
+@dataclass(frozen=True, slots=True)
+class TypicalGap:
+    """The device's own reporting interval in seconds (a moving average of its gaps), NaN before its second
+    sample; read by both kinds of rule."""
+
+
+BuiltinColumn = Silence | Online | Stale | Unchanged | RecentEvents | TypicalGap

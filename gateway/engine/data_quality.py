@@ -12,7 +12,7 @@ import hashlib
 
 import numpy as np
 
-from gateway.engine.columns import Online, RecentEvents, Silence, Stale, Unchanged
+from gateway.engine.columns import Online, RecentEvents, Silence, Stale, TypicalGap, Unchanged
 from gateway.engine.expr import CompiledExpr, EvalContext, FloatArray
 from gateway.engine.profiles import OUT_OF_RANGE_METRIC, Profile
 from gateway.engine.rules import Rule
@@ -75,12 +75,23 @@ def _out_of_range(profile: Profile) -> Rule:
                         "of their range."), _WIRING))
 
 
+SILENCE_INTERVALS = 3.0  # a device slower than its profile is silent after this many of its own intervals
+
+
+def own_limit(context: EvalContext, limit: float) -> FloatArray:
+    """The profile's silence limit, or three of the device's own reporting intervals where it reports more
+    slowly than that allows for (a fridge reporting every two minutes against a 150 s limit would be "silent"
+    whenever one report came late)."""
+    result: FloatArray = np.fmax(limit, SILENCE_INTERVALS * context.builtin(TypicalGap()))
+    return result
+
+
 def _flatline(profile: Profile, metric: str, seconds: float) -> Rule:
     stale_limit = profile.offline_after_intervals * profile.interval_seconds
 
     def evaluate(context: EvalContext) -> FloatArray:
         unchanged = context.builtin(Unchanged(metric))
-        still_reported = context.builtin(Stale()) <= stale_limit
+        still_reported = context.builtin(Stale()) <= own_limit(context, stale_limit)
         result: FloatArray = ((unchanged > seconds) & still_reported).astype(np.float64)
         return result
 
@@ -108,7 +119,7 @@ def _stale(profile: Profile) -> Rule:
     limit = profile.offline_after_intervals * profile.interval_seconds
 
     def evaluate(context: EvalContext) -> FloatArray:
-        result: FloatArray = (context.builtin(Stale()) > limit).astype(np.float64)
+        result: FloatArray = (context.builtin(Stale()) > own_limit(context, limit)).astype(np.float64)
         return result
 
     expr = CompiledExpr(f"a metric not reported for {limit:g} s while others are", evaluate, frozenset(), (), {})
@@ -124,7 +135,7 @@ def _silent_while_online(profile: Profile) -> Rule:
     limit = profile.offline_after_intervals * profile.interval_seconds
 
     def evaluate(context: EvalContext) -> FloatArray:
-        silent = (context.builtin(Online()) != 0) & (context.builtin(Silence()) > limit)
+        silent = (context.builtin(Online()) != 0) & (context.builtin(Silence()) > own_limit(context, limit))
         result: FloatArray = silent.astype(np.float64)
         return result
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from gateway.engine.columns import BuiltinColumn, Online, RecentEvents, Silence, Stale, Unchanged
+from gateway.engine.columns import BuiltinColumn, Online, RecentEvents, Silence, Stale, TypicalGap, Unchanged
 from gateway.engine.expr import CompiledExpr, FloatArray, WindowView
 from gateway.engine.rules import Rule
 from gateway.latency import FAST_BUCKETS, Histogram
@@ -65,6 +65,8 @@ class RowContext:
                 result = self._now - self._window.event_ts[self._rows, self._window.metric_index[metric], 0]
             case Unchanged(metric):
                 result = self._now - self._window.changed_ts[self._rows, self._window.metric_index[metric]]
+            case TypicalGap():
+                result = self._window.typical_gap[self._rows]
             case _:
                 raise KeyError(f"{column} is read by time-driven rules only")
         self._builtins[column] = result
@@ -128,6 +130,7 @@ class TimerContext:
     def __init__(self, window: TypeWindow, rows: npt.NDArray[np.intp], now: float) -> None:
         self._silence: FloatArray = now - window.latest_ts[rows]
         self._online: FloatArray = window.online[rows]
+        self._typical_gap: FloatArray = window.typical_gap[rows]
 
     def builtin(self, column: BuiltinColumn) -> FloatArray:
         match column:
@@ -135,6 +138,8 @@ class TimerContext:
                 return self._silence
             case Online():
                 return self._online
+            case TypicalGap():
+                return self._typical_gap
         raise KeyError(f"{column} is not read by time-driven rules")
 
     def column(self, name: str) -> FloatArray:

@@ -7,6 +7,7 @@ arrays double when full, so a rule pass is a handful of numpy calls over all dir
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -37,13 +38,14 @@ class TypeWindow:
 
     def __init__(self, appliance: str, metric_names: tuple[str, ...], slots: int, capacity: int = 64,
                  max_steps: Mapping[str, float] | None = None, event_columns: tuple[str, ...] = (),
-                 sporadic: tuple[str, ...] = (), interval: float = 1.0) -> None:
+                 sporadic: tuple[str, ...] = (), interval: float = 1.0, silence_limit: float = math.inf) -> None:
         """`max_steps`: a change larger than this per reporting `interval` is recorded as a jump; over a longer
         gap between two values the allowance grows with the square root of the gap (a quantity that swings, a
         cycling coil or a shower, covers more ground, though less than linearly since it turns back; a noisy
         sensor's jumps do not grow with the gap, so it still stands out); `event_columns`:
         columns whose every arrival is recorded as an event; `sporadic`: columns reported only when something
-        happens, never expected again (not counted as a stale metric)."""
+        happens, never expected again (not counted as a stale metric); `silence_limit`: the profile's silence
+        limit, the most a gap counts for in a device's `typical_gap` (so that an outage does not inflate it)."""
         self.appliance = appliance
         self.metric_names = metric_names
         self.metric_index = {name: i for i, name in enumerate(metric_names)}
@@ -57,6 +59,7 @@ class TypeWindow:
             self.max_step[self.metric_index[name]] = step
         self._event_columns = {self.metric_index[name] for name in event_columns}
         self.interval = interval
+        self.silence_limit = silence_limit
         self.periodic_columns = np.array([i for name, i in self.metric_index.items() if name not in sporadic],
                                          dtype=np.intp)
         self._allocate(max(capacity, 1))
@@ -68,6 +71,9 @@ class TypeWindow:
         self.head = np.zeros(capacity, dtype=np.int64)
         self.latest = np.full((capacity, m), np.nan, dtype=np.float64)
         self.latest_ts = np.full(capacity, np.nan, dtype=np.float64)
+        # each device's own reporting interval (a moving average of the gaps between its samples, each capped at
+        # the silence limit): a device reporting every 2 minutes is not silent after the profile's 150 s
+        self.typical_gap = np.full(capacity, np.nan, dtype=np.float64)
         self.latest_metric_ts = np.full((capacity, m), np.nan, dtype=np.float64)
         self.changed_ts = np.full((capacity, m), np.nan, dtype=np.float64)  # when each value last changed
         self.online = np.full(capacity, np.nan, dtype=np.float64)  # 1 / 0 from the status topic, NaN unknown
@@ -88,7 +94,7 @@ class TypeWindow:
     def arrays(self) -> list[npt.NDArray[Any]]:
         """Every per-device array, for growing them together and for measuring memory."""
         return [self.values, self.ts, self.head, self.latest, self.latest_ts, self.latest_metric_ts, self.changed_ts,
-                self.online, self.event_ts, self.dirty]
+                self.online, self.event_ts, self.dirty, self.typical_gap]
 
     def row(self, device_id: str) -> int:
         """The row of a device, allocating one (and growing the arrays) the first time it is seen."""
@@ -116,6 +122,10 @@ class TypeWindow:
         self.ts[row, slot] = ts
         self.head[row] = (slot + 1) % self.slots
         if not ts < self.latest_ts[row]:  # NaN-safe: the first sample always counts as newest
+            gap = min(ts - self.latest_ts[row], self.silence_limit)  # NaN for the first sample
+            if gap > 0:  # a duplicate or a burst (gap 0) says nothing about the device's interval
+                typical = self.typical_gap[row]
+                self.typical_gap[row] = gap if typical != typical else typical + GAP_SMOOTHING * (gap - typical)
             latest = self.latest[row]
             previous = latest[index]
             if step_positions.size:
@@ -162,13 +172,17 @@ class TypeWindow:
                               self.values[row][:, order].copy())
 
 
+GAP_SMOOTHING = 0.1  # weight of the newest gap in a device's typical interval
+
+
 class WindowStore:
     """One TypeWindow per appliance type, created from the profiles' metric lists."""
 
     def __init__(self, metric_names_by_type: Mapping[str, tuple[str, ...]], slots: int | Mapping[str, int],
                  initial_devices: int = 64, max_steps: Mapping[str, Mapping[str, float]] | None = None,
                  event_columns: tuple[str, ...] = (), sporadic: Mapping[str, tuple[str, ...]] | None = None,
-                 intervals: Mapping[str, float] | None = None) -> None:
+                 intervals: Mapping[str, float] | None = None,
+                 silence_limits: Mapping[str, float] | None = None) -> None:
         """`slots` is one size for all types, or a size per type (enough for the longest window its rules read);
         `max_steps` per type and `event_columns` feed the event-time rings (see TypeWindow)."""
         # held by the pipeline thread while it appends (a new device may grow and replace a type's arrays) and
@@ -178,7 +192,8 @@ class WindowStore:
             appliance: TypeWindow(appliance, names, slots if isinstance(slots, int) else slots[appliance],
                                   initial_devices, (max_steps or {}).get(appliance),
                                   tuple(c for c in event_columns if c in names), (sporadic or {}).get(appliance, ()),
-                                  (intervals or {}).get(appliance, 1.0))
+                                  (intervals or {}).get(appliance, 1.0),
+                                  (silence_limits or {}).get(appliance, math.inf))
             for appliance, names in metric_names_by_type.items()
         }
 

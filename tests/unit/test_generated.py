@@ -70,6 +70,24 @@ def test_a_washer_brand_without_a_code_table_is_found_by_its_telemetry(tmp_path:
     assert {t["code"] for t in run.tickets} == {"WM-DRAIN-SLOW", "WM-FILL-SLOW", "WM-DOOR-LOCK", "WM-MOTOR-STALL"}
 
 
+def test_a_dishwasher_fault_behind_a_raised_alarm_is_not_expected_and_a_repair_resets_the_alarm() -> None:
+    built = scenario_from_dict({"name": "dw", "seed": 7, "duration": "4d",
+                                "fleet": [{"type": "dishwasher", "brand": "Midea", "count": 2, "every": "10s",
+                                           "usage": 2.0}],
+                                "faults": [{"device": "dw-01", "fault": "drain_filter_clogged", "at": "2h"},
+                                           {"device": "dw-01", "fault": "heater_failure", "at": "1d"},
+                                           {"device": "dw-02", "fault": "drain_filter_clogged", "at": "2h",
+                                            "for": "1d"},
+                                           {"device": "dw-02", "fault": "heater_failure", "at": "2d"}]})
+    world = World(built, load_library(GatewayConfig()).profiles)
+    for _ in world.messages():
+        pass
+    codes = {(t.device_id, t.fault): t.expected_codes for t in world.truth()}
+    assert codes[("dw-01", "drain_filter_clogged")] and not codes[("dw-01", "heater_failure")]
+    # repaired after a day, the drain alarm is reset, so the heater failing later shows itself
+    assert codes[("dw-02", "drain_filter_clogged")] and codes[("dw-02", "heater_failure")]
+
+
 def test_the_bosch_washer_table_maps_only_the_codes_its_sources_agree_on() -> None:
     codes = load_library(GatewayConfig()).vendor_codes
     assert codes.lookup("Bosch", "washer", "E18") == ("code_drain_timeout", None)
