@@ -6,7 +6,9 @@ import math
 import random
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Protocol
+from typing import ClassVar, Protocol
+
+SHOWN_EVERY = 60.0  # seconds between two records of a fault showing itself
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,7 @@ class FaultableModel(ABC):
 
     appliance_type = ""
     faults: tuple[str, ...] = ()
+    SHOWN_BY_USE: ClassVar[frozenset[str]] = frozenset()  # faults that show only in some use (see `showed`)
 
     def __init__(self, seed: int, schedules: list[FaultSchedule] | FaultSchedule | None = None) -> None:
         self.rng = random.Random(seed)
@@ -53,6 +56,8 @@ class FaultableModel(ABC):
         if unknown:
             raise ValueError(f"{type(self).__name__} cannot simulate {unknown}; it knows {list(self.faults)}")
         self.last_ts: float | None = None
+        self.shown: list[tuple[str, float]] = []  # (fault in SHOWN_BY_USE, a time it showed itself)
+        self._last_shown: dict[str, float] = {}
 
     def level(self, name: str, ts: float) -> float:
         return max((s.level(ts) for s in self.schedules if s.name == name), default=0.0)
@@ -77,8 +82,20 @@ class FaultableModel(ABC):
 
     def showed(self, fault: str, onset: float, end: float | None) -> bool:
         """Whether the fault scheduled from `onset` to `end` ever affected what the appliance reported (call after
-        the run). Most faults always do; a model whose faults show only in use says otherwise."""
-        return True
+        the run). Most faults always do; those in SHOWN_BY_USE only when the appliance was used in the way that
+        reveals them (a washer program reaching the phase; an element switched on), which the model records
+        with `_show`."""
+        if fault not in self.SHOWN_BY_USE:
+            return True
+        return any(name == fault and onset <= at < (end if end is not None else math.inf) for name, at in self.shown)
+
+    def _show(self, fault: str, ts: float) -> None:
+        """The fault, active now, affects what the appliance reports (kept at most every SHOWN_EVERY seconds per
+        fault: `showed` needs a time within each fault's schedule, not every sample)."""
+        last = self._last_shown.get(fault)
+        if last is None or ts - last >= SHOWN_EVERY:
+            self._last_shown[fault] = ts
+            self.shown.append((fault, ts))
 
 
 def day_fraction(ts: float, utc_offset_hours: float = 8.0) -> float:

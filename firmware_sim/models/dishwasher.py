@@ -4,6 +4,7 @@ raises the Matter DishwasherAlarm bits when a phase does not do what it should."
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 from firmware_sim.models.base import FaultableModel, FaultSchedule, day_fraction
 
@@ -23,6 +24,9 @@ class DishwasherModel(FaultableModel):
 
     appliance_type = "dishwasher"
     faults: tuple[str, ...] = ("inlet_supply_blocked", "drain_filter_clogged", "heater_failure", "level_sensor_fault")
+    # a fault shows when a program reaches the check that raises its alarm, and only while no other alarm has
+    # stopped the programs (a clogged drain hides a heater that failed after it)
+    SHOWN_BY_USE: ClassVar[frozenset[str]] = frozenset(faults)
 
     def __init__(self, seed: int, schedules: list[FaultSchedule] | FaultSchedule | None = None) -> None:
         super().__init__(seed, schedules)
@@ -34,7 +38,6 @@ class DishwasherModel(FaultableModel):
         self.target = self.rng.choice([55.0, 60.0, 65.0])
         self.latched = 0  # firmware stops the program on an alarm and keeps it raised until serviced
         self._inflow = 0.0
-        self.shown: list[tuple[str, float]] = []  # (fault, when its alarm was first raised)
 
     def repair(self) -> None:
         super().repair()
@@ -80,11 +83,6 @@ class DishwasherModel(FaultableModel):
             "alarm": float(self.latched),
         }
 
-    def showed(self, fault: str, onset: float, end: float | None) -> bool:
-        """A dishwasher fault shows when a program reaches the check that raises its alarm, and only while no
-        other alarm has stopped the programs (a clogged drain hides a heater that failed after it)."""
-        return any(name == fault and onset <= at < (end if end is not None else math.inf) for name, at in self.shown)
-
     def _advance(self, ts: float, dt: float) -> None:
         """The water, the heat and the firmware's phase checks over `dt` seconds ending at `ts`."""
         if self.latched and not any(self.latched & bit and self.level(fault, ts) > 0.5
@@ -114,5 +112,5 @@ class DishwasherModel(FaultableModel):
             alarm |= LEVEL  # the level reads full after a drain that worked: the sensor is wrong
         for fault, bit in ALARM_OF.items():
             if alarm & bit and not self.latched & bit and self.level(fault, ts) > 0.5:
-                self.shown.append((fault, ts))
+                self._show(fault, ts)
         self.latched |= alarm

@@ -40,6 +40,9 @@ class WasherModel(FaultableModel):
         "drain_filter_clogged": 5, "water_supply_low_pressure": 1, "door_lock_failure": 1, "motor_failure": 2}
     # how long the firmware tries before it gives up (s): drain and fill timeouts of a few minutes, door lock
     # retries, a motor that will not turn
+    # a fault shows only when a program reaches the phase it stops, and only while no other fault has halted
+    # the program (a door that will not lock hides a low water pressure)
+    SHOWN_BY_USE: ClassVar[frozenset[str]] = frozenset(faults)
     TRIES_FOR: ClassVar[dict[str, float]] = {
         "drain_filter_clogged": 600.0, "water_supply_low_pressure": 480.0, "door_lock_failure": 180.0,
         "motor_failure": 120.0}
@@ -53,7 +56,6 @@ class WasherModel(FaultableModel):
         self.starts = sorted(self.rng.uniform(7.0, 21.0) for _ in range(self.rng.choice([1, 1, 2])))
         self.stopped_with: str | None = None  # the fault the program halted on, its code shown until repaired
         self.trying: tuple[str, float] | None = None  # the fault the firmware is struggling with, since when
-        self.shown: list[tuple[str, float]] = []  # (fault, when the firmware first struggled with it)
 
     def use(self, usage: float) -> None:
         """Heavy use: more programs a day, never overlapping."""
@@ -94,7 +96,7 @@ class WasherModel(FaultableModel):
             for fault, stop_phase in self.STOPS_IN_PHASE.items():
                 if self.level(fault, ts) > 0.5 and phase == stop_phase:
                     self.trying = (fault, ts)
-                    self.shown.append(self.trying)
+                    self._show(fault, ts)
                     break
         noise = self.rng.gauss
         if self.trying is not None:
@@ -134,12 +136,6 @@ class WasherModel(FaultableModel):
                 "water_temperature": round(40.0 + noise(0, 0.3), 1),
                 "motor_current": round(max(0.0, current + noise(0, 0.05)), 2), "drum_speed": 0.0,
                 "vibration": round(abs(0.05 + noise(0, 0.02)), 3), "door_locked": locked}
-
-    def showed(self, fault: str, onset: float, end: float | None) -> bool:
-        """A washer fault shows only when a program reaches the phase it stops, and only while no other fault has
-        halted the program (a door that will not lock hides a low water pressure)."""
-        return any(name == fault and onset <= at < (end if end is not None else float("inf"))
-                   for name, at in self.shown)
 
     def codes(self, ts: float) -> list[str]:
         if self.stopped_with is None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from firmware_sim.models.base import FaultableModel, FaultSchedule, day_fraction
 
 TANK_LITRES = 80.0
@@ -17,6 +19,7 @@ class WaterHeaterModel(FaultableModel):
 
     appliance_type = "water_heater"
     faults: tuple[str, ...] = ("element_burnout", "scale_build_up", "thermostat_stuck_closed", "thermostat_failed_open")
+    SHOWN_BY_USE: ClassVar[frozenset[str]] = frozenset({"element_burnout", "scale_build_up", "thermostat_failed_open"})
 
     def __init__(self, seed: int, schedules: list[FaultSchedule] | FaultSchedule | None = None) -> None:
         super().__init__(seed, schedules)
@@ -38,6 +41,16 @@ class WaterHeaterModel(FaultableModel):
         elif 7.0 <= hour < 23.0 and self.rng.random() < self.usage * dt / 5400.0:  # a hand wash, the dishes
             self.draw_until, self.draw_flow = ts + self.rng.uniform(20, 90), self.rng.uniform(2.0, 5.0)
 
+    def _record_shown(self, ts: float, element_ok: bool) -> None:
+        """A dead or scaled element shows only while the thermostat calls for heat; a thermostat failed open
+        only once the tank has cooled to where it would have called."""
+        if self.heating and not element_ok:
+            self._show("element_burnout", ts)
+        if self.heating and self.level("scale_build_up", ts) > 0.5:
+            self._show("scale_build_up", ts)
+        if self.level("thermostat_failed_open", ts) > 0.5 and self.tank < self.setpoint - 5.0:
+            self._show("thermostat_failed_open", ts)
+
     def sample(self, ts: float) -> dict[str, float]:
         dt = self.step(ts, 10.0, 300.0)
         self._maybe_draw(ts, dt)
@@ -52,6 +65,7 @@ class WaterHeaterModel(FaultableModel):
             self.heating = False
         element_ok = self.level("element_burnout", ts) < 0.5
         efficiency = 1.0 - 0.6 * self.level("scale_build_up", ts)
+        self._record_shown(ts, element_ok)
         power = self.power * (1.0 if element_ok else 0.0) if self.heating else 0.0
         # the sensor sits in the hot top layer: cold inflow stays stratified below it, so a draw cools it at
         # about a third of the rate a fully mixed tank would show
