@@ -73,6 +73,7 @@ bench: $(BIN)/.installed system-deps
 	$(BIN)/python -m benchmarks.influx_sink
 	$(BIN)/python -m benchmarks.fleet_generator
 	$(BIN)/appliance-gateway score
+	$(BIN)/python -m benchmarks.harsh_mix 1 13
 
 clean:
 	rm -rf $(VENV) var .cache .pytest_cache .mypy_cache .ruff_cache
