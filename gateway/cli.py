@@ -12,6 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from gateway import __version__
 from gateway.config import ConfigError, GatewayConfig, load_config, resolve_path
 from gateway.diagnosis.seal import SealError
 from gateway.engine.library import load_library
@@ -31,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="appliance-gateway",
         description="Read appliance telemetry over MQTT, detect faults with rules, open pre-diagnosed tickets.")
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser("run", help="run the gateway from a config file")
@@ -663,12 +664,3 @@ def _rules_check(args: argparse.Namespace) -> int:
           f"and {builtin} built-in data-quality rule(s)")
     return 0
 
-
-def _version() -> str:
-    """The installed distribution's version (pyproject.toml), also in a checkout with an editable install."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("appliance-gateway")
-    except PackageNotFoundError:
-        return "unknown (not installed)"

@@ -11,23 +11,17 @@ from __future__ import annotations
 
 import platform
 from collections.abc import Iterator
-from importlib.metadata import PackageNotFoundError, version
-from typing import Any
+from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from gateway import __version__
+
 PREFIX = "appliance_gateway"
 SERIAL_COUNTERS = ("frames", "bad_checksum", "bad_crc", "resyncs", "timeouts", "reconnects", "watchdog_resets")
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-
-
-def _version() -> str:
-    try:
-        return version("appliance-gateway")
-    except PackageNotFoundError:
-        return "unknown"
+FamilyT = TypeVar("FamilyT", GaugeMetricFamily, CounterMetricFamily)
 
 
 class StatusCollector(Collector):
@@ -38,7 +32,7 @@ class StatusCollector(Collector):
         status = self.status
         build = GaugeMetricFamily(f"{PREFIX}_build_info", "Version of the gateway and of Python.",
                                   labels=["version", "python"])
-        build.add_metric([_version(), platform.python_version()], 1)
+        build.add_metric([__version__, platform.python_version()], 1)
         yield build
         yield _gauge("devices", "Appliances known to the gateway.", status["devices"])
         yield _gauge("devices_online", "Appliances online.", status["online"])
@@ -92,24 +86,25 @@ def _le(bound: float | str) -> str:
     return "+Inf" if bound == "+Inf" else repr(float(bound))
 
 
-def _gauge(name: str, help_text: str, value: float | None, label: str = "",
-           by_label: dict[str, Any] | None = None) -> GaugeMetricFamily:
+def _family(kind: type[FamilyT], name: str, help_text: str, value: float | None,
+            label: str, by_label: dict[str, Any] | None) -> FamilyT:
+    """One metric family: a single value, or one sample per key of `by_label` under the label `label`."""
     if by_label is None:
-        return GaugeMetricFamily(f"{PREFIX}_{name}", help_text, value=value)
-    family = GaugeMetricFamily(f"{PREFIX}_{name}", help_text, labels=[label])
+        return kind(f"{PREFIX}_{name}", help_text, value=value)
+    family = kind(f"{PREFIX}_{name}", help_text, labels=[label])
     for key, count in sorted(by_label.items()):
         family.add_metric([str(key)], count)
     return family
+
+
+def _gauge(name: str, help_text: str, value: float | None, label: str = "",
+           by_label: dict[str, Any] | None = None) -> GaugeMetricFamily:
+    return _family(GaugeMetricFamily, name, help_text, value, label, by_label)
 
 
 def _counter(name: str, help_text: str, value: float | None, label: str = "",
              by_label: dict[str, Any] | None = None) -> CounterMetricFamily:
-    if by_label is None:
-        return CounterMetricFamily(f"{PREFIX}_{name}", help_text, value=value)
-    family = CounterMetricFamily(f"{PREFIX}_{name}", help_text, labels=[label])
-    for key, count in sorted(by_label.items()):
-        family.add_metric([str(key)], count)
-    return family
+    return _family(CounterMetricFamily, name, help_text, value, label, by_label)
 
 
 def prometheus_text(status: dict[str, Any]) -> str:
