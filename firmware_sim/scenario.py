@@ -295,7 +295,7 @@ class World:
             appliance = self.appliances[i.device_id]
             profile = self.profiles[appliance.appliance]
             length = i.duration if i.duration is not None else self.scenario.duration - i.at
-            # the gateway's silence limit for this appliance: its profile's, or three of its own intervals where
+            # the gateway's silence limit for this appliance: its profile's, or five of its own intervals where
             # it reports more slowly (with a quarter's slack: the gateway measures the interval, jitter and all)
             limit = max(profile.offline_after_intervals * profile.interval_seconds,
                         SILENCE_INTERVALS * appliance.interval * 1.25)

@@ -75,14 +75,17 @@ def _out_of_range(profile: Profile) -> Rule:
                         "of their range."), _WIRING))
 
 
-SILENCE_INTERVALS = 3.0  # a device slower than its profile is silent after this many of its own intervals
+SILENCE_INTERVALS = 5.0  # a device slower than its profile is silent after this many of its own intervals
 
 
 def own_limit(context: EvalContext, limit: float) -> FloatArray:
-    """The profile's silence limit, or three of the device's own reporting intervals where it reports more
+    """The profile's silence limit, or five of the device's own reporting intervals where it reports more
     slowly than that allows for (a fridge reporting every two minutes against a 150 s limit would be "silent"
-    whenever one report came late)."""
-    result: FloatArray = np.fmax(limit, SILENCE_INTERVALS * context.builtin(TypicalGap()))
+    whenever one report came late). Before a device has shown its interval (one sample so far), five of the
+    profile's limits: its second report may simply be late."""
+    typical = context.builtin(TypicalGap())
+    result: FloatArray = np.where(np.isnan(typical), SILENCE_INTERVALS * limit,
+                                  np.fmax(limit, SILENCE_INTERVALS * typical))
     return result
 
 

@@ -88,6 +88,22 @@ def test_a_dishwasher_fault_behind_a_raised_alarm_is_not_expected_and_a_repair_r
     assert codes[("dw-02", "drain_filter_clogged")] and codes[("dw-02", "heater_failure")]
 
 
+@pytest.mark.parametrize("every", ["60s", "118s", "140s"])
+def test_a_slow_reporter_with_late_reports_is_not_silent_but_a_real_outage_is(tmp_path: Path, every: str) -> None:
+    """Near a fridge's 150 s silence limit, a report held back (out of order) must not flap DQ-SILENT and hold
+    back a real fault; an outage of half an hour is still a silence."""
+    run, report = scenario({"name": "slow", "seed": 8, "duration": "1d",
+                            "fleet": [{"type": "refrigerator", "brand": "Haier", "count": 2, "every": every}],
+                            "faults": [{"device": "fridge-01", "fault": "out_of_order"},
+                                       {"device": "fridge-01", "fault": "door_seal_leak", "at": "6h", "ramp": "1h"},
+                                       {"device": "fridge-02", "fault": "offline", "at": "10h", "for": "30m"}]},
+                           tmp_path)
+    codes = {(t["device"], t["code"]) for t in run.tickets}
+    assert ("fridge-01", "DQ-SILENT") not in codes and ("fridge-01", "FR-WARM-01") in codes, run.tickets
+    assert ("fridge-02", "DQ-SILENT") in codes
+    assert meets(report) == [], report.as_dict()
+
+
 def test_the_bosch_washer_table_maps_only_the_codes_its_sources_agree_on() -> None:
     codes = load_library(GatewayConfig()).vendor_codes
     assert codes.lookup("Bosch", "washer", "E18") == ("code_drain_timeout", None)
