@@ -12,14 +12,11 @@ import tempfile
 from multiprocessing import Pool
 from pathlib import Path
 
-from firmware_sim.generate import Mix, generate
+from firmware_sim.generate import HARSH, generate
 from firmware_sim.scoring import meets
 from gateway.accuracy import run_scenario, score_run
 from gateway.config import GatewayConfig
 from gateway.engine.library import load_library
-
-HARSH = Mix(appliances=8, days=2.0, component=0.7, second_fault=0.35, repair=0.5, recurrence=0.6,
-            outage_at_onset=0.3, sensor=0.3, connection=0.4, serial=0.35)
 
 
 def score_seed(seed: int) -> str:

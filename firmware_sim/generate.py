@@ -53,6 +53,12 @@ class Mix:
     serial: float = 0.25  # chance an appliance is on a UART line
 
 
+# more faults, overlaps, repairs, outages, sensor and connection faults and UART lines than CI's mix
+# (benchmarks/harsh_mix.py scores it)
+HARSH = Mix(appliances=8, days=2.0, component=0.7, second_fault=0.35, repair=0.5, recurrence=0.6,
+            outage_at_onset=0.3, sensor=0.3, connection=0.4, serial=0.35)
+
+
 def generate(seed: int, profiles: dict[str, Profile], mix: Mix | None = None) -> Scenario:
     mix = mix or Mix()
     rng = random.Random(f"generated-{seed}")
@@ -100,23 +106,32 @@ def _interval(rng: random.Random, profile: Profile) -> float:
 def _faults(rng: random.Random, appliance: Appliance, profile: Profile, total: float, mix: Mix) -> list[Injection]:
     out: list[Injection] = []
     device = appliance.device_id
-    # Component faults need the telemetry their rules read. The vendor dialects carry too little of it, so their
-    # appliances get connection faults and healthy days only (docs/accuracy.md says what that leaves out).
+    # Component and sensor faults need the telemetry their rules read. The vendor dialects carry too little of it
+    # (a Haier washer says only whether it runs; a Midea AC sends no pressures and packs the rest into clamped
+    # bytes), so their appliances get connection faults and healthy days only (docs/accuracy.md says what that
+    # leaves out).
     if appliance.dialect == "open" and rng.random() < mix.component:
-        names = sorted(COMPONENT_FAULTS[appliance.appliance])
-        chosen = [rng.choice(names)]
-        if rng.random() < mix.second_fault:
-            chosen.append(rng.choice([n for n in names if n != chosen[0]]))
-        for fault in chosen:
-            out += _component(rng, device, fault, SHOWS_WITHIN[appliance.appliance], total, mix)
-        if out and rng.random() < mix.outage_at_onset:  # the fault begins while the appliance is unreachable
-            first = min(i.at for i in out)
-            out.append(Injection(device, "comm", "offline", max(0.0, first - rng.uniform(0, 1800)),
-                                 rng.uniform(1800, 4 * HOUR), announced=rng.random() < 0.3))
-    elif rng.random() < mix.sensor:
+        out += _component_faults(rng, appliance, total, mix)
+    elif appliance.dialect == "open" and rng.random() < mix.sensor:
         out.append(_sensor(rng, device, profile, total))
     if rng.random() < mix.connection:
         out.append(_connection(rng, device, total, busy=bool(out)))
+    return out
+
+
+def _component_faults(rng: random.Random, appliance: Appliance, total: float, mix: Mix) -> list[Injection]:
+    """One fault, sometimes a second, different one; some begin while the appliance is unreachable."""
+    names = sorted(COMPONENT_FAULTS[appliance.appliance])
+    chosen = [rng.choice(names)]
+    if rng.random() < mix.second_fault:
+        chosen.append(rng.choice([n for n in names if n != chosen[0]]))
+    out: list[Injection] = []
+    for fault in chosen:
+        out += _component(rng, appliance.device_id, fault, SHOWS_WITHIN[appliance.appliance], total, mix)
+    if out and rng.random() < mix.outage_at_onset:  # the fault begins while the appliance is unreachable
+        first = min(i.at for i in out)
+        out.append(Injection(appliance.device_id, "comm", "offline", max(0.0, first - rng.uniform(0, 1800)),
+                             rng.uniform(1800, 4 * HOUR), announced=rng.random() < 0.3))
     return out
 
 

@@ -46,6 +46,8 @@ BRAND_METRIC_NAMES = {("air_conditioner", "Gree"): {"T1": "local_temperature", "
 DEFAULT_START = 1_782_864_000.0  # 2026-07-01 00:00 UTC: summer, so the air conditioners work
 # the UART dialects of one vendor, and the one appliance type each speaks for (as the gateway's adapters say)
 VENDOR_DIALECT_TYPES = {"midea": MideaAdapter.appliance_type, "haier": HaierAdapter.appliance_type}
+# the metrics each vendor dialect carries, in fixed frame fields (none can go missing)
+VENDOR_DIALECT_METRICS = {"midea": MideaAdapter.carries, "haier": HaierAdapter.carries}
 SERIAL_PREFIX = "serial:"  # a message "topic" that carries UART bytes for this appliance, not an MQTT message
 
 
@@ -219,6 +221,12 @@ def _injection(spec: Any, index: int, by_id: dict[str, Appliance], source: str,
         return None
     if kind == "sensor" and not spec.get("metric"):
         errors.append(f"{where}: a sensor fault needs the 'metric' it affects")
+        return None
+    carried = VENDOR_DIALECT_METRICS.get(appliance.dialect)
+    if kind == "sensor" and carried is not None and (spec["metric"] not in carried or fault == "dropout"):
+        errors.append(f"{where}: {appliance.device_id} speaks the {appliance.dialect} dialect, whose frames carry "
+                      f"{', '.join(sorted(carried))} in fixed fields (none can drop out); not a {fault} of "
+                      f"{spec['metric']!r}")
         return None
     return Injection(appliance.device_id, kind, fault, at, length or None, ramp, float(spec.get("severity", 1.0)),
                      str(spec.get("metric", "")), float(spec.get("amount", 0.0)), bool(spec.get("announced", False)))

@@ -47,6 +47,10 @@ class MideaAdapter:
     """Midea split AC: polls state (0xC0) and group 1 (compressor, coil and discharge temperatures)."""
 
     appliance_type = "air_conditioner"
+    # the profile metrics its two answers carry (compressor_on is derived from the frequency)
+    carries = frozenset({"occupied_cooling_setpoint", "system_mode", "local_temperature", "outdoor_temperature",
+                         "compressor_frequency", "compressor_current", "indoor_coil_temperature",
+                         "discharge_temperature"})
 
     def decoder(self) -> StreamDecoder[Any]:
         return midea.MideaDecoder(midea.AIR_CONDITIONER)
@@ -101,6 +105,7 @@ class HaierAdapter:
     """Haier washer: listens to the status frames the machine sends on its own (no poll frame is documented)."""
 
     appliance_type = "washer"
+    carries = frozenset({"operational_state"})  # door_locked is derived from it
 
     def decoder(self) -> StreamDecoder[Any]:
         return haier.HaierDecoder()

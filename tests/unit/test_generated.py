@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from firmware_sim.generate import generate
+from firmware_sim.generate import HARSH, generate
 from firmware_sim.scenario import ScenarioError, World, scenario_from_dict
 from firmware_sim.scoring import meets
 from gateway.accuracy import run_scenario, score_run
@@ -155,3 +155,23 @@ def test_a_dialect_must_fit_its_appliance_and_line() -> None:
                                                           "dialect": "midea"}]})
     with pytest.raises(ScenarioError, match="dialect"):
         scenario_from_dict({"duration": "1d", "fleet": [{"type": "air_conditioner", "dialect": "midea"}]})
+
+
+def test_a_sensor_fault_is_placed_only_where_the_line_carries_its_metric() -> None:
+    """A Haier washer's dropout of motor_current (a metric its frames never carry) was expected as DQ-STALE."""
+    for seed in range(1, 41):
+        scenario = generate(seed, PROFILES, HARSH)
+        dialects = {a.device_id: a.dialect for a in scenario.appliances}
+        assert all(dialects[i.device_id] == "open" for i in scenario.injections if i.kind == "sensor"), seed
+    fleet = [{"type": "washer", "brand": "Haier", "transport": "serial", "dialect": "haier"}]
+    with pytest.raises(ScenarioError, match="haier dialect"):
+        scenario_from_dict({"duration": "1d", "fleet": fleet,
+                            "faults": [{"device": "washer-01", "fault": "dropout", "metric": "motor_current"}]})
+    with pytest.raises(ScenarioError, match="none can drop out"):
+        scenario_from_dict({"duration": "1d", "fleet": [{**fleet[0], "type": "air_conditioner", "brand": "Midea",
+                                                         "dialect": "midea"}],
+                            "faults": [{"device": "ac-01", "fault": "dropout", "metric": "local_temperature"}]})
+    stuck = scenario_from_dict({"duration": "1d", "fleet": [{**fleet[0], "type": "air_conditioner",
+                                                             "brand": "Midea", "dialect": "midea"}],
+                                "faults": [{"device": "ac-01", "fault": "stuck", "metric": "local_temperature"}]})
+    assert stuck.injections[0].metric == "local_temperature"
