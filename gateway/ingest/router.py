@@ -21,6 +21,7 @@ from gateway.protocol.payload import (
     PayloadLimits,
     Rejection,
     Sample,
+    checked_timestamp,
     decode_json_object,
     decode_telemetry,
 )
@@ -28,6 +29,8 @@ from gateway.protocol.topics import TopicKind, parse_topic
 from gateway.store.window import WindowStore
 
 log = logging.getLogger("gateway.ingest")
+
+MAX_CODE_LENGTH = 64  # a vendor code ("E18", "MIDEA-3"), never a paragraph
 
 
 class Ingest:
@@ -148,11 +151,18 @@ class Ingest:
         if isinstance(doc, Rejection):
             self.drops.drop(device_id, doc.reason, f"event: {doc.detail}")
             return
-        code, ts = doc.get("code"), doc.get("ts", self.clock.now())
-        if not isinstance(code, str) or not isinstance(ts, int | float):
-            self.drops.drop(device_id, DropReason.BAD_SCHEMA, "event needs a string 'code' and a numeric 'ts'")
+        code, now = doc.get("code"), self.clock.now()
+        if not isinstance(code, str) or not 0 < len(code) <= MAX_CODE_LENGTH:
+            self.drops.drop(device_id, DropReason.BAD_SCHEMA,
+                            f"event needs a string 'code' of 1-{MAX_CODE_LENGTH} characters")
             return
-        event = DeviceEvent(device_id, float(ts), code, {k: v for k, v in doc.items() if k not in ("code", "ts")})
+        ts = checked_timestamp(doc.get("ts", now), now, self.limits)
+        if isinstance(ts, Rejection):
+            self.drops.drop(device_id, ts.reason, f"event: {ts.detail}")
+            return
+        if ts.restamped:
+            self.drops.drop(device_id, ts.restamped.reason, f"event: {ts.restamped.detail}")
+        event = DeviceEvent(device_id, ts.value, code, {k: v for k, v in doc.items() if k not in ("code", "ts")})
         log.info("appliance %s reported code %s", device_id, code)
         self._vendor_code(event, active=_is_active(doc.get("active", True)))
         if self.on_event is not None:

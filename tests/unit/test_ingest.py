@@ -106,6 +106,25 @@ def test_events_are_decoded() -> None:
     assert events == [DeviceEvent("w1", 1750000000.0, "E21", {"text": "drain"})]
 
 
+@pytest.mark.parametrize(("ts", "reason"), [
+    (b"NaN", DropReason.NON_FINITE), (b"true", DropReason.BAD_SCHEMA), (b"1" + b"0" * 400, DropReason.NON_FINITE),
+    (b"1000", DropReason.TS_TOO_OLD), (b'"now"', DropReason.BAD_SCHEMA)])
+def test_an_event_with_a_bad_timestamp_is_dropped_with_its_reason(ts: bytes, reason: DropReason) -> None:
+    """`"ts": true` gave an onset in 1970 and 10**400 an OverflowError: the event timestamp was never checked."""
+    ingest, events = make()
+    ingest.handle("appliances/w1/event", b'{"ts": ' + ts + b', "code": "E21"}')
+    assert events == [] and ingest.drops.by_reason[reason] == 1
+
+
+def test_an_event_from_a_clock_far_ahead_is_kept_at_the_arrival_time() -> None:
+    """One event stamped in 2100 must not move the appliance's (and its type's) time into the future."""
+    ingest, events = make()
+    ingest.handle("appliances/w1/event", b'{"ts": 4102444800, "code": "E21"}')
+    ingest.handle("appliances/w1/event", b'{"code": "' + b"E" * 65 + b'"}')
+    assert [e.ts for e in events] == [NOW]
+    assert ingest.drops.by_reason[DropReason.TS_RESTAMPED] == 1 and ingest.drops.by_reason[DropReason.BAD_SCHEMA] == 1
+
+
 def test_drops_are_logged_once_per_device_and_reason(caplog: pytest.LogCaptureFixture) -> None:
     ingest, _ = make()
     with caplog.at_level(logging.WARNING, logger="gateway.ingest"):

@@ -49,6 +49,9 @@ def test_booleans_become_numbers() -> None:
         (b'{"ts": 1750000000, "metrics": {"a": NaN}}', DropReason.NON_FINITE),
         (b'{"ts": 1750000000, "metrics": {"a": Infinity}}', DropReason.NON_FINITE),
         (b'{"ts": 1750000000, "metrics": {"a": 1e400}}', DropReason.NON_FINITE),
+        (b'{"ts": NaN, "metrics": {"a": 1}}', DropReason.NON_FINITE),
+        (b'{"ts": true, "metrics": {"a": 1}}', DropReason.BAD_SCHEMA),
+        (b'{"ts": 1' + b"0" * 400 + b', "metrics": {"a": 1}}', DropReason.NON_FINITE),
     ],
 )
 def test_rejections_carry_a_reason(payload: bytes, reason: DropReason) -> None:
@@ -78,3 +81,11 @@ def test_decode_json_object() -> None:
     assert decode_json_object(b'{"type": "washer"}', LIMITS) == {"type": "washer"}
     rejected = decode_json_object(b"[1]", LIMITS)
     assert not isinstance(rejected, dict) and rejected.reason is DropReason.BAD_SCHEMA
+
+
+def test_an_integer_beyond_any_float_costs_that_value_and_keeps_the_others() -> None:
+    """10**400 raised OverflowError out of the decoder: the whole message was lost, with a traceback."""
+    decoded = decode_telemetry(b'{"ts": 1750000000, "metrics": {"a": 1' + b"0" * 400 + b', "b": 2}}', NOW, LIMITS)
+    assert decoded.samples[0].metrics == {"b": 2.0}
+    [rejection] = decoded.rejections
+    assert rejection.reason is DropReason.NON_FINITE and len(rejection.detail) < 60
