@@ -61,6 +61,9 @@ class IngestConfig:
     max_payload_bytes: int = 65_536
     max_past_seconds: float = 86_400.0
     max_future_seconds: float = 300.0
+    max_devices: int = 20_000  # appliances in all; a new one beyond is dropped (device_limit), logged once
+    max_devices_per_type: int = 10_000
+    max_meta_length: int = 128  # characters of a meta string
 
 
 @dataclass(frozen=True)
@@ -200,12 +203,23 @@ _POSITIVE_SERIAL = {"poll_interval_seconds", "response_timeout_seconds", "watchd
 _POSITIVE = {
     "broker.embedded_port", "broker.keepalive_seconds", "broker.reconnect_min_seconds",
     "broker.reconnect_max_seconds", "broker.max_queued_messages", "ingest.max_payload_bytes",
-    "ingest.max_past_seconds", "ingest.max_future_seconds", "window.slots", "window.initial_devices",
+    "ingest.max_past_seconds", "ingest.max_future_seconds", "ingest.max_devices", "ingest.max_devices_per_type",
+    "ingest.max_meta_length", "window.slots", "window.initial_devices",
     "upstream.timeout_seconds", "upstream.retry_min_seconds", "upstream.retry_max_seconds", "upstream.max_in_flight",
     "service.poll_seconds", "service.verification_dwell_seconds", "service.reopen_window_seconds",
     "service.visit_code_attempts", "service.max_silence_seconds", "history.days", "influx.batch_size",
     "influx.flush_seconds", "influx.max_buffered_samples", "influx.timeout_seconds", "web.technician_link_days",
 }
+
+# upper bounds, where a larger value is a typo that would exhaust memory or cannot be a port
+_AT_MOST = {
+    "web.port": 65535, "broker.embedded_port": 65535, "window.slots": 1_000_000, "window.initial_devices": 1_000_000,
+    "ingest.max_payload_bytes": 16 * 1024 * 1024, "ingest.max_devices": 10_000_000,
+    "ingest.max_devices_per_type": 10_000_000, "ingest.max_meta_length": 65_536,
+    "broker.max_queued_messages": 100_000_000, "upstream.max_queued_tickets": 10_000_000,
+    "influx.max_buffered_samples": 100_000_000, "influx.batch_size": 1_000_000,
+}
+_NON_NEGATIVE = {"web.port"}  # 0: any free port
 
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -297,6 +311,12 @@ def _section(name: str, cls: type[Any], values: dict[str, Any], source: str, err
         if (dotted in _POSITIVE or (name.startswith("serial.") and key in _POSITIVE_SERIAL)) and checked <= 0:
             errors.append(f"{source}: key '{dotted}' must be greater than 0, got {value!r}")
             continue
+        if dotted in _NON_NEGATIVE and checked < 0:
+            errors.append(f"{source}: key '{dotted}' must be 0 or more, got {value!r}")
+            continue
+        if dotted in _AT_MOST and checked > _AT_MOST[dotted]:
+            errors.append(f"{source}: key '{dotted}' must be at most {_AT_MOST[dotted]:,}, got {value!r}")
+            continue
         accepted[key] = checked
     return replace(defaults, **accepted)
 
@@ -361,6 +381,10 @@ def _check_relations(config: GatewayConfig, errors: list[str]) -> None:
                       f"got {config.broker.embedded_broker!r}")
     if config.broker.reconnect_min_seconds > config.broker.reconnect_max_seconds:
         errors.append(f"{src}: key 'broker.reconnect_min_seconds' must not exceed 'broker.reconnect_max_seconds'")
+    influx = urlsplit(config.influx.url)
+    if config.influx.url and (influx.scheme not in ("http", "https") or not influx.hostname):
+        errors.append(f"{src}: key 'influx.url' must be an http:// or https:// URL, or empty (off), "
+                      f"got {config.influx.url!r}")
     if urlsplit(config.upstream.url).scheme not in ("http", "https"):
         errors.append(f"{src}: key 'upstream.url' must be an http:// or https:// URL, got {config.upstream.url!r}")
     if not config.rules.paths:

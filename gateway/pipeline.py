@@ -132,6 +132,8 @@ def settings_from_config(config: GatewayConfig) -> PipelineSettings:
     return PipelineSettings(
         site=config.site, topic_prefix=config.broker.topic_prefix,
         limits=PayloadLimits(config.ingest.max_payload_bytes, config.ingest.max_past_seconds,
-                             config.ingest.max_future_seconds),
+                             config.ingest.max_future_seconds, max_devices=config.ingest.max_devices,
+                             max_devices_per_type=config.ingest.max_devices_per_type,
+                             max_meta_length=config.ingest.max_meta_length),
         min_slots=config.window.slots, initial_devices=config.window.initial_devices,
         group_wait=config.upstream.group_wait_seconds, reopen_window=config.service.reopen_window_seconds)

@@ -30,17 +30,26 @@ class DeviceRegistry:
             device = self.devices[device_id] = Device(device_id)
         return device
 
-    def set_meta(self, device_id: str, doc: dict[str, Any]) -> str | None:
-        """Record an appliance's identity; returns an error text if the meta is unusable."""
+    def set_meta(self, device_id: str, doc: dict[str, Any], max_length: int = 128) -> str | None:
+        """Record an appliance's identity; returns an error text if the meta is unusable.
+
+        An appliance's type never changes: its windows, rules and open cases are of that type. A meta that
+        says otherwise is refused (a replaced appliance gets a new device id)."""
         appliance_type = doc.get("type")
         if not isinstance(appliance_type, str) or appliance_type not in self.known_types:
-            return f"meta 'type' must be one of {sorted(self.known_types)}, got {appliance_type!r}"
+            return f"meta 'type' must be one of {sorted(self.known_types)}, got {_short(appliance_type)}"
+        known = self.appliance_type(device_id)
+        if known is not None and appliance_type != known:
+            return f"meta 'type' {appliance_type!r}: this appliance is a {known} (a new appliance needs a new id)"
         fields = {k: doc.get(k, "") for k in ("brand", "model", "serial", "firmware")}
-        if not all(isinstance(v, str) for v in fields.values()):
-            return "meta brand, model, serial and firmware must be strings"
+        if not all(isinstance(v, str) and len(v) <= max_length for v in fields.values()):
+            return f"meta brand, model, serial and firmware must be strings of at most {max_length} characters"
         names = doc.get("metric_names", {})
-        if not isinstance(names, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in names.items()):
-            return "meta metric_names must map the appliance's own metric names to the profile's names"
+        if not isinstance(names, dict) or len(names) > max_length or not all(
+                isinstance(k, str) and isinstance(v, str) and len(k) <= max_length and len(v) <= max_length
+                for k, v in names.items()):
+            return (f"meta metric_names must map at most {max_length} of the appliance's own metric names (each "
+                    f"at most {max_length} characters) to the profile's names")
         if names:
             self.metric_names[device_id] = dict(names)
         else:
@@ -82,3 +91,8 @@ class DeviceRegistry:
 
     def online_count(self) -> int:
         return sum(1 for d in self.devices.values() if d.online)
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:37]}..."

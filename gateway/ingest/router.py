@@ -26,7 +26,7 @@ from gateway.protocol.payload import (
     decode_telemetry,
 )
 from gateway.protocol.topics import TopicKind, parse_topic
-from gateway.store.window import WindowStore
+from gateway.store.window import TypeWindow, WindowStore
 
 log = logging.getLogger("gateway.ingest")
 
@@ -65,6 +65,10 @@ class Ingest:
             self.drops.drop(None, DropReason.UNKNOWN_TOPIC, topic[:120])
             return
         device_id = parsed.device_id
+        if device_id not in self.registry.devices and len(self.registry.devices) >= self.limits.max_devices:
+            self.drops.drop(None, DropReason.DEVICE_LIMIT, f"{device_id} is new and {self.limits.max_devices} "
+                            "appliances are known already (ingest.max_devices)")
+            return
         if parsed.kind is TopicKind.TELEMETRY:
             self._telemetry(device_id, payload)
         elif parsed.kind is TopicKind.STATUS:
@@ -115,7 +119,9 @@ class Ingest:
         if not metrics:
             return False
         window = self.store.windows[appliance]
-        row = window.row(device_id)
+        row = self._row(window, device_id)
+        if row is None:
+            return False
         if window.dirty[row] and self.flush_rules is not None:
             self.flush_rules()  # this device already has an unevaluated sample: evaluate before the next one
         window.append(row, sample.ts, metrics)
@@ -134,15 +140,24 @@ class Ingest:
         appliance = self.registry.appliance_type(device_id)
         if appliance is not None and appliance in self.store.windows:
             window = self.store.windows[appliance]
-            row = window.row(device_id)  # first: allocating a row may grow (replace) the arrays
-            window.online[row] = 1.0 if text == "online" else 0.0
+            row = self._row(window, device_id)  # first: allocating a row may grow (replace) the arrays
+            if row is not None:
+                window.online[row] = 1.0 if text == "online" else 0.0
+
+    def _row(self, window: TypeWindow, device_id: str) -> int | None:
+        """The device's row in its type's window; None (counted) for a new one beyond the type's limit."""
+        if device_id not in window.rows and len(window.device_ids) >= self.limits.max_devices_per_type:
+            self.drops.drop(None, DropReason.TYPE_DEVICE_LIMIT, f"{device_id} is new and {len(window.device_ids)} "
+                            f"{window.appliance} appliances are known already (ingest.max_devices_per_type)")
+            return None
+        return window.row(device_id)
 
     def _meta(self, device_id: str, payload: bytes) -> None:
         doc = decode_json_object(payload, self.limits)
         if isinstance(doc, Rejection):
             self.drops.drop(device_id, doc.reason, f"meta: {doc.detail}")
             return
-        error = self.registry.set_meta(device_id, doc)
+        error = self.registry.set_meta(device_id, doc, self.limits.max_meta_length)
         if error:
             self.drops.drop(device_id, DropReason.BAD_SCHEMA, error)
 

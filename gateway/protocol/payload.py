@@ -30,6 +30,8 @@ class DropReason(StrEnum):
     OUT_OF_RANGE = "out_of_range"
     QUEUE_FULL = "queue_full"
     UNKNOWN_VENDOR_CODE = "unknown_vendor_code"
+    DEVICE_LIMIT = "device_limit"  # a new appliance beyond ingest.max_devices
+    TYPE_DEVICE_LIMIT = "device_limit_per_type"  # ... beyond ingest.max_devices_per_type
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +59,9 @@ class PayloadLimits:
     max_past_seconds: float = 86_400.0
     max_future_seconds: float = 300.0
     max_samples: int = 1_000
+    max_devices: int = 20_000  # appliances in all: each costs its window's memory (about 50-150 kB)
+    max_devices_per_type: int = 10_000
+    max_meta_length: int = 128  # characters of a meta string (brand, model, serial, firmware, a metric name)
 
 
 def decode_telemetry(payload: bytes, now: float, limits: PayloadLimits) -> Decoded:

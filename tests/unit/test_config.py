@@ -39,6 +39,12 @@ def test_external_broker_url(tmp_path: Path) -> None:
         ('colour = "red"\n', "unknown key 'colour'"),
         ('broker = 3\n', "key 'broker' must be a table"),
         ('[web\n', "not valid TOML"),
+        ('[web]\nport = -1\n', "key 'web.port' must be 0 or more"),
+        ('[web]\nport = 70000\n', "key 'web.port' must be at most 65,535"),
+        ('[window]\nslots = 100000000\n', "key 'window.slots' must be at most"),
+        ('[window]\nslots = 1e8\n', "key 'window.slots' must be a whole number"),
+        ('[influx]\nurl = "not a url"\n', "key 'influx.url' must be an http"),
+        ('[ingest]\nmax_devices = 0\n', "key 'ingest.max_devices' must be greater than 0"),
     ],
 )
 def test_errors_name_the_file_and_the_key(tmp_path: Path, text: str, message: str) -> None:

@@ -158,3 +158,39 @@ def test_an_appliance_may_name_its_metrics_its_own_way_in_its_meta() -> None:
     assert ingest.drops.total == 0
     ingest.handle("appliances/g2/meta", orjson.dumps({"type": "washer", "metric_names": ["WL"]}))
     assert ingest.drops.as_dict() == {"bad_schema": 1}
+
+
+def limited(**limits: int) -> Ingest:
+    store = WindowStore({n: p.stored_names for n, p in PROFILES.items()}, slots=8)
+    return Ingest(PROFILES, DeviceRegistry(set(PROFILES)), store, DropCounter(), PayloadLimits(**limits),
+                  FakeClock(NOW), flush_rules=lambda: [w.take_dirty() for w in store.windows.values()])
+
+
+def test_a_flood_of_new_device_ids_stops_at_the_limits_and_is_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+    """50,000 new water heaters took the gateway to 2.2 GB and then it exited: appliances in all and per type
+    are limited; the known ones keep working, and the flood is one log line per limit."""
+    ingest = limited(max_devices=5, max_devices_per_type=3)
+    with caplog.at_level(logging.WARNING):
+        for n in range(40):
+            ingest.handle(f"appliances/wh{n}/telemetry", telemetry({"tank_temperature": 50.0}, type="water_heater"))
+        for n in range(40):
+            ingest.handle(f"appliances/w{n}/meta", orjson.dumps({"type": "washer"}))
+    assert len(ingest.store.windows["water_heater"].device_ids) == 3
+    assert len(ingest.registry.devices) == 5
+    assert ingest.drops.by_reason[DropReason.TYPE_DEVICE_LIMIT] == 37
+    assert ingest.drops.by_reason[DropReason.DEVICE_LIMIT] == 38
+    assert len([r for r in caplog.records if "device_limit" in r.getMessage()]) == 2
+    ingest.handle("appliances/wh0/telemetry", telemetry({"tank_temperature": 51.0}, ts=NOW + 1, type="water_heater"))
+    assert ingest.samples == 4  # a known appliance is still heard
+
+
+def test_a_meta_may_not_change_the_appliance_type_nor_carry_long_strings() -> None:
+    """A meta that turned a washer into a fridge kept showing the washer's latest values on its page."""
+    ingest = limited(max_meta_length=16)
+    ingest.handle("appliances/w1/meta", orjson.dumps({"type": "washer", "brand": "LG"}))
+    ingest.handle("appliances/w1/meta", orjson.dumps({"type": "refrigerator", "brand": "LG"}))
+    ingest.handle("appliances/w2/meta", orjson.dumps({"type": "washer", "brand": "x" * 17}))
+    ingest.handle("appliances/w3/meta", orjson.dumps({"type": "washer", "metric_names": {"t" * 17: "drum"}}))
+    assert ingest.registry.appliance_type("w1") == "washer"
+    assert ingest.registry.get("w2") is None and ingest.registry.get("w3") is None
+    assert ingest.drops.by_reason[DropReason.BAD_SCHEMA] == 3
