@@ -31,6 +31,7 @@ from firmware_sim.catalog import (
 )
 from firmware_sim.models import MODELS, FaultableModel, FaultSchedule, WasherModel
 from firmware_sim.serial_peer import haier_status, midea_group_reply, midea_state_reply
+from gateway import yaml_input
 from gateway.engine.data_quality import SILENCE_INTERVALS
 from gateway.engine.durations import parse_duration
 from gateway.engine.profiles import Profile
@@ -129,7 +130,7 @@ class TruthEntry:
 
 def load_scenario(path: Path) -> Scenario:
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        doc = yaml_input.load_file(path)
     except FileNotFoundError:
         raise ScenarioError(f"{path}: scenario not found") from None
     except yaml.YAMLError as exc:

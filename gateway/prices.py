@@ -8,6 +8,8 @@ from typing import Any
 
 import yaml
 
+from gateway import yaml_input
+
 
 class PriceTableError(Exception):
     """The price table is broken; the message names the file and the item."""
@@ -44,7 +46,7 @@ class PriceTable:
 
 def load_prices(path: Path) -> PriceTable:
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        doc = yaml_input.load_file(path)
     except FileNotFoundError:
         raise PriceTableError(f"{path}: price table not found") from None
     except yaml.YAMLError as exc:

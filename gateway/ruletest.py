@@ -28,6 +28,7 @@ import numpy as np
 import orjson
 import yaml
 
+from gateway import yaml_input
 from gateway.clock import FakeClock
 from gateway.engine.durations import parse_duration
 from gateway.engine.evaluator import AlertTransition, Transition
@@ -85,7 +86,7 @@ def expand(notation: str | float | int) -> list[float]:
 
 def run_file(path: Path, library: Library) -> list[Outcome]:
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        doc = yaml_input.load_file(path)
     except OSError as exc:
         raise RuleTestError(f"{path}: cannot read the rule test file: {exc.strerror}") from None
     except (yaml.YAMLError, UnicodeDecodeError) as exc:

@@ -182,6 +182,7 @@ class _Node:
     unit: str | None = None  # known unit of a quantity, for checking literals against it
     metric: str | None = None  # set when the node is a bare stored metric (window functions need one)
     seconds: float | None = None  # set when the node is a duration literal
+    constant: float | None = None  # set when the node is a number literal
 
 
 def _nan_where(mask: npt.NDArray[np.bool_], values: FloatArray) -> FloatArray:
@@ -204,8 +205,14 @@ _COMPARE: dict[str, Callable[[FloatArray, FloatArray], npt.NDArray[np.bool_]]] =
     "<": np.less, "<=": np.less_equal, ">": np.greater, ">=": np.greater_equal,
     "==": np.equal, "!=": np.not_equal,
 }
+def _divide(a: FloatArray, b: FloatArray) -> FloatArray:
+    """a / b, unknown (NaN) where b is 0: a division by zero is no evidence (inf > 5 would fire)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(b == 0, np.nan, np.divide(a, b))
+
+
 _ARITH: dict[str, _Binary] = {
-    "+": np.add, "-": np.subtract, "*": np.multiply, "/": np.divide,
+    "+": np.add, "-": np.subtract, "*": np.multiply, "/": _divide,
 }
 
 class _Parser:
@@ -312,6 +319,8 @@ class _Parser:
     def _arith(self, left: _Node, op: _Token, right: _Node) -> _Node:
         self.require(left, "number", op)
         self.require(right, "number", op)
+        if op.text == "/" and right.constant == 0:
+            raise ExprError("division by zero", op.column)
         return _Node("number", _combined(_ARITH[op.text], left.fn, right.fn), f"{left.text} {op.text} {right.text}")
 
     def parse_unary(self) -> _Node:
@@ -329,7 +338,8 @@ class _Parser:
             if self.peek().kind == "name" and self.peek().text in self.units:
                 unit = self.take().text
             text = f"{token.text} {unit}" if unit else token.text
-            return _Node("number", _constant(float(token.text)), text, unit=unit)
+            value = float(token.text)
+            return _Node("number", _constant(value), text, unit=unit, constant=value)
         if token.kind == "duration":
             seconds = parse_duration(token.text)
             if seconds is None:

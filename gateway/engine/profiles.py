@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from gateway import yaml_input
 from gateway.engine.durations import parse_duration
 from gateway.engine.expr import CompiledExpr, ExprError, compile_expr
 
@@ -81,7 +82,7 @@ def load_profiles(folder: Path) -> dict[str, Profile]:
     errors: list[str] = []
     for path in sorted(folder.glob("*.yaml")):
         try:
-            profile = parse_profile(yaml.safe_load(path.read_text(encoding="utf-8")), str(path))
+            profile = parse_profile(yaml_input.load_file(path), str(path))
         except (ProfileError, yaml.YAMLError) as exc:
             errors.append(str(exc) if isinstance(exc, ProfileError) else f"{path}: not valid YAML: {exc}")
             continue

@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 import yaml
 
+from gateway import yaml_input
 from gateway.engine.durations import parse_duration
 from gateway.engine.expr import CompiledExpr, ExprError, compile_expr
 from gateway.engine.profiles import Profile
@@ -67,7 +68,7 @@ class _Map(dict[str, Any]):
     key_lines: dict[str, int]
 
 
-class _LineLoader(yaml.SafeLoader):
+class _LineLoader(yaml_input.StrictLoader):
     pass
 
 
@@ -75,6 +76,7 @@ def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> _Map:
     mapping = _Map()
     mapping.line = node.start_mark.line + 1
     mapping.key_lines = {}
+    yaml_input.check_unique_keys(loader, node)
     for key_node, value_node in node.value:
         key = loader.construct_object(key_node, deep=True)
         mapping[str(key)] = loader.construct_object(value_node, deep=True)
@@ -107,7 +109,12 @@ def load_rules(paths: list[Path], profiles: dict[str, Profile], prices: PriceTab
     errors: list[str] = []
     rules: list[Rule] = []
     for file in _rule_files(paths, errors):
-        file_rules, file_errors = parse_rule_file(file.read_text(encoding="utf-8"), str(file), profiles, prices)
+        try:
+            text = yaml_input.read_text(file)
+        except yaml_input.InputFileError as exc:
+            errors.append(f"{file}:1: file: {exc}")
+            continue
+        file_rules, file_errors = parse_rule_file(text, str(file), profiles, prices)
         rules.extend(file_rules)
         errors.extend(file_errors)
     names = {rule.rule_id for rule in rules}

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import yaml
 
+from gateway import yaml_input
 from gateway.engine.profiles import MetricSpec, Profile
 
 COLUMN_PREFIX = "code_"
@@ -55,9 +56,12 @@ def load_vendor_codes(folder: Path, profiles: dict[str, Profile]) -> VendorCodes
     errors: list[str] = []
     for path in sorted(folder.glob("*.yaml")) if folder.is_dir() else []:
         try:
-            table = _parse(yaml.safe_load(path.read_text(encoding="utf-8")), str(path), profiles)
-        except (VendorCodeError, yaml.YAMLError) as exc:
+            table = _parse(yaml_input.load_file(path), str(path), profiles)
+        except VendorCodeError as exc:
             errors.append(str(exc))
+            continue
+        except yaml.YAMLError as exc:
+            errors.append(f"{path}: not valid YAML: {exc}")
             continue
         tables[(table.brand.lower(), table.appliance)] = table
     if errors:

@@ -93,6 +93,23 @@ def test_rules_check_lists_every_error_with_file_and_line(tmp_path: Path) -> Non
     assert lines[-1] == "2 error(s)"
 
 
+def test_hostile_rule_files_are_refused_quickly_with_one_line_each(tmp_path: Path) -> None:
+    """An alias bomb took minutes and gigabytes; a non-UTF-8, a 5,000-deep or a 2 MB file gave a traceback."""
+    (tmp_path / "latin1.yaml").write_bytes("# Gerät\ngroups: []\n".encode("latin-1"))
+    (tmp_path / "huge.yaml").write_text("# " + "x" * 2_000_000 + "\ngroups: []\n")
+    for name in ("alias_bomb", "deep_nesting"):
+        (tmp_path / f"{name}.yaml").write_text((PROJECT_ROOT / "tests" / "rule_files" / f"{name}.bad.yaml").read_text())
+    result = cli("rules", "check", str(tmp_path), timeout=30)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    lines = result.stdout.splitlines()
+    assert any("latin1.yaml:1: file: not UTF-8 text" in line for line in lines), lines
+    assert any("huge.yaml:1: file: 2,000,014 bytes; a hand-written file is at most 1,048,576" in line
+               for line in lines), lines
+    assert any("alias_bomb.yaml:3: file: not valid YAML: anchors and aliases" in line for line in lines), lines
+    assert any("deep_nesting.yaml:2: file: not valid YAML: nested more than 32" in line for line in lines), lines
+    assert lines[-1] == "4 error(s)"
+
+
 def test_help_lists_the_commands() -> None:
     result = cli("--help")
     assert result.returncode == 0

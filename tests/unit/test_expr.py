@@ -34,6 +34,12 @@ def test_precedence_and_arithmetic() -> None:
     assert holds("a / b > 1", a=[4, 1], b=[2, 2]) == [True, False]
 
 
+def test_a_division_by_a_zero_value_is_unknown_and_never_fires() -> None:
+    """`a / b > 1` fired wherever b was 0 (inf > 1)."""
+    assert holds("a / b > 1", a=[4, 4, -4], b=[0, 2, 0]) == [False, True, False]
+    assert holds("not (a / b > 1)", a=[4, 4], b=[0, 2]) == [False, False]
+
+
 def test_functions() -> None:
     assert holds("abs(a) > 2", a=[-3, 1]) == [True, False]
     assert holds("clamp(a, 0, 10) == 10", a=[50, 5]) == [True, False]
@@ -83,6 +89,8 @@ def test_comparisons_are_recorded_for_evidence() -> None:
         ("(a > 1", "expected ')'", 7),
         ("__import__('os') > 1", "unexpected character \"'\"", 12),
         ("__import__(a) > 1", "unknown function '__import__'", 1),
+        ("a / 0 > 1", "division by zero", 3),
+        ("b + a / 0.0 > 1", "division by zero", 7),
     ],
 )
 def test_errors_name_the_problem_and_column(source: str, message: str, column: int) -> None:
