@@ -28,10 +28,10 @@ def verify(secret: str, body: bytes, header: str | None, now: float, max_age: fl
         raise SignatureError(f"missing {HEADER} header")
     parts = dict(part.split("=", 1) for part in header.split(",") if "=" in part)
     stamp, mac = parts.get("t", ""), parts.get("v1", "")
-    if not stamp.isdigit() or not mac:
+    if not (stamp.isascii() and stamp.isdigit()) or len(stamp) > 12 or not mac:
         raise SignatureError(f"{HEADER} must look like t=<unix seconds>,v1=<hex>")
     if abs(now - int(stamp)) > max_age:
         raise SignatureError(f"signature timestamp is {now - int(stamp):+.0f} s from now (allowed {max_age:.0f} s)")
     expected = hmac.new(secret.encode(), stamp.encode() + b"." + body, hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(expected, mac):
+    if not hmac.compare_digest(expected.encode(), mac.encode("utf-8", "replace")):
         raise SignatureError("signature does not match the body")

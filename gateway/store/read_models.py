@@ -54,12 +54,13 @@ class ReadModels(Connection):
         keys = ("incident_id", "rule_id", "device_id", "ticket_id", "onset_ts", "detected_ts", "state")
         return [dict(zip(keys, r, strict=True)) for r in rows]
 
-    def tickets(self, limit: int = 100) -> list[dict[str, Any]]:
+    def tickets(self, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
         """Newest tickets with their delivery state, for the web page and the demo summary."""
         rows = self._conn.execute(
             "SELECT t.ticket_id, t.payload, o.state, o.attempts, o.platform_ticket_id, o.last_error, "
             "EXISTS (SELECT 1 FROM incidents i WHERE i.ticket_id=t.ticket_id AND i.state='firing'), t.late_findings "
-            "FROM tickets t JOIN delivery o USING (ticket_id) ORDER BY t.ticket_id DESC LIMIT ?", (limit,)).fetchall()
+            "FROM tickets t JOIN delivery o USING (ticket_id) ORDER BY t.ticket_id DESC LIMIT ? OFFSET ?",
+            (limit, offset)).fetchall()
         return [
             {"ticket_id": r[0], "payload": orjson.loads(r[1]), "delivery": r[2], "attempts": r[3],
              "platform_ticket_id": r[4], "last_error": r[5], "incident_state": "firing" if r[6] else "resolved",

@@ -45,6 +45,10 @@ _TECHNICIAN_PATHS = (
 )
 
 
+# <ticket id>.<expiry, unix seconds>.<32 hex digits of HMAC>; ASCII digits only (int() takes other scripts' too)
+_LINK = re.compile(r"(?P<ticket>[0-9]{1,18})\.(?P<expires>[0-9]{1,12})\.(?P<mac>[0-9a-f]{32})")
+
+
 class AccessError(Exception):
     """The admin token file cannot be read or created."""
 
@@ -91,11 +95,11 @@ class Access:
 
     def technician(self, link: str, now: float | None = None) -> Role | str:
         """The technician's role, or why the link does not (or no longer) work."""
-        parts = link.split(".")
-        if len(parts) != 3 or not parts[0].isdigit() or not parts[1].isdigit():
+        match = _LINK.fullmatch(link)
+        if match is None:
             return "not a technician link"
-        ticket_id, expires = int(parts[0]), int(parts[1])
-        if not hmac.compare_digest(self._mac(ticket_id, expires), parts[2]):
+        ticket_id, expires = int(match["ticket"]), int(match["expires"])
+        if not hmac.compare_digest(self._mac(ticket_id, expires), match["mac"]):
             return "not a technician link of this gateway"
         if (now or time.time()) > expires:
             return "this technician link has expired"

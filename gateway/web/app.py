@@ -76,17 +76,20 @@ def create_app(context: WebContext) -> web.Application:
     @routes.get("/")
     async def index(request: web.Request) -> web.Response:
         filters = {k: request.query.get(k, "") for k in ("type", "state", "q")}
+        offset, limit = page_of(request, PAGE_DEVICES)
         all_tickets = await context.query(lambda db: db.tickets())
         open_tickets = [t for t in all_tickets if t["incident_state"] == "firing"]
         counts = await context.query(lambda db: db.open_counts())
-        return _html(pages.devices_page(_devices(context, filters, counts), open_tickets, context.status(), filters,
-                                        sorted(context.profiles)))
+        matching = _devices(context, filters, counts)
+        return _html(pages.devices_page(matching[offset:offset + limit], open_tickets, context.status(), filters,
+                                        sorted(context.profiles), pages.Page(offset, limit, len(matching))))
 
     @routes.get("/api/devices")
     async def devices(request: web.Request) -> web.Response:
+        offset, limit = page_of(request, PAGE_DEVICES)
         counts = await context.query(lambda db: db.open_counts())
-        return web.json_response(_devices(context, {k: request.query.get(k, "") for k in ("type", "state", "q")},
-                                          counts))
+        matching = _devices(context, {k: request.query.get(k, "") for k in ("type", "state", "q")}, counts)
+        return web.json_response(matching[offset:offset + limit], headers={"X-Total-Count": str(len(matching))})
 
     @routes.get("/api/devices/{device_id}")
     async def device(request: web.Request) -> web.Response:
@@ -143,7 +146,8 @@ def create_app(context: WebContext) -> web.Application:
 
     @routes.get("/api/tickets")
     async def tickets(request: web.Request) -> web.Response:
-        return web.json_response(await context.query(lambda db: db.tickets()))
+        offset, limit = page_of(request, PAGE_TICKETS)
+        return web.json_response(await context.query(lambda db: db.tickets(limit, offset)))
 
     @routes.get("/api/status")
     async def gateway_status(request: web.Request) -> web.Response:
@@ -202,6 +206,23 @@ class RateMeter:
 
 def _html(text: str) -> web.Response:
     return web.Response(text=text, content_type="text/html", charset="utf-8")
+
+
+PAGE_DEVICES = 200  # rows of a list page (and of the API without ?limit): 20,000 appliances made / 8.6 MB
+PAGE_TICKETS = 100
+MAX_PAGE = 1000
+
+
+def page_of(request: web.Request, default: int) -> tuple[int, int]:
+    """(offset, limit) from ?offset=&limit=; 400 for anything but whole numbers in range."""
+    try:
+        offset = int(request.query.get("offset", 0))
+        limit = int(request.query.get("limit", default))
+    except ValueError:
+        raise web.HTTPBadRequest(text=f"offset and limit are whole numbers (limit 1-{MAX_PAGE})") from None
+    if offset < 0 or not 1 <= limit <= MAX_PAGE:
+        raise web.HTTPBadRequest(text=f"need offset >= 0 and 1 <= limit <= {MAX_PAGE}")
+    return offset, limit
 
 
 def _devices(context: WebContext, filters: dict[str, str],

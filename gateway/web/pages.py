@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import html
 import time
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 from gateway.web.charts import CHART_CSS
 
@@ -54,8 +56,31 @@ def ago(ts: float | None, now: float | None = None) -> str:
     return f"{seconds // 60} min ago" if seconds < 7200 else f"{seconds // 3600} h ago"
 
 
+@dataclass(frozen=True)
+class Page:
+    """Which rows of a longer list a page shows."""
+
+    offset: int
+    limit: int
+    total: int
+
+    def links(self, query: dict[str, str]) -> str:
+        """"Appliances 201-400 of 20,000", with links to the pages before and after (the filters kept)."""
+        if self.total <= self.limit and self.offset == 0:
+            return ""
+        shown = f"{self.offset + 1:,}-{min(self.total, self.offset + self.limit):,} of {self.total:,}"
+
+        def link(offset: int, text: str) -> str:
+            params = urlencode({**{k: v for k, v in query.items() if v}, "offset": offset, "limit": self.limit})
+            return f"<a href='?{esc(params)}'>{text}</a>"
+
+        before = link(max(0, self.offset - self.limit), "previous") if self.offset > 0 else ""
+        after = link(self.offset + self.limit, "next") if self.offset + self.limit < self.total else ""
+        return f"<p class='pages'>Showing {shown} {before} {after}</p>"
+
+
 def devices_page(devices: list[dict[str, Any]], tickets: list[dict[str, Any]], status: dict[str, Any],
-                 filters: dict[str, str], types: list[str]) -> str:
+                 filters: dict[str, str], types: list[str], paging: Page | None = None) -> str:
     rows = "".join(
         f"<tr data-device='{esc(d['device_id'])}'><td><a href='/devices/{esc(d['device_id'])}'>{esc(d['device_id'])}"
         f"</a></td><td>{esc(d['type'] or '?')}</td><td>{esc((d['brand'] or '') + ' ' + (d['model'] or ''))}</td>"
@@ -84,6 +109,7 @@ def devices_page(devices: list[dict[str, Any]], tickets: list[dict[str, Any]], s
 <input name="q" value="{esc(filters.get('q', ''))}" placeholder="id, brand or model"><button>Filter</button></form>
 <div class="scroll"><table id="devices"><tr><th>Appliance</th><th>Type</th><th>Brand / model</th><th>State</th>
 <th>Last seen</th><th>Open incidents</th><th>Open tickets</th></tr>{rows}</table></div>
+{paging.links(filters) if paging else ""}
 <h2>Open tickets</h2><div class="scroll"><table id="tickets"><tr><th>#</th><th>Appliance</th><th>Code</th>
 <th>Fault</th><th>Severity</th><th>Most likely cause</th><th>Delivery</th></tr>{ticket_rows}</table></div>"""
     return page("Appliances", body)

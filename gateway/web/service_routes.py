@@ -48,7 +48,7 @@ def add_service_routes(app: web.Application, db: Database, desk: ServiceDesk, we
                             path="/")
         raise response
 
-    @routes.get("/api/tickets/{ticket_id:\\d+}/technician-link")
+    @routes.get("/api/tickets/{ticket_id:\\d{1,18}}/technician-link")
     async def technician_link(request: web.Request) -> web.Response:
         ticket_id = int(request.match_info["ticket_id"])
         if request[ROLE_KEY].name != "admin":
@@ -81,7 +81,7 @@ def add_service_routes(app: web.Application, db: Database, desk: ServiceDesk, we
             return _error(f"gateway storage unavailable, send again later: {exc}", 503)
         return web.json_response({"recorded": recorded})
 
-    @routes.get("/api/tickets/{ticket_id:\\d+}")
+    @routes.get("/api/tickets/{ticket_id:\\d{1,18}}")
     async def ticket(request: web.Request) -> web.Response:
         ticket_id = int(request.match_info["ticket_id"])
         payload = db.ticket_payload(ticket_id)
@@ -90,7 +90,7 @@ def add_service_routes(app: web.Application, db: Database, desk: ServiceDesk, we
         return web.json_response({"ticket": payload, "timeline": desk.timeline(ticket_id),
                                   "seal": _seal_check(payload, seal_key)})
 
-    @routes.post("/api/tickets/{ticket_id:\\d+}/visit-code")
+    @routes.post("/api/tickets/{ticket_id:\\d{1,18}}/visit-code")
     async def visit_code(request: web.Request) -> web.Response:
         body = await _json(request)
         try:
@@ -99,7 +99,7 @@ def add_service_routes(app: web.Application, db: Database, desk: ServiceDesk, we
             return _error(str(exc), exc.status)
         return web.json_response({"verified": True, "technician": technician})
 
-    @routes.post("/api/tickets/{ticket_id:\\d+}/confirm")
+    @routes.post("/api/tickets/{ticket_id:\\d{1,18}}/confirm")
     async def confirm(request: web.Request) -> web.Response:
         body = await _json(request)
         try:
@@ -108,7 +108,7 @@ def add_service_routes(app: web.Application, db: Database, desk: ServiceDesk, we
             return _error(str(exc), exc.status)
         return web.json_response({"confirmed": True})
 
-    @routes.get("/tickets/{ticket_id:\\d+}")
+    @routes.get("/tickets/{ticket_id:\\d{1,18}}")
     async def ticket_page(request: web.Request) -> web.Response:
         ticket_id = int(request.match_info["ticket_id"])
         payload = db.ticket_payload(ticket_id)
@@ -120,7 +120,7 @@ def add_service_routes(app: web.Application, db: Database, desk: ServiceDesk, we
                                               _seal_check(payload, seal_key), chart),
                             content_type="text/html", charset="utf-8")
 
-    @routes.post("/tickets/{ticket_id:\\d+}/visit-code")
+    @routes.post("/tickets/{ticket_id:\\d{1,18}}/visit-code")
     async def visit_code_form(request: web.Request) -> web.Response:
         ticket_id = int(request.match_info["ticket_id"])
         form = await request.post()
@@ -131,7 +131,7 @@ def add_service_routes(app: web.Application, db: Database, desk: ServiceDesk, we
             message = str(exc)
         raise web.HTTPSeeOther(f"/tickets/{ticket_id}?msg={quote(message)}")
 
-    @routes.post("/tickets/{ticket_id:\\d+}/confirm")
+    @routes.post("/tickets/{ticket_id:\\d{1,18}}/confirm")
     async def confirm_form(request: web.Request) -> web.Response:
         ticket_id = int(request.match_info["ticket_id"])
         form = await request.post()
