@@ -77,7 +77,7 @@ class Gateway:
         if config.influx.url:
             self.influx = InfluxSink(config.influx, self.registry, self.db, config.site)
             self.pipeline.ingest.on_sample = self.influx.add_sample
-        self.service = ServiceDesk(self.db, self.clock, config.service, self._last_seen)
+        self.service = ServiceDesk(self.db, self.clock, config.service, self._last_seen, self.seal_key)
         self.follower = PlatformFollower(self.service, config.upstream, config.service)
         self.pipeline.restore()
         self.history = (History(history_path, self.store, intervals_by_type(self.profiles), config.history.days)

@@ -378,11 +378,13 @@ def _ticket(args: argparse.Namespace) -> int:
     import time
 
     from gateway.clock import SystemClock
+    from gateway.diagnosis.seal import load_or_create_key
     from gateway.service.timeline import ServiceDesk, ServiceError
 
     config = load_config(args.config)
     db = _existing_database(config)
-    desk = ServiceDesk(db, SystemClock(), config.service, last_seen=lambda _device: None)
+    desk = ServiceDesk(db, SystemClock(), config.service, last_seen=lambda _device: None,
+                       secret=load_or_create_key(resolve_path(config, config.storage.key_file)))
     try:
         payload = db.ticket_payload(args.ticket_id)
         if payload is None:

@@ -14,6 +14,7 @@ normally with every triggering rule clear for the configured dwell.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
 import math
 import re
@@ -59,10 +60,27 @@ def visit_code_digest(platform_ticket_id: str, code: str) -> str:
     return hashlib.sha256(f"visit|{platform_ticket_id}|{code.strip()}".encode()).hexdigest()
 
 
+KEYED_PREFIX = "k1:"
+
+
+def stored_visit_code(secret: bytes, digest: str) -> str:
+    """What the database keeps of the platform's digest: an HMAC of it under the gateway key (which is not in the
+    database). A six-digit code is found from a bare SHA-256 in half a second; from this, not without the key."""
+    return KEYED_PREFIX + hmac.new(secret, f"visit-code|{digest}".encode(), hashlib.sha256).hexdigest()
+
+
+def visit_code_matches(secret: bytes, stored: str, platform_ticket_id: str, code: str) -> bool:
+    digest = visit_code_digest(platform_ticket_id, code)
+    expected = stored_visit_code(secret, digest) if stored.startswith(KEYED_PREFIX) else digest  # older rows
+    return hmac.compare_digest(expected.encode(), stored.encode())
+
+
 class ServiceDesk:
     def __init__(self, db: Database, clock: Clock, config: ServiceConfig,
-                 last_seen: Callable[[str], float | None]) -> None:
+                 last_seen: Callable[[str], float | None], secret: bytes) -> None:
+        """`secret`: the gateway key, for the visit codes kept in the database."""
         self.db = db
+        self.secret = secret
         self.clock = clock
         self.config = config
         self.last_seen = last_seen
@@ -125,7 +143,7 @@ class ServiceDesk:
         if not _HEX64.match(technician["photo_sha256"]) or not isinstance(digest, str) or not _HEX64.match(digest):
             raise ServiceError("photo_sha256 and visit_code_sha256 must be 64 lower-case hex digits")
         who = {k: technician[k] for k in ("name", "employee_id", "photo_sha256")}
-        self.db.save_visit_code(ticket_id, digest, who)
+        self.db.save_visit_code(ticket_id, stored_visit_code(self.secret, digest), who)
         return {"technician": who, "platform_ticket_id": platform_id,
                 "appointment": str(detail.get("appointment", ""))}
 
@@ -163,7 +181,7 @@ class ServiceDesk:
         if record["failed_attempts"] >= limit:
             raise ServiceError(f"locked after {limit} wrong codes: ask the platform to assign the visit again",
                                status=423)
-        if visit_code_digest(platform_id, code) != record["digest"]:
+        if not visit_code_matches(self.secret, record["digest"], platform_id, code):
             failed = self.db.visit_code_failed(ticket_id)
             log.warning("ticket %d: wrong visit code entered (%d of %d)", ticket_id, failed, limit)
             raise ServiceError(f"wrong visit code; {max(0, limit - failed)} attempt(s) left", status=403)

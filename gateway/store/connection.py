@@ -3,12 +3,25 @@ transaction helper every aggregate's rows use."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from gateway.store.schema import SCHEMA, SCHEMA_VERSION, StorageError
+
+
+def create_private(path: Path) -> None:
+    """A database file readable by its owner only (0600): created so before SQLite would (0644 under the usual
+    umask), and tightened if an older gateway left it open. It holds tickets and service records. SQLite gives
+    its -wal and -shm files the database file's permissions."""
+    with suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        with suppress(FileNotFoundError):
+            if file.stat().st_mode & 0o077:
+                file.chmod(0o600)
 
 
 class Connection:
@@ -20,6 +33,7 @@ class Connection:
             return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            create_private(self.path)
             self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from gateway.store.connection import create_private
 from gateway.store.db import StorageError
 from gateway.store.window import TypeWindow, WindowStore
 
@@ -53,6 +54,7 @@ class History:
         self._reader_connections: list[sqlite3.Connection] = []
         self.rows_written = 0
         try:
+            create_private(self.path)
             self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")

@@ -282,6 +282,7 @@ async def test_a_service_walk_from_the_command_line(tmp_path: Path) -> None:
     from firmware_sim.platform import PlatformServer
     from gateway.clock import SystemClock
     from gateway.config import ServiceConfig, UpstreamConfig
+    from gateway.diagnosis.seal import load_or_create_key
     from gateway.outbox.sender import OutboxSender
     from gateway.service.follow import PlatformFollower
     from gateway.service.timeline import ServiceDesk
@@ -302,7 +303,8 @@ async def test_a_service_walk_from_the_command_line(tmp_path: Path) -> None:
     queue_tickets(db, 1, "cli")
     upstream = UpstreamConfig(url=platform.url)
     sender = asyncio.create_task(OutboxSender(db, upstream, SystemClock()).run())
-    follower = PlatformFollower(ServiceDesk(db, SystemClock(), ServiceConfig(), lambda _d: None), upstream,
+    key = load_or_create_key(tmp_path / "var" / "gateway.key")  # the key the CLI reads beside its database
+    follower = PlatformFollower(ServiceDesk(db, SystemClock(), ServiceConfig(), lambda _d: None, key), upstream,
                                 ServiceConfig())
     try:
         code, out = await run("platform-advance", "SVC-999999", "technician_assigned", "--platform", platform.url)

@@ -20,6 +20,7 @@ from gateway.service.timeline import ServiceDesk, ServiceError, visit_code_diges
 from gateway.store.db import Database
 
 NOW = 1_750_000_000.0
+KEY = b"k" * 32
 QUOTE = {"currency": "CNY", "items": [{"id": "fan_motor", "band": [330, 670]}]}
 
 
@@ -33,7 +34,8 @@ def desk(tmp_path: Path) -> tuple[Database, ServiceDesk, FakeClock, Appliance]:
     clock = FakeClock(NOW)
     appliance = Appliance()
     service = ServiceDesk(db, clock, ServiceConfig(verification_dwell_seconds=600, reopen_window_seconds=3600,
-                                                   visit_code_attempts=3), lambda _d: appliance.last_seen)
+                                                   visit_code_attempts=3), lambda _d: appliance.last_seen,
+                          KEY)
     yield db, service, clock, appliance
     db.close()
 
@@ -136,6 +138,22 @@ def test_the_visit_code_works_once_and_locks_after_too_many_wrong_tries(desk) ->
     with pytest.raises(ServiceError, match="locked after 3 wrong codes") as locked:
         service.enter_visit_code(ticket_id, "111111")
     assert locked.value.status == 423
+
+
+def test_the_database_alone_does_not_give_the_visit_code_away(desk) -> None:  # type: ignore[no-untyped-def]
+    """The bare SHA-256 the platform sends was stored: 10**6 guesses (half a second) found the code. The database
+    keeps an HMAC under the gateway key, which lives outside it."""
+    db, service, _, _ = desk
+    ticket_id, _ = open_case(db, "k1", NOW)
+    deliver(db)
+    assign(service, "123456")
+    stored = db.visit_code(ticket_id)["digest"]
+    assert stored != visit_code_digest("SVC-1", "123456")
+    assert not any(stored.endswith(visit_code_digest("SVC-1", f"{guess:06d}")) for guess in range(120000, 130000))
+    other_key = ServiceDesk(db, service.clock, service.config, service.last_seen, b"x" * 32)
+    with pytest.raises(ServiceError, match="wrong visit code"):
+        other_key.enter_visit_code(ticket_id, "123456")
+    assert service.enter_visit_code(ticket_id, "123456") == TECHNICIAN
 
 
 def test_charges_are_checked_against_the_diagnosis_and_the_price_band() -> None:
