@@ -1,8 +1,8 @@
 """Who may see what on the web console, and a log line for every request.
 
 - The owner holds the admin token (web.admin_token, or the token file created on first run): everything.
-  It is accepted as `Authorization: Bearer <token>`, as `?token=<token>` (which also sets a session
-  cookie, so a bookmarked link works), or from that cookie.
+  It is accepted as `Authorization: Bearer <token>`, or as `?token=<token>`, which also sets a session
+  cookie (an HMAC of the token under the gateway key, not the token itself), so a bookmarked link works.
 - A technician gets a ticket-scoped link `/t/<link>`: the ticket's page and its appliance's pages and data,
   nothing else, and only while the ticket is open (not confirmed by the customer) and the link is not
   expired. The link is an HMAC with the gateway key over the ticket id and the expiry, so it cannot be
@@ -10,6 +10,12 @@
 - No credentials: 401. Credentials that do not reach this page (expired link, closed ticket, another
   appliance, a page only the owner may see): 403.
 - Open: the platform webhook (it carries its own signature) and the link landing itself.
+- A request that changes something (POST ...) signed in by a cookie must come from a page of this console:
+  its Origin (or Referer) names this host and port. A page of another site, or of another port of the same
+  host, cannot use the owner's cookie (cross-site request forgery); a Bearer token needs no such check.
+- Every answer carries a Content-Security-Policy (no framing, no foreign scripts, forms post only here),
+  X-Frame-Options, Referrer-Policy (a technician link never leaks in a Referer) and nosniff. A technician
+  link is never written to the log.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
@@ -86,6 +93,11 @@ class Access:
         self.link_days = link_days
 
     # technician links ------------------------------------------------------------------------------------
+    def session_value(self) -> str:
+        """The owner's session cookie: stands for the token without being it (a copied cookie store does not
+        give away the token that works everywhere, and changing the token ends every session)."""
+        return hmac.new(self.link_key, f"owner-session|{self.admin_token}".encode(), hashlib.sha256).hexdigest()
+
     def technician_link(self, ticket_id: int, now: float | None = None) -> str:
         expires = int((now or time.time()) + self.link_days * 86400)
         return f"{ticket_id}.{expires}.{self._mac(ticket_id, expires)}"
@@ -115,13 +127,17 @@ class Access:
     def role_of(self, request: web.Request) -> Role | str | None:
         """Role, or the reason for a 403, or None (no credentials: 401)."""
         header = request.headers.get("Authorization", "")
-        token = (header[7:] if header.startswith("Bearer ") else None) or request.query.get("token") \
-            or request.cookies.get(SESSION_COOKIE)
+        token = (header[7:] if header.startswith("Bearer ") else None) or request.query.get("token")
         if token:
             if hmac.compare_digest(token.encode(), self.admin_token.encode()):
                 return Role("admin")
             return "wrong token"
-        link = request.query.get("access") or request.cookies.get(TECHNICIAN_COOKIE)
+        session = request.cookies.get(SESSION_COOKIE)
+        if session:
+            if hmac.compare_digest(session.encode(), self.session_value().encode()):
+                return Role("admin")
+            return "this session has ended (the owner's token changed): sign in again with the token"
+        link = request.cookies.get(TECHNICIAN_COOKIE)
         return self.technician(link) if link else None
 
 
@@ -154,6 +170,11 @@ async def access_control(request: web.Request,
     try:
         if request.path.startswith(OPEN_PATHS):
             response = await handler(request)
+        elif request.method not in SAFE_METHODS and not request.headers.get("Authorization") and \
+                not same_origin(request):
+            who = "cross-site"
+            response = _refused(request, 403, "a change must come from a page of this console (Origin "
+                                f"{request.headers.get('Origin', 'missing')!r} is not {request.host!r})")
         else:
             role = access.role_of(request)
             if role is None:
@@ -169,13 +190,46 @@ async def access_control(request: web.Request,
                 request[ROLE_KEY] = role
                 response = await handler(request)
                 if role.name == "admin" and "token" in request.query:
-                    response.set_cookie(SESSION_COOKIE, access.admin_token, httponly=True, samesite="Strict")
+                    response.set_cookie(SESSION_COOKIE, access.session_value(), httponly=True, samesite="Strict")
     except web.HTTPException as exc:
-        log.info("%s %s %s -> %d", who, request.method, request.path_qs.split("?")[0], exc.status)
+        log.info("%s %s %s -> %d", who, request.method, logged_path(request), exc.status)
         raise
-    log.info("%s %s %s -> %d (%.0f ms)", who, request.method, request.path, response.status,
+    log.info("%s %s %s -> %d (%.0f ms)", who, request.method, logged_path(request), response.status,
              (time.perf_counter() - started) * 1000)
     return response
+
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def same_origin(request: web.Request) -> bool:
+    """The request came from a page of this console: its Origin (or, without one, its Referer) is this host and
+    port. Browsers send Origin with every POST; a request without either is refused too."""
+    source = request.headers.get("Origin") or request.headers.get("Referer")
+    if not source:
+        return False
+    return urlsplit(source).netloc.lower() == request.host.lower()
+
+
+def logged_path(request: web.Request) -> str:
+    """The path for the access log, without a technician link (it is a credential)."""
+    return "/t/<link>" if request.path.startswith("/t/") else request.path
+
+
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' "
+                               "'unsafe-inline'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; "
+                               "base-uri 'none'; form-action 'self'; object-src 'none'",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+}
+
+
+async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """on_response_prepare: on every answer, errors and redirects included."""
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
 
 
 def _refused(request: web.Request, status: int, reason: str) -> web.Response:

@@ -25,7 +25,7 @@ from gateway.store.history import History
 from gateway.store.readers import Readers
 from gateway.store.window import WindowStore
 from gateway.web import pages
-from gateway.web.access import ACCESS_KEY, ROLE_KEY, Access, access_control
+from gateway.web.access import ACCESS_KEY, ROLE_KEY, Access, access_control, security_headers
 from gateway.web.charts import Marker, chart_svg
 from gateway.web.errors import json_errors
 from gateway.web.metrics import prometheus_text
@@ -66,6 +66,7 @@ class WebContext:
 
 def create_app(context: WebContext) -> web.Application:
     app = web.Application(middlewares=[json_errors, access_control])
+    app.on_response_prepare.append(security_headers)
     app[ACCESS_KEY] = context.access
     if context.desk is not None:
         add_service_routes(app, context.db, context.desk, context.webhook_secret, context.access, context.seal_key,

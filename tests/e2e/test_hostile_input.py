@@ -4,15 +4,18 @@ still finds a real fault afterwards."""
 
 from __future__ import annotations
 
+import logging
 import time
 
 import aiohttp
 import orjson
 import pytest
+from yarl import URL
 
 from firmware_sim.platform import PlatformServer
 from gateway.config import ServiceConfig
-from tests.e2e.conftest import ADMIN, StartGateway, eventually
+from gateway.web.access import Access
+from tests.e2e.conftest import ADMIN, ADMIN_TOKEN, StartGateway, eventually
 from tests.e2e.test_diagnosis_paths import publish_all
 
 pytestmark = pytest.mark.e2e
@@ -97,3 +100,41 @@ async def test_hostile_mqtt_and_http_input_is_refused_with_reasons_and_the_gatew
         *[("appliances/ac-ok/telemetry", orjson.dumps(
             {"ts": now + i, "metrics": {"compressor_on": 1, "compressor_current": 25.0}}), False) for i in range(15)]])
     await eventually(lambda: len(platform.store.list_tickets()) == 1, 15, "the real fault's ticket is delivered")
+
+
+async def test_the_console_refuses_cross_site_changes_and_leaks_no_credential(
+        start_gateway: StartGateway, platform: PlatformServer, caplog: pytest.LogCaptureFixture) -> None:
+    """A cookie-only POST with a foreign Origin was accepted (visit-code attempts consumed, a ticket confirmed);
+    the technician link was written to the access log and accepted as ?access=; the session cookie held the
+    owner's token itself; no CSP, X-Frame-Options or Referrer-Policy."""
+    running = await start_gateway()
+    gateway = running.gateway
+    base = f"http://127.0.0.1:{gateway.web_port}"
+    link = Access(ADMIN_TOKEN, gateway.seal_key, gateway.db).technician_link(1)
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser:  # cookies of an IP
+        async with browser.get(f"{base}/?token={ADMIN_TOKEN}") as response:
+            assert response.status == 200
+            for header in ("Content-Security-Policy", "X-Frame-Options", "Referrer-Policy", "X-Content-Type-Options"):
+                assert header in response.headers, header
+            assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+        session = browser.cookie_jar.filter_cookies(URL(base))["gw_session"].value
+        assert session and ADMIN_TOKEN not in session
+        for origin in ("http://evil.example", f"http://127.0.0.1:{gateway.web_port + 1}", "null"):
+            async with browser.post(f"{base}/api/tickets/1/confirm", json={"rating": 1},
+                                    headers={"Origin": origin}) as response:
+                assert response.status == 403 and "must come from a page of this console" in await response.text()
+        async with browser.post(f"{base}/tickets/1/visit-code", data={"code": "123456"},
+                                allow_redirects=False) as response:
+            assert response.status == 403  # neither Origin nor Referer
+        async with browser.post(f"{base}/api/tickets/1/confirm", json={"rating": 1},
+                                headers={"Origin": base}) as response:
+            assert response.status == 409  # from this console: it reaches the handler (no ticket 1 to confirm)
+        async with browser.get(f"{base}/no-such-page") as response:
+            assert response.status == 404 and "Content-Security-Policy" in response.headers
+    async with aiohttp.ClientSession() as stranger:
+        with caplog.at_level(logging.INFO, logger="gateway.web.access"):
+            async with stranger.get(f"{base}/api/devices?access={link}") as response:
+                assert response.status == 401  # a link is not a URL parameter
+            async with stranger.get(f"{base}/t/{link}", allow_redirects=False) as response:
+                assert response.status in (303, 403)
+        assert link.split(".")[2] not in caplog.text and "/t/<link>" in caplog.text
