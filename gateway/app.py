@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
@@ -121,6 +122,12 @@ class Gateway:
         """Exceptions that reached the last line of defence (bugs): per message, and in the pipeline thread."""
         return self.pipeline.internal_errors + self.pipeline_thread.errors
 
+    def _hearing(self, connected: bool) -> None:
+        """The broker link's state, on the link's thread: while the gateway cannot hear, no appliance is silent,
+        and after it hears again each has its whole silence limit from then (a broker outage of 40 s opened a
+        false "stopped reporting" ticket for every appliance)."""
+        self.evaluator.hearing_since = self.clock.now() if connected else math.inf
+
     def _ticket_due(self) -> None:
         """Called on the pipeline thread when a ticket is queued: wake the sender on the loop."""
         if self._loop is not None:
@@ -147,8 +154,10 @@ class Gateway:
         try:
             runner = await self._start_web()
             self.pipeline_thread.start()
+            self.evaluator.hearing_since = math.inf  # until the link is up: silence then counts from then
             self.link = MqttLink(broker_config, self.handoff.put,
-                                 on_broker_dropped=self.ingest.link_health.broker_reports_dropped)
+                                 on_broker_dropped=self.ingest.link_health.broker_reports_dropped,
+                                 on_state=self._hearing)
             self.link.start()
             self.serial_links = [
                 SerialLink(port, adapter_for(port.dialect, self.profiles), self.handoff.put,

@@ -8,6 +8,7 @@ own timestamps, so a replay of recorded telemetry behaves exactly like the live 
 
 from __future__ import annotations
 
+import math
 import time
 import zlib
 from collections.abc import Callable, Mapping
@@ -127,8 +128,11 @@ class RowContext:
 class TimerContext:
     """What time-driven rules read: silence since the last sample and the last-will status, on the gateway clock."""
 
-    def __init__(self, window: TypeWindow, rows: npt.NDArray[np.intp], now: float) -> None:
-        self._silence: FloatArray = now - window.latest_ts[rows]
+    def __init__(self, window: TypeWindow, rows: npt.NDArray[np.intp], now: float,
+                 hearing_since: float = -math.inf) -> None:
+        """`hearing_since`: since when the gateway could hear its appliances (inf while it cannot): silence is
+        counted from then at the earliest, for a gateway that cannot hear learns nothing of its appliances."""
+        self._silence: FloatArray = now - np.maximum(window.latest_ts[rows], hearing_since)
         self._online: FloatArray = window.online[rows]
         self._typical_gap: FloatArray = window.typical_gap[rows]
 
@@ -213,6 +217,9 @@ class Evaluator:
         self.store = store
         self.derived = derived or {}
         self.intervals = intervals or {}
+        # Since when appliances could be heard (gateway clock); math.inf while the broker link is down. Set by
+        # the live gateway from its MQTT link's state (a plain float: written on one thread, read on another).
+        self.hearing_since = -math.inf
         self.rules_by_type: dict[str, list[Rule]] = {}
         self.timer_rules_by_type: dict[str, list[Rule]] = {}
         for rule in rules:
@@ -278,8 +285,11 @@ class Evaluator:
         transitions.extend(self._step(rule, window, rows, ts, holds, clears, context))
 
     def evaluate_timer(self, now: float) -> list[AlertTransition]:
-        """Time-driven rules over every known device of each type, at the gateway clock's `now`."""
+        """Time-driven rules over every known device of each type, at the gateway clock's `now`. Nothing while
+        the gateway cannot hear its appliances: silence it cannot hear proves nothing either way."""
         transitions: list[AlertTransition] = []
+        if self.hearing_since == math.inf:
+            return transitions
         for appliance, rules in self.timer_rules_by_type.items():
             window = self.store.windows[appliance]
             count = len(window.device_ids)
@@ -288,7 +298,7 @@ class Evaluator:
             rows = np.arange(count)
             known = ~np.isnan(window.latest_ts[:count]) | ~np.isnan(window.online[:count])
             rows = rows[known]
-            context = TimerContext(window, rows, now)
+            context = TimerContext(window, rows, now, self.hearing_since)
             ts = np.full(rows.shape, now)
             for rule in rules:
                 holds = _as_shape(rule.expr.holds(context), ts.shape)

@@ -16,6 +16,8 @@ def create_private(path: Path) -> None:
     """A database file readable by its owner only (0600): created so before SQLite would (0644 under the usual
     umask), and tightened if an older gateway left it open. It holds tickets and service records. SQLite gives
     its -wal and -shm files the database file's permissions."""
+    if str(path) == ":memory:":
+        return
     with suppress(FileExistsError):
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):

@@ -27,11 +27,14 @@ BROKER_DROPPED_TOPIC = "$SYS/broker/publish/messages/dropped"  # mosquitto's own
 
 class MqttLink:
     def __init__(self, config: BrokerConfig, on_message: Callable[[str, bytes], None],
-                 on_broker_dropped: Callable[[int], None] | None = None) -> None:
-        """`on_broker_dropped`: told the broker's own count of dropped messages, where it publishes one ($SYS)."""
+                 on_broker_dropped: Callable[[int], None] | None = None,
+                 on_state: Callable[[bool], None] | None = None) -> None:
+        """`on_broker_dropped`: told the broker's own count of dropped messages, where it publishes one ($SYS);
+        `on_state`: told each change of the connection (True: subscribed and hearing; False: lost)."""
         self.config = config
         self._on_message = on_message
         self._on_broker_dropped = on_broker_dropped
+        self._on_state = on_state
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._state = "new"  # new -> connected <-> down
@@ -118,6 +121,8 @@ class MqttLink:
         if new == self._state:
             return
         previous, self._state = self._state, new
+        if self._on_state is not None:
+            self._on_state(connected)
         host, port = self.config.host_port()
         if connected:
             self.connects += 1

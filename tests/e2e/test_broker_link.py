@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 
 import orjson
@@ -39,9 +40,11 @@ async def test_reconnects_and_resubscribes_after_broker_restart(
     mosquitto.stop()
     assert gateway.link is not None
     await eventually(lambda: not gateway.link.connected, 10, "the gateway notices the broker is gone")
+    assert gateway.evaluator.hearing_since == math.inf  # no appliance is silent while the gateway is deaf
     await asyncio.sleep(2)  # several failed reconnect attempts
     mosquitto.start()
     await eventually(lambda: gateway.link.connected, 15, "the gateway reconnects")
+    assert time.time() - 15 < gateway.evaluator.hearing_since <= time.time()  # silence counts from now
     await publish_one(mosquitto.port, 0.2)
     await eventually(lambda: gateway.ingest.samples == 2, 10, "a sample after the restart arrives")
 

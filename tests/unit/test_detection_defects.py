@@ -133,3 +133,25 @@ def test_a_root_cause_within_the_group_wait_takes_over_the_ticket(pipeline) -> N
     assert payload["fault"]["code"] == "FR-DEF-01"
     assert [f["rule"] for f in payload["findings"]] == ["defrost_not_terminating"]
     assert {r["rule_id"] for r in running.db.incident_rows()} == {"freezer_too_warm", "defrost_not_terminating"}
+
+
+def test_silence_the_gateway_cannot_hear_is_no_appliance_fault(pipeline) -> None:  # type: ignore[no-untyped-def]
+    """A broker outage of 40 s opened a false "stopped reporting" ticket for every appliance: silence counts
+    only while the gateway can hear (from the moment the link is back), and a real silence still fires."""
+    running, clock, seen = pipeline
+    profile = LIBRARY.profiles["water_heater"]
+    limit = profile.interval_seconds * profile.offline_after_intervals
+    metrics = {"tank_temperature": 55.0}
+    feed(running, clock, "appliances/wh-1/meta", {"type": "water_heater"}, T0)
+    for i in range(30):  # its own interval is known: the profile's
+        feed(running, clock, "appliances/wh-1/telemetry", {"ts": T0 + i * profile.interval_seconds,
+                                                            "metrics": metrics}, T0 + i * profile.interval_seconds)
+    last = T0 + 29 * profile.interval_seconds
+    running.evaluator.hearing_since = float("inf")  # the broker is gone
+    for t in range(1, 6):
+        running.tick(last + t * limit)
+    running.evaluator.hearing_since = back = last + 5 * limit  # heard again: the appliance gets its limit
+    running.tick(back + 0.5 * limit)
+    assert "water_heater_silent" not in fired(seen)
+    running.tick(back + 1.5 * limit)  # and then it really is silent
+    assert "water_heater_silent" in fired(seen)
