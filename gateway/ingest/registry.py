@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from gateway.model import Device, DeviceMeta
+from gateway.protocol.payload import short_repr
 
 log = logging.getLogger("gateway.registry")
 
@@ -37,7 +38,7 @@ class DeviceRegistry:
         says otherwise is refused (a replaced appliance gets a new device id)."""
         appliance_type = doc.get("type")
         if not isinstance(appliance_type, str) or appliance_type not in self.known_types:
-            return f"meta 'type' must be one of {sorted(self.known_types)}, got {_short(appliance_type)}"
+            return f"meta 'type' must be one of {sorted(self.known_types)}, got {short_repr(appliance_type)}"
         known = self.appliance_type(device_id)
         if known is not None and appliance_type != known:
             return f"meta 'type' {appliance_type!r}: this appliance is a {known} (a new appliance needs a new id)"
@@ -92,7 +93,3 @@ class DeviceRegistry:
     def online_count(self) -> int:
         return sum(1 for d in self.devices.values() if d.online)
 
-
-def _short(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else f"{text[:37]}..."

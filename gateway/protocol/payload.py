@@ -110,7 +110,7 @@ def _decode_sample(item: Any, now: float, limits: PayloadLimits, out: Decoded) -
             if isfinite(number):
                 values[name] = number
             else:
-                out.rejections.append(Rejection(DropReason.NON_FINITE, f"{name}={_short(value)}"))
+                out.rejections.append(Rejection(DropReason.NON_FINITE, f"{name}={short_repr(value)}"))
         else:
             out.rejections.append(Rejection(DropReason.WRONG_TYPE, f"{name}={value!r:.40} is not a number"))
     if values:
@@ -130,10 +130,10 @@ def checked_timestamp(raw: Any, now: float, limits: PayloadLimits) -> Timestamp 
     `max_future_seconds` ahead is kept at `now`: an appliance clock set ahead must not cost its telemetry,
     nor one absurd timestamp move the appliance's (or its type's) time far into the future."""
     if not (type(raw) is int or type(raw) is float):
-        return Rejection(DropReason.BAD_SCHEMA, f"'ts' must be a number of seconds, got {_short(raw)}")
+        return Rejection(DropReason.BAD_SCHEMA, f"'ts' must be a number of seconds, got {short_repr(raw)}")
     ts = _as_float(raw)
     if not math.isfinite(ts):
-        return Rejection(DropReason.NON_FINITE, f"ts {_short(raw)} is not a finite number")
+        return Rejection(DropReason.NON_FINITE, f"ts {short_repr(raw)} is not a finite number")
     if ts < now - limits.max_past_seconds:
         return Rejection(DropReason.TS_TOO_OLD, f"ts {ts!r} is more than {limits.max_past_seconds:.0f} s before "
                                                 "the gateway clock")
@@ -152,7 +152,7 @@ def _as_float(value: float) -> float:
         return math.inf
 
 
-def _short(value: Any) -> str:
+def short_repr(value: Any) -> str:
     """A value for a drop's detail, cut short: a 400-digit integer must not fill the log."""
     text = repr(value)
     return text if len(text) <= 40 else f"{text[:37]}..."
