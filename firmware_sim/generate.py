@@ -110,10 +110,11 @@ def _faults(rng: random.Random, appliance: Appliance, profile: Profile, total: f
     # (a Haier washer says only whether it runs; a Midea AC sends no pressures and packs the rest into clamped
     # bytes), so their appliances get connection faults and healthy days only (docs/accuracy.md says what that
     # leaves out).
-    if appliance.dialect == "open" and rng.random() < mix.component:
-        out += _component_faults(rng, appliance, total, mix)
-    elif appliance.dialect == "open" and rng.random() < mix.sensor:
-        out.append(_sensor(rng, device, profile, total))
+    if appliance.dialect == "open":
+        if rng.random() < mix.component:
+            out += _component_faults(rng, appliance, total, mix)
+        elif rng.random() < mix.sensor:
+            out.append(_sensor(rng, device, profile, total))
     if rng.random() < mix.connection:
         out.append(_connection(rng, device, total, busy=bool(out)))
     return out

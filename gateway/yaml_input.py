@@ -15,7 +15,7 @@ import yaml
 from yaml.composer import ComposerError
 from yaml.constructor import ConstructorError
 from yaml.events import AliasEvent, CollectionStartEvent
-from yaml.nodes import MappingNode, Node
+from yaml.nodes import MappingNode, Node, ScalarNode
 
 MAX_FILE_BYTES = 1024 * 1024
 MAX_DEPTH = 32
@@ -58,19 +58,20 @@ class StrictLoader(yaml.SafeLoader):
         return self.peek_event().start_mark  # type: ignore[no-untyped-call]
 
     def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Any, Any]:
-        check_unique_keys(self, node)
+        check_unique_keys(node)
         return super().construct_mapping(node, deep=deep)
 
 
-def check_unique_keys(loader: yaml.SafeLoader, node: MappingNode) -> None:
-    seen: set[Any] = set()
+def check_unique_keys(node: MappingNode) -> None:
+    """Each scalar key once, compared as written (with its resolved tag), before anything is constructed."""
+    seen: set[tuple[str, str]] = set()
     for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        if isinstance(key, list | dict):
-            continue  # unhashable: the caller's schema rejects it
+        if not isinstance(key_node, ScalarNode):
+            continue  # a list or mapping as a key: the caller's schema rejects it
+        key = (key_node.tag, key_node.value)
         if key in seen:
-            raise ConstructorError(None, None, f"key {key!r} appears twice in one mapping (the first would be "
-                                   "silently lost)", key_node.start_mark)
+            raise ConstructorError(None, None, f"key {key_node.value!r} appears twice in one mapping (the first "
+                                   "would be silently lost)", key_node.start_mark)
         seen.add(key)
 
 

@@ -76,7 +76,7 @@ def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> _Map:
     mapping = _Map()
     mapping.line = node.start_mark.line + 1
     mapping.key_lines = {}
-    yaml_input.check_unique_keys(loader, node)
+    yaml_input.check_unique_keys(node)
     for key_node, value_node in node.value:
         key = loader.construct_object(key_node, deep=True)
         mapping[str(key)] = loader.construct_object(value_node, deep=True)

@@ -15,6 +15,7 @@ NO_DEVICE = "-"
 # reasons counted here although the input was kept (corrected), so that /api/status shows them beside the drops
 KEPT = frozenset({DropReason.TS_RESTAMPED})
 
+
 class DropCounter:
     def __init__(self, max_logged_pairs: int = 10_000) -> None:
         self.by_reason: Counter[DropReason] = Counter()

@@ -92,4 +92,3 @@ class DeviceRegistry:
 
     def online_count(self) -> int:
         return sum(1 for d in self.devices.values() if d.online)
-

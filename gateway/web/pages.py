@@ -65,7 +65,7 @@ class Page:
     total: int
 
     def links(self, query: dict[str, str]) -> str:
-        """"Appliances 201-400 of 20,000", with links to the pages before and after (the filters kept)."""
+        """The "Showing 201-400 of 20,000" line, with links to the pages before and after, the filters kept."""
         if self.total <= self.limit and self.offset == 0:
             return ""
         shown = f"{self.offset + 1:,}-{min(self.total, self.offset + self.limit):,} of {self.total:,}"
