@@ -212,6 +212,7 @@ def _html(text: str) -> web.Response:
 PAGE_DEVICES = 200  # rows of a list page (and of the API without ?limit): 20,000 appliances made / 8.6 MB
 PAGE_TICKETS = 100
 MAX_PAGE = 1000
+MAX_OFFSET = 10**9  # SQLite takes 64-bit integers only: a 23-digit offset was an OverflowError
 
 
 def page_of(request: web.Request, default: int) -> tuple[int, int]:
@@ -221,8 +222,8 @@ def page_of(request: web.Request, default: int) -> tuple[int, int]:
         limit = int(request.query.get("limit", default))
     except ValueError:
         raise web.HTTPBadRequest(text=f"offset and limit are whole numbers (limit 1-{MAX_PAGE})") from None
-    if offset < 0 or not 1 <= limit <= MAX_PAGE:
-        raise web.HTTPBadRequest(text=f"need offset >= 0 and 1 <= limit <= {MAX_PAGE}")
+    if not 0 <= offset <= MAX_OFFSET or not 1 <= limit <= MAX_PAGE:
+        raise web.HTTPBadRequest(text=f"need 0 <= offset <= {MAX_OFFSET:,} and 1 <= limit <= {MAX_PAGE}")
     return offset, limit
 
 

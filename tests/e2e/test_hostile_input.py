@@ -79,6 +79,7 @@ async def test_hostile_mqtt_and_http_input_is_refused_with_reasons_and_the_gatew
             ("oversized webhook", nobody, "POST", "/api/platform/events", {"data": b"x" * 200_000}),
             ("bad page", owner, "GET", "/api/devices?limit=-5", {}),
             ("huge page", owner, "GET", "/api/tickets?limit=100000000", {}),
+            ("23-digit offset", owner, "GET", "/api/tickets?offset=12345678901234567890123", {}),
             ("history from NaN", owner, "GET", "/api/devices/wh-x/history?from=nan", {}),
             ("history to inf", owner, "GET", "/api/devices/wh-x/history?to=inf", {}),
             ("device id of 10,000 chars", owner, "GET", "/api/devices/" + "d" * 10_000, {}),
