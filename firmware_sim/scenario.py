@@ -32,11 +32,11 @@ from firmware_sim.catalog import (
 from firmware_sim.models import MODELS, FaultableModel, FaultSchedule, WasherModel
 from firmware_sim.serial_peer import haier_status, midea_group_reply, midea_state_reply
 from gateway import yaml_input
-from gateway.engine.data_quality import SILENCE_INTERVALS
 from gateway.engine.durations import parse_duration
 from gateway.engine.profiles import Profile
 from gateway.ingest.uart import HaierAdapter, MideaAdapter
 from gateway.protocol import open_dialect
+from gateway.store.window import OWN_INTERVALS
 
 SHORT = {"air_conditioner": "ac", "refrigerator": "fridge", "washer": "washer", "water_heater": "wh",
          "dishwasher": "dw"}
@@ -306,8 +306,8 @@ class World:
             length = i.duration if i.duration is not None else self.scenario.duration - i.at
             # the gateway's silence limit for this appliance: its profile's, or five of its own intervals where
             # it reports more slowly (with a quarter's slack: the gateway measures the interval, jitter and all)
-            limit = max(profile.offline_after_intervals * profile.interval_seconds,
-                        SILENCE_INTERVALS * appliance.interval * 1.25)
+            limit = max(profile.silence_limit,
+                        OWN_INTERVALS * appliance.interval * 1.25)
             expectation: Expectation
             onset = self.scenario.start + i.at
             end = None if i.duration is None else onset + i.duration

@@ -17,6 +17,7 @@ from gateway.engine.expr import CompiledExpr, EvalContext, FloatArray
 from gateway.engine.profiles import OUT_OF_RANGE_METRIC, Profile
 from gateway.engine.rules import Rule
 from gateway.model import Cause, Diagnosis
+from gateway.store.window import OWN_INTERVALS
 
 JUMP_WINDOW_SECONDS = 600.0
 JUMPS_FOR_A_FAULT = 3
@@ -75,8 +76,6 @@ def _out_of_range(profile: Profile) -> Rule:
                         "of their range."), _WIRING))
 
 
-SILENCE_INTERVALS = 5.0  # a device slower than its profile is silent after this many of its own intervals
-
 
 def own_limit(context: EvalContext, limit: float) -> FloatArray:
     """The profile's silence limit, or five of the device's own reporting intervals where it reports more
@@ -84,13 +83,13 @@ def own_limit(context: EvalContext, limit: float) -> FloatArray:
     whenever one report came late). Before a device has shown its interval (one sample so far), five of the
     profile's limits: its second report may simply be late."""
     typical = context.builtin(TypicalGap())
-    result: FloatArray = np.where(np.isnan(typical), SILENCE_INTERVALS * limit,
-                                  np.fmax(limit, SILENCE_INTERVALS * typical))
+    result: FloatArray = np.where(np.isnan(typical), OWN_INTERVALS * limit,
+                                  np.fmax(limit, OWN_INTERVALS * typical))
     return result
 
 
 def _flatline(profile: Profile, metric: str, seconds: float) -> Rule:
-    stale_limit = profile.offline_after_intervals * profile.interval_seconds
+    stale_limit = profile.silence_limit
 
     def evaluate(context: EvalContext) -> FloatArray:
         unchanged = context.builtin(Unchanged(metric))
@@ -119,7 +118,7 @@ def _jumps(profile: Profile, metric: str, max_step: float) -> Rule:
 
 
 def _stale(profile: Profile) -> Rule:
-    limit = profile.offline_after_intervals * profile.interval_seconds
+    limit = profile.silence_limit
 
     def evaluate(context: EvalContext) -> FloatArray:
         result: FloatArray = (context.builtin(Stale()) > own_limit(context, limit)).astype(np.float64)
@@ -135,7 +134,7 @@ def _stale(profile: Profile) -> Rule:
 
 def _silent_while_online(profile: Profile) -> Rule:
     """The appliance never said it was going offline, yet it stopped reporting: a connection problem."""
-    limit = profile.offline_after_intervals * profile.interval_seconds
+    limit = profile.silence_limit
 
     def evaluate(context: EvalContext) -> FloatArray:
         silent = (context.builtin(Online()) != 0) & (context.builtin(Silence()) > own_limit(context, limit))

@@ -20,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from gateway.engine.columns import BuiltinColumn, Online, RecentEvents, Silence, Stale, TypicalGap, Unchanged
-from gateway.engine.expr import CompiledExpr, FloatArray, WindowView
+from gateway.engine.expr import CompiledExpr, FloatArray, WindowView, carry_forward
 from gateway.engine.rules import Rule
 from gateway.latency import FAST_BUCKETS, Histogram
 from gateway.model import Observation
@@ -49,7 +49,9 @@ class RowContext:
         self._derived_values: dict[str, FloatArray] = {}
         self._latest = window.latest[rows]
         self._now = window.latest_ts[rows]
+        self.observed_now: FloatArray = self._now - window.unobserved[rows]  # each device's observed clock
         self._cache: dict[tuple[str, float], WindowView] = {}
+        self._series: dict[tuple[str, float], WindowView] = {}
         self._reductions: dict[tuple[str, str, float], FloatArray] = {}
         self._builtins: dict[BuiltinColumn, FloatArray] = {}
         self._ordered: dict[int, tuple[FloatArray, npt.NDArray[np.intp]]] = {}
@@ -65,7 +67,8 @@ class RowContext:
             case RecentEvents(metric):
                 result = self._now - self._window.event_ts[self._rows, self._window.metric_index[metric], 0]
             case Unchanged(metric):
-                result = self._now - self._window.changed_ts[self._rows, self._window.metric_index[metric]]
+                changed = self._window.changed_observed[self._rows, self._window.metric_index[metric]]
+                result = self.observed_now - changed
             case TypicalGap():
                 result = self._window.typical_gap[self._rows]
             case _:
@@ -89,10 +92,10 @@ class RowContext:
         return result
 
     def _stale_seconds(self) -> FloatArray:
-        """Age of the longest-unreported periodic metric the device has reported before (vendor codes and the
-        data-quality column are sporadic: they come when something happens, and are never stale)."""
+        """Observed age of the longest-unreported periodic metric the device has reported before (vendor codes
+        and the data-quality column are sporadic: they come when something happens, and are never stale)."""
         columns = self._window.periodic_columns
-        ages = self._now[:, None] - self._window.latest_metric_ts[self._rows][:, columns]
+        ages = self.observed_now[:, None] - self._window.reported_observed[self._rows][:, columns]
         result: FloatArray = np.nan_to_num(np.nanmax(np.where(np.isnan(ages), -np.inf, ages), axis=1),
                                            neginf=0.0)
         return result
@@ -103,18 +106,43 @@ class RowContext:
         result: FloatArray = np.where(age <= seconds, self._latest[:, column], np.nan)
         return result
 
+    def parameter(self, name: str) -> FloatArray:
+        result: FloatArray = self._window.parameters[self._rows, self._window.parameter_index[name]]
+        return result
+
     def window(self, name: str, seconds: float) -> WindowView:
         key = (name, seconds)
         view = self._cache.get(key)
         if view is None:
-            # only the newest slots the window can span at this type's reporting interval (plus a quarter)
-            needed = min(self._window.slots, int(seconds / self._interval * 1.25) + 2)
-            ts, order = self._time_order(needed)
-            column = self._window.metric_index[name]
-            values: FloatArray = self._window.values[self._rows[:, None], column, order].astype(np.float64)
-            valid = (ts > self._now[:, None] - seconds) & (ts <= self._now[:, None]) & ~np.isnan(values)
-            view = self._cache[key] = WindowView(values, ts, valid, ordered=True)
+            ts, order = self._time_order(self._slots_for(seconds))
+            values = self._column_slots(name, order)
+            view = self._cache[key] = self._view(values, ts, seconds)
         return view
+
+    def series(self, text: str, evaluate: Callable[[Any], FloatArray], seconds: float) -> WindowView:
+        key = (text, seconds)
+        view = self._series.get(key)
+        if view is None:
+            ts, order = self._time_order(self._slots_for(seconds))
+            samples = _SampleContext(self, order)
+            values = np.broadcast_to(evaluate(samples), ts.shape).astype(np.float64)
+            view = self._series[key] = self._view(values, ts, seconds)
+        return view
+
+    def _slots_for(self, seconds: float) -> int:
+        """Only the newest slots a window can span at this type's reporting interval (plus a quarter)."""
+        return min(self._window.slots, int(seconds / self._interval * 1.25) + 2)
+
+    def _column_slots(self, name: str, order: npt.NDArray[np.intp]) -> FloatArray:
+        column = self._window.metric_index[name]
+        values: FloatArray = self._window.values[self._rows[:, None], column, order].astype(np.float64)
+        return values
+
+    def _view(self, values: FloatArray, ts: FloatArray, seconds: float) -> WindowView:
+        now = self._now[:, None]
+        valid = (ts > now - seconds) & (ts <= now) & ~np.isnan(values)
+        return WindowView(values, ts, valid, ordered=True, start=self._now - seconds, end=self._now,
+                          hold=self._window.observed_gap_limits(self._rows))
 
     def _time_order(self, count: int) -> tuple[FloatArray, npt.NDArray[np.intp]]:
         """The newest `count` slots of each row, oldest first (the ring ends just before each row's head)."""
@@ -123,6 +151,46 @@ class RowContext:
             order = (self._window.head[self._rows, None] + np.arange(slots - count, slots)[None, :]) % slots
             self._ordered[count] = (self._window.ts[self._rows[:, None], order], order)
         return self._ordered[count]
+
+
+class _SampleContext:
+    """The inputs of an expression at every sample of a window: each metric as it stood then (its last report
+    carried forward), derived metrics computed from those, parameters per device. Window functions do not nest,
+    so an expression over a window reads nothing else."""
+
+    def __init__(self, rows: RowContext, order: npt.NDArray[np.intp]) -> None:
+        self._rows = rows
+        self._order = order
+        self._columns: dict[str, FloatArray] = {}
+
+    def column(self, name: str) -> FloatArray:
+        cached = self._columns.get(name)
+        if cached is None:
+            formula = self._rows._derived.get(name)
+            if formula is not None:
+                cached = np.broadcast_to(formula.evaluate(self), self._order.shape)
+            else:
+                cached = carry_forward(self._rows._column_slots(name, self._order))
+            self._columns[name] = cached
+        return cached
+
+    def parameter(self, name: str) -> FloatArray:
+        return self._rows.parameter(name)[:, None]
+
+    def builtin(self, column: BuiltinColumn) -> FloatArray:
+        raise KeyError(f"an expression over a window reads no built-in column ({column})")
+
+    def reduced(self, key: tuple[str, str, float], compute: Callable[[], FloatArray]) -> FloatArray:
+        raise KeyError(f"window functions do not nest ({key})")
+
+    def window(self, name: str, seconds: float) -> WindowView:
+        raise KeyError(f"window functions do not nest ({name})")
+
+    def last(self, name: str, seconds: float) -> FloatArray:
+        raise KeyError(f"window functions do not nest ({name})")
+
+    def series(self, text: str, evaluate: Callable[[Any], FloatArray], seconds: float) -> WindowView:
+        raise KeyError(f"window functions do not nest ({text})")
 
 
 class TimerContext:
@@ -158,6 +226,12 @@ class TimerContext:
     def last(self, name: str, seconds: float) -> FloatArray:
         raise KeyError(f"time-driven rules read no metrics ({name})")
 
+    def parameter(self, name: str) -> FloatArray:
+        raise KeyError(f"time-driven rules read no parameters ({name})")
+
+    def series(self, text: str, evaluate: Callable[[Any], FloatArray], seconds: float) -> WindowView:
+        raise KeyError(f"time-driven rules read no windows ({text})")
+
 
 class Transition(StrEnum):
     FIRING = "firing"
@@ -187,8 +261,9 @@ class _AlertState:
     """Per-device arrays for one rule; grows with the window it shadows."""
 
     def __init__(self, capacity: int, cadence: float = 0.0) -> None:
-        self.since = np.full(capacity, np.nan)
-        self.last_true = np.full(capacity, np.nan)
+        self.since = np.full(capacity, np.nan)  # sample time the condition started to hold (the onset)
+        self.since_observed = np.full(capacity, np.nan)  # the same on the device's observed clock
+        self.last_true = np.full(capacity, np.nan)  # observed clock
         self.firing = np.zeros(capacity, dtype=np.bool_)
         self.evaluated_slot = np.full(capacity, np.nan)  # cadenced rules: the cadence interval last evaluated
         self.quiet_until = np.full(capacity, -np.inf)  # no firing before this sample time (fresh evidence)
@@ -199,6 +274,7 @@ class _AlertState:
         if capacity <= n:
             return
         self.since = np.concatenate([self.since, np.full(capacity - n, np.nan)])
+        self.since_observed = np.concatenate([self.since_observed, np.full(capacity - n, np.nan)])
         self.last_true = np.concatenate([self.last_true, np.full(capacity - n, np.nan)])
         self.firing = np.concatenate([self.firing, np.zeros(capacity - n, dtype=np.bool_)])
         self.evaluated_slot = np.concatenate([self.evaluated_slot, np.full(capacity - n, np.nan)])
@@ -282,7 +358,7 @@ class Evaluator:
         ts = window.latest_ts[rows]
         holds = _as_shape(rule.expr.holds(context), ts.shape)
         clears = None if rule.clear is None else _as_shape(rule.clear.holds(context), ts.shape)
-        transitions.extend(self._step(rule, window, rows, ts, holds, clears, context))
+        transitions.extend(self._step(rule, window, rows, ts, context.observed_now, holds, clears, context))
 
     def evaluate_timer(self, now: float) -> list[AlertTransition]:
         """Time-driven rules over every known device of each type, at the gateway clock's `now`. Nothing while
@@ -302,41 +378,47 @@ class Evaluator:
             ts = np.full(rows.shape, now)
             for rule in rules:
                 holds = _as_shape(rule.expr.holds(context), ts.shape)
-                transitions.extend(self._step(rule, window, rows, ts, holds, None, context))
+                transitions.extend(self._step(rule, window, rows, ts, ts, holds, None, context))
         return transitions
 
     def _step(self, rule: Rule, window: TypeWindow, rows: npt.NDArray[np.intp], ts: npt.NDArray[np.float64],
-              holds: npt.NDArray[np.bool_], clears: npt.NDArray[np.bool_] | None,
+              observed: npt.NDArray[np.float64], holds: npt.NDArray[np.bool_], clears: npt.NDArray[np.bool_] | None,
               context: RowContext | TimerContext) -> list[AlertTransition]:
+        """Advance the alert state of `rows`; `ts` is the sample time (onsets are reported in it) and `observed`
+        the device's observed clock, in which `for` and `keep_firing_for` are counted."""
         state = self._states[rule.rule_id]
         state.fit(window.capacity)
         holds = holds & (ts >= state.quiet_until[rows])  # evidence from before a suppressor cleared does not count
         if not holds.any() and not state.firing[rows].any() and np.isnan(state.since[rows]).all():
             return []  # the common case: quiet rows stay quiet, no state to update
         since, last_true, firing = state.since[rows], state.last_true[rows], state.firing[rows]
+        since_observed = state.since_observed[rows]
         if clears is not None:  # hysteresis: a firing alert holds until its clear condition is met
             holds = holds | (firing & ~clears)
 
         starting = holds & np.isnan(since)
         since[starting] = ts[starting]
-        last_true[holds] = ts[holds]
-        kept = ~holds & firing & (ts - last_true < rule.keep_firing_for_seconds)
+        since_observed[starting] = observed[starting]
+        last_true[holds] = observed[holds]
+        kept = ~holds & firing & (observed - last_true < rule.keep_firing_for_seconds)
         cleared = ~holds & ~kept
         resolving = cleared & firing
         since[cleared] = np.nan
+        since_observed[cleared] = np.nan
         firing[resolving] = False
-        fires = holds & ~firing & (ts - since >= rule.for_seconds)
+        fires = holds & ~firing & (observed - since_observed >= rule.for_seconds)
         firing[fires] = True
 
         state.since[rows], state.last_true[rows], state.firing[rows] = since, last_true, firing
+        state.since_observed[rows] = since_observed
         out: list[AlertTransition] = []
         if fires.any():
-            observed = [(c, _as_shape(c.left(context), ts.shape), _as_shape(c.right(context), ts.shape))
-                        for c in rule.expr.comparisons]
+            held = [(h, _as_shape(h.comparison.left(context), ts.shape), _as_shape(h.comparison.right(context),
+                                                                                    ts.shape))
+                    for h in rule.expr.held(context, fires)]
             for i in np.flatnonzero(fires):
-                observations = tuple(
-                    Observation(c.left_text, c.op, float(right[i]), float(left[i])) for c, left, right in observed
-                )
+                observations = tuple(Observation(h.comparison.left_text, h.op, float(right[i]), float(left[i]))
+                                     for h, left, right in held if h.rows[i])
                 out.append(AlertTransition(rule, window.device_ids[rows[i]], Transition.FIRING,
                                            float(since[i]), float(ts[i]), observations))
         for i in np.flatnonzero(resolving):
@@ -354,7 +436,7 @@ class Evaluator:
         state = self._states[rule_id]
         state.fit(window.capacity)
         state.since[row] = onset_ts
-        state.last_true[row] = onset_ts
+        state.since_observed[row] = state.last_true[row] = onset_ts - window.unobserved[row]
         state.firing[row] = True
         return True
 
@@ -381,7 +463,7 @@ class Evaluator:
         state.fit(window.capacity)
         state.quiet_until[row] = since + max(rule.expr.windows.values(), default=0.0)
         if not state.firing[row]:
-            state.since[row] = np.nan
+            state.since[row] = state.since_observed[row] = np.nan
 
     def is_quiet(self, rule_id: str, device_id: str, ts: float) -> bool:
         """True while the rule waits for fresh evidence on this device (see require_fresh_evidence)."""

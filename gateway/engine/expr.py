@@ -8,12 +8,17 @@ Grammar (lowest precedence first):
     sum    := term (('+' | '-') term)*
     term   := unary (('*' | '/') unary)*
     unary  := '-' unary | atom
-    atom   := NUMBER [UNIT] | DURATION | METRIC | FUNC '(' expr (',' expr)* ')'
-            | WINDOW_FUNC '(' METRIC ',' DURATION ')' | 'missing' '(' METRIC ')' | '(' expr ')'
+    atom   := NUMBER [UNIT] | DURATION | NAME | FUNC '(' expr (',' expr)* ')'
+            | WINDOW_FUNC '(' expr ',' DURATION ')' | 'missing' '(' METRIC ')' | '(' expr ')'
+    NAME   := a reported or derived metric | a per-device parameter | a named condition
 
-A number may carry a unit (`3800 kPa`); comparing it with a metric of another unit is an error. Durations
-(`30s`, `10m`, `1h`) are seconds. Window functions (`avg|min|max|sum|count|stddev|last|delta|rate|changes|
-increases_over_time(metric, 10m)`) read the device's recent samples, not just its latest value.
+A number may carry a unit (`3800 kPa`). Units are carried through arithmetic (`supply - mixed` of two degC
+metrics is in K) and checked where quantities meet: comparing kPa with K is an error, a degC literal against
+a degF metric is converted. Durations (`30s`, `10m`, `1h`) are seconds. Window functions (`avg|min|max|sum|
+count|stddev|last|delta|rate|changes|increases_over_time|fraction(x, 10m)`) read the device's recent samples,
+not just its latest value; `x` is a metric or any expression over metrics (evaluated at every sample, each
+metric carried forward from its last report), and `fraction(condition, 30m)` is the share of the last 30 min
+the condition held. `min(a, b)`, `max(a, b)` and `if(condition, a, b)` work sample by sample.
 
 Every node is evaluated for all devices of one appliance type at once. Booleans are float arrays in
 three-valued logic (1 true, 0 false, NaN unknown) so a missing metric makes a rule *unknown*, never true:
@@ -22,9 +27,10 @@ three-valued logic (1 true, 0 false, NaN unknown) so a missing metric makes a ru
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol
 
 import numpy as np
@@ -35,6 +41,8 @@ from gateway.engine.durations import DURATION_PATTERN, parse_duration
 from gateway.engine.functions import FUNCTIONS, SAME_AS_FIRST_ARGUMENT
 
 FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+Evaluate = Callable[["EvalContext"], FloatArray]
 
 
 @dataclass(frozen=True)
@@ -45,6 +53,9 @@ class WindowView:
     ts: FloatArray  # [devices, samples]
     valid: npt.NDArray[np.bool_]  # [devices, samples]
     ordered: bool = False  # samples already in time order (the ring buffer's view), so no sort is needed
+    start: FloatArray | None = None  # [devices] the window's start; samples before it may be included, not valid
+    end: FloatArray | None = None  # [devices] the window's end (each device's latest sample)
+    hold: FloatArray | None = None  # [devices] the longest a sample stands for (the longest observed gap)
 
 
 class EvalContext(Protocol):
@@ -64,6 +75,15 @@ class EvalContext(Protocol):
 
     def last(self, name: str, seconds: float) -> FloatArray:
         """The latest value of `name` if it arrived within `seconds`, else NaN."""
+        ...
+
+    def parameter(self, name: str) -> FloatArray:
+        """Each device's value of a per-device parameter (from its meta, else the profile's default)."""
+        ...
+
+    def series(self, text: str, evaluate: Evaluate, seconds: float) -> WindowView:
+        """An expression evaluated at every sample of the last `seconds` (each metric carried forward from
+        its last report), as a window; `text` names it for caching."""
         ...
 
 
@@ -95,8 +115,27 @@ class MappingContext:
     def last(self, name: str, seconds: float) -> FloatArray:
         return _last(self.window(name, seconds))
 
+    def parameter(self, name: str) -> FloatArray:
+        return self._columns[name]
 
-Evaluate = Callable[[EvalContext], FloatArray]
+    def series(self, text: str, evaluate: Evaluate, seconds: float) -> WindowView:
+        """All windows of a mapping context share one time axis (the first window's)."""
+        ts = next(iter(self._windows.values()))[0]
+        now = self._now if self._now is not None else np.nanmax(ts, axis=1)
+        columns = {name: carry_forward(values) for name, (_, values) in self._windows.items()}
+        values = np.broadcast_to(evaluate(MappingContext(columns, now=now)), ts.shape).astype(np.float64)
+        valid = (ts > now[:, None] - seconds) & (ts <= now[:, None]) & ~np.isnan(values)
+        return WindowView(values, ts, valid, start=now - seconds, end=now, hold=np.full(now.shape, np.inf))
+
+
+def carry_forward(values: FloatArray) -> FloatArray:
+    """Each NaN replaced by the last value before it in its row (a metric stands until it is reported again)."""
+    index = np.where(~np.isnan(values), np.arange(values.shape[1]), 0)
+    np.maximum.accumulate(index, axis=1, out=index)
+    result: FloatArray = np.take_along_axis(values, index, axis=1)
+    return result
+
+
 Kind = Literal["number", "bool"]
 _Binary = Callable[[FloatArray, FloatArray], FloatArray]
 
@@ -120,6 +159,19 @@ class Comparison:
     right_text: str
     left: Evaluate
     right: Evaluate
+    bound: tuple[str, str, float] | None = None  # (metric, op, value) for `metric op literal`, either way round
+
+
+@dataclass(frozen=True)
+class HeldComparison:
+    """A comparison that made an expression true, on the rows (a mask) where it did."""
+
+    comparison: Comparison
+    op: str  # as written, or its complement where it counted by being false (under a `not`)
+    rows: BoolArray
+
+
+Support = Callable[["EvalContext", BoolArray, BoolArray], list[HeldComparison]]
 
 
 @dataclass(frozen=True)
@@ -128,13 +180,21 @@ class CompiledExpr:
     evaluate: Evaluate
     metrics: frozenset[str]
     comparisons: tuple[Comparison, ...] = field(default=())
-    windows: dict[str, float] = field(default_factory=dict)  # metric -> longest window read (s)
+    windows: dict[str, float] = field(default_factory=dict)  # metric or expression -> longest window read (s)
     unit: str | None = None
+    support: Support | None = None
 
     def holds(self, context: EvalContext) -> npt.NDArray[np.bool_]:
         """True where the expression is definitely true (unknown counts as not true)."""
         result: npt.NDArray[np.bool_] = self.evaluate(context) == 1.0
         return result
+
+    def held(self, context: EvalContext, rows: BoolArray) -> list[HeldComparison]:
+        """The comparisons that made the expression true on `rows`, in source order: a branch of an `or` that
+        was false, or one inside a sub-expression that did not decide the result, is not evidence."""
+        if self.support is None:
+            return []
+        return self.support(context, rows, np.zeros_like(rows))
 
 
 _TOKEN = re.compile(
@@ -183,6 +243,7 @@ class _Node:
     metric: str | None = None  # set when the node is a bare stored metric (window functions need one)
     seconds: float | None = None  # set when the node is a duration literal
     constant: float | None = None  # set when the node is a number literal
+    support: Support | None = None  # for conditions: which comparisons made it true (the ticket's evidence)
 
 
 def _nan_where(mask: npt.NDArray[np.bool_], values: FloatArray) -> FloatArray:
@@ -205,6 +266,10 @@ _COMPARE: dict[str, Callable[[FloatArray, FloatArray], npt.NDArray[np.bool_]]] =
     "<": np.less, "<=": np.less_equal, ">": np.greater, ">=": np.greater_equal,
     "==": np.equal, "!=": np.not_equal,
 }
+_COMPLEMENT = {"<": ">=", "<=": ">", ">": "<=", ">=": "<", "==": "!=", "!=": "=="}
+_MIRROR = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
+
+
 def _divide(a: FloatArray, b: FloatArray) -> FloatArray:
     """a / b, unknown (NaN) where b is 0: a division by zero is no evidence (inf > 5 would fire)."""
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -215,18 +280,45 @@ _ARITH: dict[str, _Binary] = {
     "+": np.add, "-": np.subtract, "*": np.multiply, "/": _divide,
 }
 
+# --- units: absolute temperatures, their differences, and the literal conversions a comparison may make --------
+_TEMPERATURES = {"degC", "degF"}
+_DIFFERENCE_SCALE = {"degF": 5.0 / 9.0}  # a change of a degF metric, in K
+_LITERAL_CONVERSIONS: dict[tuple[str, str], Callable[[float], float]] = {
+    ("degC", "degF"): lambda v: v * 9.0 / 5.0 + 32.0,
+    ("degF", "degC"): lambda v: (v - 32.0) * 5.0 / 9.0,
+}
+
+
+def _difference(unit: str | None) -> str | None:
+    """A change of an absolute temperature is a temperature difference, in K (a degF change is converted)."""
+    return "K" if unit in _TEMPERATURES else (unit or None)
+
+
+def _scaled(fn: Evaluate, scale: float) -> Evaluate:
+    if scale == 1.0:
+        return fn
+    return lambda c: fn(c) * scale
+
+
 class _Parser:
-    def __init__(self, source: str, metrics: Mapping[str, str], derived: Mapping[str, str]) -> None:
+    def __init__(self, source: str, metrics: Mapping[str, str], derived: Mapping[str, str],
+                 parameters: Mapping[str, str], conditions: Mapping[str, str],
+                 expanding: frozenset[str] = frozenset()) -> None:
         self.source = source
         self.stored = metrics
         self.derived = derived
+        self.parameters = parameters
+        self.conditions = conditions
+        self.expanding = expanding  # named conditions being expanded (a condition may not refer to itself)
         self.known_metrics = frozenset(metrics) | frozenset(derived)
-        self.units = frozenset(metrics.values()) | frozenset(derived.values()) | _EXTRA_UNITS
+        self.units = (frozenset(metrics.values()) | frozenset(derived.values()) | frozenset(parameters.values())
+                      | _EXTRA_UNITS)
         self.tokens = _tokenize(source)
         self.pos = 0
         self.used: set[str] = set()
-        self.windows: dict[str, float] = {}  # metric -> longest window any function reads
+        self.windows: dict[str, float] = {}  # metric or expression -> longest window any function reads
         self.comparisons: list[Comparison] = []
+        self.window_calls = 0  # window functions parsed so far (they do not nest)
 
     def peek(self) -> _Token:
         return self.tokens[self.pos]
@@ -267,8 +359,9 @@ class _Parser:
             right = operand()
             self.require(left, "bool", op)
             self.require(right, "bool", op)
-            left = _Node("bool", _short_circuit(combine, left.fn, right.fn, 0.0 if keyword == "and" else 1.0),
-                         f"{left.text} {keyword} {right.text}")
+            fn = _short_circuit(combine, left.fn, right.fn, 0.0 if keyword == "and" else 1.0)
+            left = _Node("bool", fn, f"{left.text} {keyword} {right.text}",
+                         support=_gated_support(fn, (left.support, right.support)))
         return left
 
     def parse_not(self) -> _Node:
@@ -276,7 +369,8 @@ class _Parser:
             op = self.take()
             inner = self.parse_not()
             self.require(inner, "bool", op)
-            return _Node("bool", _combined(np.subtract, _constant(1.0), inner.fn), f"not {inner.text}")
+            fn = _combined(np.subtract, _constant(1.0), inner.fn)
+            return _Node("bool", fn, f"not {inner.text}", support=_negated_support(fn, inner.support))
         return self.parse_cmp()
 
     def parse_cmp(self) -> _Node:
@@ -287,10 +381,7 @@ class _Parser:
         right = self.parse_sum()
         self.require(left, "number", op)
         self.require(right, "number", op)
-        for quantity, literal in ((left, right), (right, left)):
-            if quantity.unit and literal.metric is None and literal.unit and literal.unit != quantity.unit:
-                raise ExprError(f"wrong unit: {quantity.text} is in {quantity.unit}, not {literal.unit}",
-                                op.column)
+        left, right = self._matching_units(left, right, op, f"{op.text!r} compares")
         compare = _COMPARE[op.text]
         lf, rf = left.fn, right.fn
 
@@ -299,10 +390,31 @@ class _Parser:
             return _nan_where(np.isnan(a) | np.isnan(b), compare(a, b).astype(np.float64))
 
         text = f"{left.text} {op.text} {right.text}"
-        self.comparisons.append(Comparison(text, left.text, op.text, right.text, lf, rf))
+        bound = None
+        if left.metric is not None and right.constant is not None:
+            bound = (left.metric, op.text, right.constant)
+        elif right.metric is not None and left.constant is not None:
+            bound = (right.metric, _MIRROR[op.text], left.constant)
+        comparison = Comparison(text, left.text, op.text, right.text, lf, rf, bound)
+        self.comparisons.append(comparison)
         if self.peek().text in _CMP_OPS:
             raise ExprError("comparisons do not chain; join them with 'and'", self.peek().column)
-        return _Node("bool", evaluate, text)
+        return _Node("bool", evaluate, text, support=_comparison_support(evaluate, comparison))
+
+    def _matching_units(self, left: _Node, right: _Node, token: _Token, verb: str) -> tuple[_Node, _Node]:
+        """The two sides with compatible units: equal, or one side unknown, or a literal converted to the other
+        side's unit (a degC literal against a degF metric). Anything else is an error."""
+        if left.unit is None or right.unit is None or left.unit == right.unit:
+            return left, right
+        for quantity, literal, swap in ((left, right, False), (right, left, True)):
+            convert = _LITERAL_CONVERSIONS.get((literal.unit or "", quantity.unit or ""))
+            if literal.constant is not None and convert is not None:
+                value = convert(literal.constant)
+                converted = _Node("number", _constant(value), f"{value:g} {quantity.unit}", unit=quantity.unit,
+                                  constant=value)
+                return (converted, quantity) if swap else (quantity, converted)
+        raise ExprError(f"wrong unit: {verb} {left.text} (in {left.unit}) with {right.text} (in {right.unit})",
+                        token.column)
 
     def parse_sum(self) -> _Node:
         left = self.parse_term()
@@ -321,14 +433,43 @@ class _Parser:
         self.require(right, "number", op)
         if op.text == "/" and right.constant == 0:
             raise ExprError("division by zero", op.column)
-        return _Node("number", _combined(_ARITH[op.text], left.fn, right.fn), f"{left.text} {op.text} {right.text}")
+        fn, unit = self._arith_unit(left, op, right, _combined(_ARITH[op.text], left.fn, right.fn))
+        return _Node("number", fn, f"{left.text} {op.text} {right.text}", unit=unit)
+
+    def _arith_unit(self, left: _Node, op: _Token, right: _Node, fn: Evaluate) -> tuple[Evaluate, str | None]:
+        """(evaluate, unit) of `left op right`: a sum keeps its unit, the difference of two temperatures is a
+        temperature difference in K (of two degF metrics, converted), a temperature plus or minus a difference
+        stays a temperature; a product or quotient with a plain number keeps the other side's unit, any other
+        product is unchecked."""
+        lu, ru = left.unit, right.unit
+        if op.text in "*/":
+            plain_left = left.constant is not None and lu is None
+            plain_right = right.constant is not None and ru is None
+            return fn, (ru if plain_left and op.text == "*" else lu if plain_right else None)
+        if lu is None or ru is None:
+            plain = right if ru is None else left
+            return fn, ((lu or ru) if plain.constant is not None else None)
+        if lu == ru and lu in _TEMPERATURES:
+            if op.text == "-":
+                return _scaled(fn, _DIFFERENCE_SCALE.get(lu, 1.0)), "K"
+            return fn, lu  # (a + b) / 2 of two temperatures is a temperature
+        if lu == ru:
+            return fn, lu
+        if lu == "degC" and ru == "K":
+            return fn, "degC"
+        if lu == "K" and ru == "degC" and op.text == "+":
+            return fn, "degC"
+        raise ExprError(f"wrong unit: {op.text!r} combines {left.text} (in {lu}) with {right.text} (in {ru})",
+                        op.column)
 
     def parse_unary(self) -> _Node:
         if self.peek().text == "-":
             op = self.take()
             inner = self.parse_unary()
             self.require(inner, "number", op)
-            return _Node("number", _combined(np.subtract, _constant(0.0), inner.fn), f"-{inner.text}")
+            constant = None if inner.constant is None else -inner.constant
+            return _Node("number", _combined(np.subtract, _constant(0.0), inner.fn), f"-{inner.text}",
+                         unit=inner.unit, constant=constant)
         return self.parse_atom()
 
     def parse_atom(self) -> _Node:
@@ -339,6 +480,8 @@ class _Parser:
                 unit = self.take().text
             text = f"{token.text} {unit}" if unit else token.text
             value = float(token.text)
+            if not math.isfinite(value):
+                raise ExprError(f"number {token.text!r} is too large", token.column)
             return _Node("number", _constant(value), text, unit=unit, constant=value)
         if token.kind == "duration":
             seconds = parse_duration(token.text)
@@ -348,36 +491,71 @@ class _Parser:
         if token.text == "(":
             inner = self.parse_or()
             self.expect(")")
-            return _Node(inner.kind, inner.fn, f"({inner.text})")
+            return replace(inner, text=f"({inner.text})", metric=None)
         if token.kind == "name":
             if self.peek().text == "(":
                 return self.parse_call(token)
-            if token.text not in self.known_metrics:
-                known = ", ".join(sorted(self.known_metrics))
-                raise ExprError(f"unknown metric {token.text!r} (this appliance has: {known})", token.column)
-            self.used.add(token.text)
-            name = token.text
+            return self.parse_name(token)
+        raise ExprError(f"unexpected {token.text or 'end of expression'!r}", token.column)
+
+    def parse_name(self, token: _Token) -> _Node:
+        name = token.text
+        if name in self.known_metrics:
+            self.used.add(name)
             unit = self.stored.get(name) or self.derived.get(name)
             return _Node("number", lambda c: c.column(name), name, unit=unit,
                          metric=name if name in self.stored else None)
-        raise ExprError(f"unexpected {token.text or 'end of expression'!r}", token.column)
+        if name in self.parameters:
+            return _Node("number", lambda c: c.parameter(name), name, unit=self.parameters[name] or None)
+        if name in self.conditions:
+            return self.parse_condition(token)
+        known = ", ".join(sorted(self.known_metrics))
+        others = "".join(f"; {kind}: {', '.join(sorted(names))}" for kind, names in
+                         (("parameters", self.parameters), ("conditions", self.conditions)) if names)
+        raise ExprError(f"unknown metric {name!r} (this appliance has: {known}{others})", token.column)
 
-    def parse_call(self, name: _Token) -> _Node:
-        if name.text == "missing":
-            return self.parse_missing(name)
-        if name.text in _WINDOW_FUNCTIONS:
-            return self.parse_window_call(name)
-        function = FUNCTIONS.get(name.text)
-        if function is None:
-            known = ", ".join(sorted([*FUNCTIONS, *_WINDOW_FUNCTIONS, "missing"]))
-            raise ExprError(f"unknown function {name.text!r} (known: {known})", name.column)
-        arity, fn = function.arity, function.apply
+    def parse_condition(self, token: _Token) -> _Node:
+        """A named condition is compiled in place, as if its text were written here in parentheses."""
+        name = token.text
+        if name in self.expanding:
+            raise ExprError(f"condition {name!r} refers to itself", token.column)
+        inner = _Parser(self.conditions[name], self.stored, self.derived, self.parameters, self.conditions,
+                        self.expanding | {name})
+        try:
+            node = inner.parse()
+        except ExprError as exc:
+            raise ExprError(f"in condition {name!r}, column {exc.column}: {exc.message}", token.column) from None
+        if node.kind != "bool":
+            raise ExprError(f"condition {name!r} must be a condition, but {node.text!r} is not", token.column)
+        self.used |= inner.used
+        for key, seconds in inner.windows.items():
+            self.windows[key] = max(self.windows.get(key, 0.0), seconds)
+        self.comparisons.extend(inner.comparisons)
+        self.window_calls += inner.window_calls
+        return _Node("bool", node.fn, name, support=node.support)
+
+    def parse_arguments(self) -> list[_Node]:
         self.expect("(")
         args = [self.parse_or()]
         while self.peek().text == ",":
             self.take()
             args.append(self.parse_or())
         self.expect(")")
+        return args
+
+    def parse_call(self, name: _Token) -> _Node:
+        if name.text == "missing":
+            return self.parse_missing(name)
+        if name.text in _WINDOW_FUNCTIONS:
+            return self.parse_window_call(name)
+        if name.text == "if":
+            return self.parse_if(name)
+        function = FUNCTIONS.get(name.text)
+        if function is None:
+            known = ", ".join(sorted([*FUNCTIONS, *_WINDOW_FUNCTIONS, "missing", "if"]))
+            raise ExprError(f"unknown function {name.text!r} (known: {known})", name.column)
+        arity, fn = function.arity, function.apply
+        args = self.parse_arguments()
         if len(args) != arity:
             raise ExprError(f"{name.text}() takes {arity} argument(s), got {len(args)}", name.column)
         for arg in args:
@@ -387,21 +565,61 @@ class _Parser:
         unit = args[0].unit if function.unit == SAME_AS_FIRST_ARGUMENT else function.unit
         return _Node("number", lambda c: fn(*(f(c) for f in fns)), text, unit=unit)
 
-    def parse_window_call(self, name: _Token) -> _Node:
-        self.expect("(")
-        metric = self.parse_or()
-        self.expect(",")
-        duration = self.parse_or()
-        self.expect(")")
-        if metric.metric is None:
-            raise ExprError(f"{name.text}() needs a reported metric as its first argument, got {metric.text!r}",
+    def parse_if(self, name: _Token) -> _Node:
+        """if(condition, a, b): a where the condition holds, b where it does not, unknown where it is unknown."""
+        args = self.parse_arguments()
+        if len(args) != 3:
+            raise ExprError(f"if() takes 3 arguments (condition, value if true, value if false), got {len(args)}",
                             name.column)
+        condition, when_true, when_false = args
+        self.require(condition, "bool", name)
+        self.require(when_true, "number", name)
+        self.require(when_false, "number", name)
+        when_true, when_false = self._matching_units(when_true, when_false, name, "if() chooses between")
+        test, a, b = condition.fn, when_true.fn, when_false.fn
+
+        def evaluate(c: EvalContext) -> FloatArray:
+            held = test(c)
+            return np.where(held == 1.0, a(c), np.where(held == 0.0, b(c), np.nan))
+
+        return _Node("number", evaluate, f"if({condition.text}, {when_true.text}, {when_false.text})",
+                     unit=when_true.unit or when_false.unit)
+
+    def parse_window_call(self, name: _Token) -> _Node:
+        before = self.window_calls
+        args = self.parse_arguments()
+        nested = self.window_calls > before
+        if name.text in ("min", "max") and len(args) == 2 and args[1].seconds is None:
+            return self.parse_pairwise(name, args)
+        if len(args) != 2:
+            raise ExprError(f"{name.text}() takes 2 arguments (a metric or expression, and a duration such as "
+                            f"10m), got {len(args)}", name.column)
+        subject, duration = args
         if duration.seconds is None or duration.seconds <= 0:
             raise ExprError(f"{name.text}() needs a duration such as 10m as its second argument, "
                             f"got {duration.text!r}", name.column)
+        if nested:
+            raise ExprError(f"{name.text}(): window functions do not nest (write the inner one as its own "
+                            "condition)", name.column)
+        if name.text == "fraction" and subject.kind != "bool":
+            raise ExprError(f"fraction() needs a condition as its first argument, got {subject.text!r}",
+                            name.column)
+        self.window_calls += 1
         reduce, unit_of = _WINDOW_FUNCTIONS[name.text]
-        column, seconds = metric.metric, duration.seconds
+        seconds = duration.seconds
+        text = f"{name.text}({subject.text}, {duration.text})"
+        scale = _DIFFERENCE_SCALE.get(subject.unit or "", 1.0) if name.text in _CHANGE_FUNCTIONS else 1.0
+        unit = unit_of(subject.unit or "")
+        if subject.metric is None or name.text == "fraction":  # an expression: evaluated at every sample
+            inner, key_text = subject.fn, subject.text
+            self.windows[key_text] = max(self.windows.get(key_text, 0.0), seconds)
+            series_key = (name.text, key_text, seconds)
 
+            def evaluate_series(c: EvalContext) -> FloatArray:
+                return c.reduced(series_key, lambda: reduce(c.series(key_text, inner, seconds)))
+
+            return _Node("number", _scaled(evaluate_series, scale), text, unit=unit)
+        column = subject.metric
         key = (name.text, column, seconds)
 
         def evaluate(c: EvalContext) -> FloatArray:  # rules reading the same reduction share one result
@@ -414,9 +632,17 @@ class _Parser:
 
         else:
             self.windows[column] = max(self.windows.get(column, 0.0), seconds)
+        return _Node("number", _scaled(evaluate, scale), text, unit=unit)
 
-        return _Node("number", evaluate, f"{name.text}({column}, {duration.text})",
-                     unit=unit_of(self.stored[column]))
+    def parse_pairwise(self, name: _Token, args: list[_Node]) -> _Node:
+        """min(a, b) and max(a, b) of two quantities, sample by sample (unknown if either is)."""
+        for arg in args:
+            self.require(arg, "number", name)
+        left, right = self._matching_units(args[0], args[1], name, f"{name.text}() compares")
+        pick = np.minimum if name.text == "min" else np.maximum
+        lf, rf = left.fn, right.fn
+        return _Node("number", lambda c: pick(lf(c), rf(c)), f"{name.text}({left.text}, {right.text})",
+                     unit=left.unit or right.unit)
 
     def parse_missing(self, name: _Token) -> _Node:
         """missing(metric): a known condition, true where the device has never reported that metric, so a rule
@@ -433,6 +659,43 @@ class _Parser:
             return np.isnan(c.column(column)).astype(np.float64)
 
         return _Node("bool", evaluate, f"missing({column})")
+
+
+# --- evidence: which comparisons made a condition true -------------------------------------------------------------
+
+def _comparison_support(evaluate: Evaluate, comparison: Comparison) -> Support:
+    def support(c: EvalContext, want: BoolArray, avoid: BoolArray) -> list[HeldComparison]:
+        value = np.broadcast_to(evaluate(c), want.shape)
+        found = []
+        if (held := want & (value == 1.0)).any():
+            found.append(HeldComparison(comparison, comparison.op, held))
+        if (held := avoid & (value == 0.0)).any():
+            found.append(HeldComparison(comparison, _COMPLEMENT[comparison.op], held))
+        return found
+
+    return support
+
+
+def _gated_support(evaluate: Evaluate, parts: tuple[Support | None, ...]) -> Support:
+    """`and` / `or`: asked why it is true (want) or false (avoid), it asks its parts only on the rows where it
+    is; each part answers only where it agrees, so the false branch of a true `or` says nothing."""
+    def support(c: EvalContext, want: BoolArray, avoid: BoolArray) -> list[HeldComparison]:
+        value = np.broadcast_to(evaluate(c), want.shape)
+        want, avoid = want & (value == 1.0), avoid & (value == 0.0)
+        return [held for part in parts if part is not None for held in part(c, want, avoid)]
+
+    return support
+
+
+def _negated_support(evaluate: Evaluate, inner: Support | None) -> Support | None:
+    if inner is None:
+        return None
+
+    def support(c: EvalContext, want: BoolArray, avoid: BoolArray) -> list[HeldComparison]:
+        value = np.broadcast_to(evaluate(c), want.shape)
+        return inner(c, avoid & (value == 0.0), want & (value == 1.0))
+
+    return support
 
 
 # --- window functions: each reduces a WindowView to one value per device (NaN where no sample) -------------------
@@ -522,9 +785,26 @@ def _same(unit: str) -> str | None:
     return unit or None
 
 
-def _difference(unit: str) -> str | None:
-    """A change of an absolute temperature is a temperature difference: degC -> K."""
-    return "K" if unit == "degC" else (unit or None)
+def _fraction(w: WindowView) -> FloatArray:
+    """The share of the window's time a condition held. Each sample's value stands until the next sample, at
+    most `hold` seconds (a longer gap was not observed); the sample before the window's start counts from the
+    start. Time without data counts as not holding, so a device needs the whole window to reach 1."""
+    assert w.start is not None and w.end is not None and w.hold is not None
+    order = None if w.ordered else np.argsort(np.where(np.isnan(w.ts), np.inf, w.ts), axis=1, kind="stable")
+    values = w.values if order is None else np.take_along_axis(w.values, order, axis=1)
+    ts = w.ts if order is None else np.take_along_axis(w.ts, order, axis=1)
+    end, start = w.end[:, None], w.start[:, None]
+    present = ~np.isnan(values) & ~np.isnan(ts) & (ts <= end)
+    at = np.where(present, ts, np.inf)
+    after = np.concatenate([at[:, 1:], np.full((at.shape[0], 1), np.inf)], axis=1)
+    following = np.minimum.accumulate(after[:, ::-1], axis=1)[:, ::-1]  # the next present sample's time
+    until = np.minimum(np.minimum(following, end), at + w.hold[:, None])
+    with np.errstate(invalid="ignore"):
+        span = np.where(present, np.clip(until - np.maximum(at, start), 0.0, None), 0.0)
+    held: FloatArray = np.where(values == 1.0, span, 0.0).sum(axis=1)
+    length = w.end - w.start
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(length > 0, held / length, np.nan)
 
 
 _WINDOW_FUNCTIONS: dict[str, tuple[Callable[[WindowView], FloatArray], Callable[[str], str | None]]] = {
@@ -539,8 +819,10 @@ _WINDOW_FUNCTIONS: dict[str, tuple[Callable[[WindowView], FloatArray], Callable[
     "rate": (_rate, lambda unit: f"{_difference(unit)}/s" if unit else None),
     "changes": (_changes, lambda unit: "count"),
     "increases_over_time": (_increases, lambda unit: "count"),
+    "fraction": (_fraction, lambda unit: None),
 }
-_EXTRA_UNITS = frozenset({"count", "K", "s", "min", "degC", "kPa", "A", "Hz", "W", "V", "percent", "rpm"})
+_CHANGE_FUNCTIONS = {"stddev", "delta", "rate"}  # their result is a difference: a degF one is converted to K
+_EXTRA_UNITS = frozenset({"count", "K", "s", "min", "degC", "degF", "kPa", "A", "Hz", "W", "V", "percent", "rpm"})
 
 
 def _constant(value: float) -> Evaluate:
@@ -574,14 +856,18 @@ def _combined(combine: _Binary, left: Evaluate, right: Evaluate) -> Evaluate:
 
 
 def compile_expr(source: str, metrics: Mapping[str, str] | set[str] | frozenset[str],
-                 derived: Mapping[str, str] | None = None, kind: Kind = "bool") -> CompiledExpr:
+                 derived: Mapping[str, str] | None = None, kind: Kind = "bool",
+                 parameters: Mapping[str, str] | None = None,
+                 conditions: Mapping[str, str] | None = None) -> CompiledExpr:
     """Parse and type-check once. `metrics` maps stored metric names to units (a set: units unknown);
-    `derived` names the profile's derived metrics. `kind="number"` compiles a derived metric's formula."""
+    `derived` names the profile's derived metrics, `parameters` its per-device parameters (name -> unit) and
+    `conditions` the rule group's named conditions (name -> expression). `kind="number"` compiles a derived
+    metric's formula."""
     stored = metrics if isinstance(metrics, Mapping) else dict.fromkeys(metrics, "")
-    parser = _Parser(source, stored, derived or {})
+    parser = _Parser(source, stored, derived or {}, parameters or {}, conditions or {})
     node = parser.parse()
     if node.kind != kind:
         wanted = "a condition" if kind == "bool" else "a number"
         raise ExprError(f"the expression must be {wanted}, but {node.text!r} is not", 1)
     return CompiledExpr(source, node.fn, frozenset(parser.used), tuple(parser.comparisons),
-                        dict(parser.windows), node.unit)
+                        dict(parser.windows), node.unit, node.support)

@@ -46,4 +46,4 @@ def build_window_store(profiles: dict[str, Profile], slots: int | dict[str, int]
     sporadic = {name: (OUT_OF_RANGE_METRIC, *(m.name for m in p.metrics if m.sporadic)) for name, p in profiles.items()}
     return WindowStore({n: p.stored_names for n, p in profiles.items()}, slots, initial_devices, max_steps,
                        (OUT_OF_RANGE_METRIC,), sporadic, {n: p.interval_seconds for n, p in profiles.items()},
-                       {n: p.offline_after_intervals * p.interval_seconds for n, p in profiles.items()})
+                       {n: p.silence_limit for n, p in profiles.items()}, {n: p.max_gap for n, p in profiles.items()})

@@ -53,6 +53,17 @@ class Profile:
     derived: tuple[DerivedSpec, ...] = ()
     offline_after_intervals: int = 10
     always_on: bool = False  # fridges and water heaters are never switched off: being offline is a problem
+    max_gap_seconds: float | None = None  # a longer gap between samples is not observed time (None: silence limit)
+
+    @property
+    def silence_limit(self) -> float:
+        """Seconds without a sample after which the appliance counts as silent."""
+        return self.offline_after_intervals * self.interval_seconds
+
+    @property
+    def max_gap(self) -> float:
+        """The longest gap between two samples that durations count as observed time."""
+        return self.silence_limit if self.max_gap_seconds is None else self.max_gap_seconds
 
     @property
     def stored_names(self) -> tuple[str, ...]:
@@ -100,7 +111,7 @@ def parse_profile(doc: Any, source: str) -> Profile:
     if not isinstance(doc, dict):
         raise ProfileError(f"{source}: a profile is a mapping with appliance, interval_seconds and metrics")
     unknown = set(doc) - {"appliance", "interval_seconds", "metrics", "derived", "offline_after_intervals",
-                          "always_on"}
+                          "always_on", "max_gap"}
     if unknown:
         raise ProfileError(f"{source}: unknown key(s) {sorted(unknown)}")
     appliance = doc.get("appliance")
@@ -125,7 +136,13 @@ def parse_profile(doc: Any, source: str) -> Profile:
     always_on = doc.get("always_on", False)
     if not isinstance(always_on, bool):
         raise ProfileError(f"{source}: key 'always_on' must be true or false")
-    return Profile(appliance, float(interval), tuple(specs), derived, offline_after, always_on)
+    max_gap = None
+    if "max_gap" in doc:
+        max_gap = parse_duration(doc["max_gap"])
+        if not max_gap:
+            raise ProfileError(f"{source}: key 'max_gap' must be a duration like 5m (the longest gap between two "
+                               "samples that `for`, stuck and stale durations count as observed)")
+    return Profile(appliance, float(interval), tuple(specs), derived, offline_after, always_on, max_gap)
 
 
 def _derived(name: str, spec: Any, units: dict[str, str], source: str) -> DerivedSpec:

@@ -38,14 +38,18 @@ class TypeWindow:
 
     def __init__(self, appliance: str, metric_names: tuple[str, ...], slots: int, capacity: int = 64,
                  max_steps: Mapping[str, float] | None = None, event_columns: tuple[str, ...] = (),
-                 sporadic: tuple[str, ...] = (), interval: float = 1.0, silence_limit: float = math.inf) -> None:
+                 sporadic: tuple[str, ...] = (), interval: float = 1.0, silence_limit: float = math.inf,
+                 max_gap: float = math.inf, parameters: Mapping[str, float] | None = None) -> None:
         """`max_steps`: a change larger than this per reporting `interval` is recorded as a jump; over a longer
         gap between two values the allowance grows with the square root of the gap (a quantity that swings, a
         cycling coil or a shower, covers more ground, though less than linearly since it turns back; a noisy
         sensor's jumps do not grow with the gap, so it still stands out); `event_columns`:
         columns whose every arrival is recorded as an event; `sporadic`: columns reported only when something
         happens, never expected again (not counted as a stale metric); `silence_limit`: the profile's silence
-        limit, the most a gap counts for in a device's `typical_gap` (so that an outage does not inflate it)."""
+        limit, the most a gap counts for in a device's `typical_gap` (so that an outage does not inflate it);
+        `max_gap`: a longer gap between two samples of a device (or five of its own intervals, if it reports
+        more slowly) was not observed: durations (`for`, stuck, stale) count observed time only;
+        `parameters`: the type's per-device parameters and their defaults (a device's meta may set its own)."""
         self.appliance = appliance
         self.metric_names = metric_names
         self.metric_index = {name: i for i, name in enumerate(metric_names)}
@@ -60,8 +64,11 @@ class TypeWindow:
         self._event_columns = {self.metric_index[name] for name in event_columns}
         self.interval = interval
         self.silence_limit = silence_limit
+        self.max_gap = max_gap
         self.periodic_columns = np.array([i for name, i in self.metric_index.items() if name not in sporadic],
                                          dtype=np.intp)
+        self.parameter_defaults = dict(parameters or {})
+        self.parameter_index = {name: i for i, name in enumerate(self.parameter_defaults)}
         self._allocate(max(capacity, 1))
 
     def _allocate(self, capacity: int) -> None:
@@ -75,10 +82,17 @@ class TypeWindow:
         # the silence limit): a device reporting every 2 minutes is not silent after the profile's 150 s
         self.typical_gap = np.full(capacity, np.nan, dtype=np.float64)
         self.latest_metric_ts = np.full((capacity, m), np.nan, dtype=np.float64)
-        self.changed_ts = np.full((capacity, m), np.nan, dtype=np.float64)  # when each value last changed
+        # Observed time: each device's clock with its unobserved gaps taken out (sample ts - unobserved), so that
+        # a duration never counts time in which nothing was heard (a sensor unchanged across a day's outage is not
+        # a stuck sensor; two samples an hour apart do not make a condition hold for an hour)
+        self.unobserved = np.zeros(capacity, dtype=np.float64)  # seconds of unobserved gaps so far
+        self.changed_observed = np.full((capacity, m), np.nan, dtype=np.float64)  # when each value last changed
+        self.reported_observed = np.full((capacity, m), np.nan, dtype=np.float64)  # when each was last reported
         self.online = np.full(capacity, np.nan, dtype=np.float64)  # 1 / 0 from the status topic, NaN unknown
         self.event_ts = np.full((capacity, m, self.EVENTS_KEPT), np.nan, dtype=np.float64)  # oldest first
         self.dirty = np.zeros(capacity, dtype=np.bool_)
+        self.parameters = np.tile(np.array(list(self.parameter_defaults.values()), dtype=np.float64),
+                                  (capacity, 1)).reshape(capacity, len(self.parameter_defaults))
 
     @property
     def capacity(self) -> int:
@@ -93,8 +107,9 @@ class TypeWindow:
 
     def arrays(self) -> list[npt.NDArray[Any]]:
         """Every per-device array, for growing them together and for measuring memory."""
-        return [self.values, self.ts, self.head, self.latest, self.latest_ts, self.latest_metric_ts, self.changed_ts,
-                self.online, self.event_ts, self.dirty, self.typical_gap]
+        return [self.values, self.ts, self.head, self.latest, self.latest_ts, self.latest_metric_ts,
+                self.changed_observed, self.reported_observed, self.unobserved, self.online, self.event_ts, self.dirty,
+                self.typical_gap, self.parameters]
 
     def row(self, device_id: str) -> int:
         """The row of a device, allocating one (and growing the arrays) the first time it is seen."""
@@ -122,10 +137,14 @@ class TypeWindow:
         self.ts[row, slot] = ts
         self.head[row] = (slot + 1) % self.slots
         if not ts < self.latest_ts[row]:  # NaN-safe: the first sample always counts as newest
-            gap = min(ts - self.latest_ts[row], self.silence_limit)  # NaN for the first sample
+            full_gap = ts - self.latest_ts[row]  # NaN for the first sample
+            typical = self.typical_gap[row]
+            if full_gap > self.longest_observed_gap(typical):
+                self.unobserved[row] += full_gap
+            gap = min(full_gap, self.silence_limit)
             if gap > 0:  # a duplicate or a burst (gap 0) says nothing about the device's interval
-                typical = self.typical_gap[row]
                 self.typical_gap[row] = gap if typical != typical else typical + GAP_SMOOTHING * (gap - typical)
+            observed = ts - self.unobserved[row]
             latest = self.latest[row]
             previous = latest[index]
             if step_positions.size:
@@ -137,11 +156,32 @@ class TypeWindow:
                     self._record_event(row, int(index[position]), ts)
             for event_column in event_columns:
                 self._record_event(row, event_column, ts)
-            self.changed_ts[row, index[previous != values]] = ts  # NaN != x: a first value counts as a change
+            self.changed_observed[row, index[previous != values]] = observed  # NaN != x: a first value changes
             latest[index] = values
             self.latest_ts[row] = ts
             self.latest_metric_ts[row, index] = ts
+            self.reported_observed[row, index] = observed
         self.dirty[row] = True
+
+    def set_parameters(self, row: int, values: Mapping[str, float]) -> None:
+        """A device's own parameter values; those it does not name keep (or return to) the defaults."""
+        for name, i in self.parameter_index.items():
+            self.parameters[row, i] = values.get(name, self.parameter_defaults[name])
+
+    def observed_gap_limits(self, rows: npt.NDArray[np.intp]) -> npt.NDArray[np.float64]:
+        """longest_observed_gap for many rows at once."""
+        typical = self.typical_gap[rows]
+        result: npt.NDArray[np.float64] = np.maximum(
+            self.max_gap, OWN_INTERVALS * np.where(np.isnan(typical), self.max_gap, typical))
+        return result
+
+    def longest_observed_gap(self, typical_gap: float) -> float:
+        """The longest gap between two samples that still counts as observed time: `max_gap`, or five of the
+        device's own intervals where it reports more slowly; five `max_gap`s before it has shown its interval
+        (the same allowance the silence rule makes)."""
+        if typical_gap != typical_gap:
+            return OWN_INTERVALS * self.max_gap
+        return max(self.max_gap, OWN_INTERVALS * typical_gap)
 
     def _layout(self, names: tuple[str, ...]) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp],
                                                          npt.NDArray[np.float64], tuple[int, ...]]:
@@ -173,6 +213,7 @@ class TypeWindow:
 
 
 GAP_SMOOTHING = 0.1  # weight of the newest gap in a device's typical interval
+OWN_INTERVALS = 5.0  # a device slower than its profile is silent, and unobserved, after this many of its intervals
 
 
 class WindowStore:
@@ -182,7 +223,9 @@ class WindowStore:
                  initial_devices: int = 64, max_steps: Mapping[str, Mapping[str, float]] | None = None,
                  event_columns: tuple[str, ...] = (), sporadic: Mapping[str, tuple[str, ...]] | None = None,
                  intervals: Mapping[str, float] | None = None,
-                 silence_limits: Mapping[str, float] | None = None) -> None:
+                 silence_limits: Mapping[str, float] | None = None,
+                 max_gaps: Mapping[str, float] | None = None,
+                 parameters: Mapping[str, Mapping[str, float]] | None = None) -> None:
         """`slots` is one size for all types, or a size per type (enough for the longest window its rules read);
         `max_steps` per type and `event_columns` feed the event-time rings (see TypeWindow)."""
         # held by the pipeline thread while it appends (a new device may grow and replace a type's arrays) and
@@ -193,7 +236,8 @@ class WindowStore:
                                   initial_devices, (max_steps or {}).get(appliance),
                                   tuple(c for c in event_columns if c in names), (sporadic or {}).get(appliance, ()),
                                   (intervals or {}).get(appliance, 1.0),
-                                  (silence_limits or {}).get(appliance, math.inf))
+                                  (silence_limits or {}).get(appliance, math.inf),
+                                  (max_gaps or {}).get(appliance, math.inf), (parameters or {}).get(appliance))
             for appliance, names in metric_names_by_type.items()
         }
 

@@ -7,8 +7,9 @@ from gateway.store.window import WindowStore
 from tests.unit.helpers import PROFILES, washer_rule
 
 
-def make(rule: Rule) -> tuple[Evaluator, WindowStore]:
-    store = WindowStore({n: p.stored_names for n, p in PROFILES.items()}, slots=16, initial_devices=2)
+def make(rule: Rule, max_gap: float = 20.0) -> tuple[Evaluator, WindowStore]:
+    store = WindowStore({n: p.stored_names for n, p in PROFILES.items()}, slots=16, initial_devices=2,
+                        max_gaps={"washer": max_gap})
     return Evaluator([rule], store), store
 
 
@@ -45,6 +46,25 @@ def test_keep_firing_for_bridges_short_gaps() -> None:
     assert feed(evaluator, store, "w", 109, 1) == ["resolved@109"]
 
 
+def test_for_counts_observed_time_not_a_gap_between_two_samples() -> None:
+    evaluator, store = make(washer_rule(for_="1m"))
+    assert feed(evaluator, store, "w", 0, 3) == []
+    assert feed(evaluator, store, "w", 3600, 3) == []      # an hour without data is not an hour of shaking
+    for ts in range(3610, 3660, 10):
+        assert feed(evaluator, store, "w", ts, 3) == []
+    assert feed(evaluator, store, "w", 3660, 3) == ["firing@3660"]  # one observed minute after the gap
+
+
+def test_keep_firing_for_counts_observed_time_across_a_gap() -> None:
+    evaluator, store = make(washer_rule(for_="0s", keep="30s"))
+    for ts in range(0, 50, 10):
+        feed(evaluator, store, "w", ts, 3)
+    assert feed(evaluator, store, "w", 50, 1) == []        # kept: the condition stopped 10 s ago
+    assert feed(evaluator, store, "w", 1000, 1) == []      # the gap is not observed: still within 30 s
+    assert feed(evaluator, store, "w", 1010, 1) == []
+    assert feed(evaluator, store, "w", 1020, 1) == ["resolved@1020"]  # 30 observed seconds after it stopped
+
+
 def test_devices_are_independent_and_evaluated_together() -> None:
     evaluator, store = make(washer_rule(for_="0s"))
     window = store.windows["washer"]
@@ -64,6 +84,26 @@ def test_observations_record_value_against_threshold() -> None:
     assert transition.kind is Transition.FIRING
     assert [(o.quantity, o.op, o.threshold, o.value) for o in transition.observations] == [
         ("vibration", ">", 2.0, 2.5), ("drum_speed", ">=", 800.0, 1200.0)]
+
+
+def test_evidence_leaves_out_the_false_branch_of_an_or() -> None:
+    evaluator, store = make(washer_rule(expr="vibration > 2 or drum_speed > 1000", for_="0s"))
+    window = store.windows["washer"]
+    window.append(window.row("w"), 100.0, {"vibration": 2.5, "drum_speed": 600.0})
+    [transition] = evaluator.evaluate()
+    assert [(o.quantity, o.op, o.threshold, o.value) for o in transition.observations] == [
+        ("vibration", ">", 2.0, 2.5)]
+
+
+def test_an_expression_over_a_window_reads_the_ring_buffer_of_every_device() -> None:
+    evaluator, store = make(washer_rule(expr="avg(vibration * 2, 30s) > 5 and fraction(vibration > 2, 30s) >= 0.5",
+                                        for_="0s"))
+    window = store.windows["washer"]
+    for ts in range(0, 40, 10):
+        window.append(window.row("steady"), float(ts), {"vibration": 3.0})  # avg 6, held all along
+        window.append(window.row("spike"), float(ts), {"vibration": 1.0 if ts < 30 else 12.0})  # avg 9, 0 held
+    fired = [t.device_id for t in evaluator.evaluate()]
+    assert fired == ["steady"]
 
 
 def test_missing_metric_never_fires() -> None:

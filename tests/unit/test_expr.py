@@ -146,9 +146,9 @@ def test_stddev_and_empty_window() -> None:
 
 def test_units_on_literals_are_checked() -> None:
     compile_expr("pressure > 3800 kPa and temp < 5 degC", UNITS)
-    with pytest.raises(ExprError, match="wrong unit: pressure is in kPa, not degC"):
+    with pytest.raises(ExprError, match="wrong unit: '>' compares pressure \\(in kPa\\) with 3800 degC"):
         compile_expr("pressure > 3800 degC", UNITS)
-    with pytest.raises(ExprError, match="wrong unit: avg\\(temp, 5m\\) is in degC, not kPa"):
+    with pytest.raises(ExprError, match="compares avg\\(temp, 5m\\) \\(in degC\\) with 10 kPa"):
         compile_expr("avg(temp, 5m) > 10 kPa", UNITS)
     compile_expr("increases_over_time(on, 1h) > 10 count", UNITS)
 
@@ -156,8 +156,12 @@ def test_units_on_literals_are_checked() -> None:
 def test_window_function_arguments() -> None:
     with pytest.raises(ExprError, match="needs a duration such as 10m"):
         compile_expr("avg(temp, 10) > 1", UNITS)
-    with pytest.raises(ExprError, match="needs a reported metric"):
-        compile_expr("avg(temp + 1, 10m) > 1", UNITS)
+    with pytest.raises(ExprError, match="window functions do not nest"):
+        compile_expr("avg(delta(temp, 1m), 10m) > 1", UNITS)
+    with pytest.raises(ExprError, match="fraction\\(\\) needs a condition"):
+        compile_expr("fraction(temp, 10m) > 0.5", UNITS)
+    with pytest.raises(ExprError, match="takes 2 arguments"):
+        compile_expr("avg(temp, 10m, 5m) > 1", UNITS)
     assert compile_expr("rate(pressure, 90s) > 0 and count(temp, 1h) >= 3", UNITS).windows == {
         "pressure": 90.0, "temp": 3600.0}
 
@@ -170,7 +174,7 @@ def test_durations_are_seconds() -> None:
 
 def test_changes_of_temperatures_are_differences() -> None:
     compile_expr("delta(temp, 10m) > 5 K and stddev(temp, 10m) < 1 K", UNITS)
-    with pytest.raises(ExprError, match="is in K, not degC"):
+    with pytest.raises(ExprError, match="delta\\(temp, 10m\\) \\(in K\\) with 5 degC"):
         compile_expr("delta(temp, 10m) > 5 degC", UNITS)
 
 
@@ -182,3 +186,123 @@ def test_and_or_give_the_same_three_valued_result_when_the_left_side_decides_eve
     assert mixed[0] == 0.0 and math.isnan(mixed[1])
     unknown_left = run("a > 0 or b > 0", a=[NAN, NAN], b=[1, -1])
     assert unknown_left[0] == 1.0 and math.isnan(unknown_left[1])
+
+
+# --- evidence, expressions over windows, conditionals, units through arithmetic, parameters, conditions ---------
+
+def held(source: str, **columns: list[float]) -> list[list[str]]:
+    """For each row: the comparisons the expression's evidence names, as `text op` (op as it held)."""
+    compiled = compile_expr(source, METRICS)
+    size = len(next(iter(columns.values())))
+    found = compiled.held(context(columns), np.ones(size, dtype=np.bool_))
+    return [[f"{h.comparison.left_text} {h.op} {h.comparison.right_text}" for h in found if h.rows[i]]
+            for i in range(size)]
+
+
+def test_evidence_names_only_the_branches_that_held() -> None:
+    assert held("a == 2 or a == 3", a=[2, 3]) == [["a == 2"], ["a == 3"]]
+    assert held("(a > 1 and b > 1) or c > 1", a=[2, 2], b=[0, 2], c=[2, 0]) == [["c > 1"], ["a > 1", "b > 1"]]
+    # under `not`, what counts is the comparison being false: it is named with its complement
+    assert held("not (a > 5 or b > 5) and c > 1", a=[1], b=[2], c=[3]) == [["a <= 5", "b <= 5", "c > 1"]]
+    assert held("a > 5 or b > 5", a=[1], b=[2]) == [[]]  # false: nothing held
+
+
+def series_context(values: dict[str, list[list[float]]], ts: list[list[float]], now: list[float]) -> MappingContext:
+    ts_array = np.array(ts, dtype=np.float64)
+    return MappingContext({k: np.array(v, dtype=np.float64)[:, -1] for k, v in values.items()},
+                          windows={k: (ts_array, np.array(v, dtype=np.float64)) for k, v in values.items()},
+                          now=np.array(now, dtype=np.float64))
+
+
+def left_of(source: str, ctx: MappingContext, units: dict[str, str] | None = None) -> list[float]:
+    compiled = compile_expr(source, units or UNITS_AHU)
+    return np.asarray(compiled.comparisons[-1].left(ctx), dtype=np.float64).tolist()
+
+
+UNITS_AHU = {"supply": "degC", "mixed": "degC", "valve": "percent", "mode": "enum", "flow": "degF"}
+
+
+def test_a_window_over_an_expression_evaluates_it_at_every_sample() -> None:
+    ts = [[0, 60, 120, 180]]
+    ctx = series_context({"supply": [[20, 22, 24, 26]], "mixed": [[18, NAN, 20, 21]]}, ts, now=[180])
+    # mixed is carried forward at t=60 (18): residuals 2, 4, 4, 5
+    assert left_of("avg(supply - mixed, 10m) > 1 K", ctx) == [3.75]
+    assert left_of("max(supply - mixed, 2m) > 1 K", ctx) == [5.0]  # window (60, 180]: samples at 120 and 180
+
+
+def test_changes_of_a_condition_count_its_switches() -> None:
+    ctx = series_context({"valve": [[0, 5, 0, 0, 8, 9]]}, [[0, 60, 120, 180, 240, 300]], now=[300])
+    assert left_of("changes(valve > 2, 1h) > 0", ctx) == [3.0]  # off -> on -> off -> on
+
+
+def test_fraction_is_the_share_of_the_window_a_condition_held() -> None:
+    ts = [[0, 600, 1200, 1800, 2400, 3000, 3600], [0, 600, 1200, 1800, 2400, 3000, 3600]]
+    valve = [[9, 9, 0, 9, 9, 9, 9], [9, 9, 9, NAN, NAN, NAN, 9]]
+    ctx = series_context({"valve": valve}, ts, now=[3600, 3600])
+    # row 0: off from 1200 to 1800 of the last hour; row 1: the unreported values are carried forward
+    assert left_of("fraction(valve > 2, 1h) >= 0.8", ctx) == pytest.approx([5 / 6, 1.0])
+    assert left_of("fraction(valve > 2, 30m) >= 0.8", ctx) == pytest.approx([1.0, 1.0])
+
+
+def test_fraction_does_not_count_a_gap_longer_than_a_sample_stands_for() -> None:
+    from gateway.engine.expr import WindowView, _fraction
+    ts = np.array([[0.0, 100.0, 1000.0]])
+    view = WindowView(np.array([[1.0, 1.0, 1.0]]), ts, np.ones((1, 3), dtype=np.bool_), ordered=True,
+                      start=np.array([0.0]), end=np.array([1000.0]), hold=np.array([150.0]))
+    assert _fraction(view).tolist() == pytest.approx([(100 + 150) / 1000])
+
+
+def test_pairwise_min_max_and_if() -> None:
+    ctx = series_context({"supply": [[20], [30]], "mixed": [[25], [10]], "valve": [[50], [0]]}, [[0], [0]], [0, 0])
+    assert left_of("min(supply, mixed) > 0 degC", ctx) == [20.0, 10.0]
+    assert left_of("max(supply, mixed) > 0 degC", ctx) == [25.0, 30.0]
+    assert left_of("if(valve > 2, supply, mixed) > 0 degC", ctx) == [20.0, 10.0]
+    with pytest.raises(ExprError, match="if\\(\\) takes 3 arguments"):
+        compile_expr("if(valve > 2, supply) > 1", UNITS_AHU)
+    with pytest.raises(ExprError, match="needs a condition"):
+        compile_expr("if(valve, supply, mixed) > 1", UNITS_AHU)
+    with pytest.raises(ExprError, match="wrong unit: if\\(\\) chooses between supply \\(in degC\\) with valve"):
+        compile_expr("if(valve > 2, supply, valve) > 1", UNITS_AHU)
+
+
+def test_units_are_carried_through_arithmetic() -> None:
+    compile_expr("supply - mixed > 2 K and (supply + mixed) / 2 > 10 degC and supply - 2 K > 5 degC", UNITS_AHU)
+    with pytest.raises(ExprError, match="compares supply - mixed \\(in K\\) with 2 kPa"):
+        compile_expr("supply - mixed > 2 kPa", UNITS_AHU)
+    with pytest.raises(ExprError, match="'\\+' combines supply \\(in degC\\) with valve \\(in percent\\)"):
+        compile_expr("supply + valve > 2", UNITS_AHU)
+    with pytest.raises(ExprError, match="compares supply \\(in degC\\) with valve \\(in percent\\)"):
+        compile_expr("supply > valve", UNITS_AHU)
+
+
+def test_degf_is_converted_not_rejected() -> None:
+    ctx = series_context({"flow": [[50, 59]]}, [[0, 60]], now=[60])
+    assert left_of("delta(flow, 10m) > 4 K", ctx) == pytest.approx([5.0])  # 9 degF of change is 5 K
+    compiled = compile_expr("flow > 10 degC", UNITS_AHU)  # the literal is converted to 50 degF
+    assert compiled.comparisons[0].right_text == "50 degF"
+    assert compiled.holds(ctx).tolist() == [True]
+
+
+def test_parameters_are_per_device_values_with_units() -> None:
+    compiled = compile_expr("supply - mixed > threshold", UNITS_AHU, parameters={"threshold": "K"})
+    ctx = MappingContext({"supply": np.array([25.0, 25.0]), "mixed": np.array([20.0, 20.0]),
+                          "threshold": np.array([2.0, 8.0])})
+    assert compiled.holds(ctx).tolist() == [True, False]
+    with pytest.raises(ExprError, match="compares supply \\(in degC\\) with threshold \\(in K\\)"):
+        compile_expr("supply > threshold", UNITS_AHU, parameters={"threshold": "K"})
+
+
+def test_named_conditions_are_compiled_in_place() -> None:
+    conditions = {"heating": "valve > 2 and mode == 1", "heating_hard": "heating and valve > 90"}
+    compiled = compile_expr("heating_hard and supply < 20 degC", UNITS_AHU, conditions=conditions)
+    ctx = MappingContext({"valve": np.array([95.0, 50.0]), "mode": np.array([1.0, 1.0]),
+                          "supply": np.array([15.0, 15.0])})
+    assert compiled.holds(ctx).tolist() == [True, False]
+    evidence = compiled.held(ctx, np.array([True, False]))
+    assert [h.comparison.text for h in evidence] == ["valve > 2", "mode == 1", "valve > 90", "supply < 20 degC"]
+    with pytest.raises(ExprError, match="in condition 'broken', column 15: unknown metric 'vlave'"):
+        compile_expr("broken", UNITS_AHU, conditions={"broken": "valve > 0 and vlave > 1"})
+    with pytest.raises(ExprError, match="condition 'loop' refers to itself"):
+        compile_expr("loop", UNITS_AHU, conditions={"loop": "valve > 1 and loop"})
+    with pytest.raises(ExprError, match="condition 'number' must be a condition"):
+        compile_expr("number", UNITS_AHU, conditions={"number": "valve + 1"})
