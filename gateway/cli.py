@@ -152,7 +152,10 @@ def build_parser() -> argparse.ArgumentParser:
     check = rules_commands.add_parser("check", help="validate rule files; every error with file:line")
     check.add_argument("paths", nargs="*", type=Path, help="rule files or folders (default: the configured ones)")
     check.add_argument("--config", type=Path)
-    test = rules_commands.add_parser("test", help="run the rule unit tests (*.test.yaml) beside the rules")
+    check.add_argument("--profiles", type=Path, action="append", default=[], metavar="PATH",
+                       help="more appliance profiles (a folder or file) for a new type's rules; repeatable")
+    test = rules_commands.add_parser("test", help="run the rule unit tests (*.test.yaml) beside the rules; "
+                                     "every rule needs a firing case and a near miss")
     test.add_argument("paths", nargs="*", type=Path, help="test files or folders (default: rules/tests)")
     test.add_argument("--config", type=Path)
     return parser
@@ -635,34 +638,43 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _rules_test(args: argparse.Namespace) -> int:
-    from gateway.ruletest import RuleTestError, find_test_files, run_file
+    from gateway.ruletest import find_test_files, run_suite
 
-    library = load_library(load_config(args.config))
-    failed = total = 0
-    for file in find_test_files(args.paths or list(library.rule_paths)):
-        try:
-            outcomes = run_file(file, library)
-        except RuleTestError as exc:
-            print(f"error: {exc}")
-            return 1
-        for outcome in outcomes:
-            total += 1
-            failed += not outcome.passed
+    config = load_config(args.config)
+    library = load_library(config)
+    files = find_test_files(args.paths or list(library.rule_paths))
+    result = run_suite(files, library, lambda rules, profiles: load_library(config, rules, profiles),
+                       whole_library=not args.paths)
+    for file in result.files:
+        for error in file.errors:
+            print(f"error: {error}")
+        for outcome in file.outcomes:
             print(outcome.describe())
-    print(f"{total - failed} passed, {failed} failed")
-    return 1 if failed or not total else 0
+    for gap in result.gaps:
+        print(f"untested: {gap}")
+    outcomes = result.outcomes
+    failed = sum(not o.passed for o in outcomes)
+    print(f"{len(outcomes) - failed} passed, {failed} failed"
+          + (f", {len(result.errors)} malformed" if result.errors else "")
+          + (f", {len(result.gaps)} rule(s) without a firing case or a near miss" if result.gaps else ""))
+    return 0 if result.ok else 1
 
 
 def _rules_check(args: argparse.Namespace) -> int:
+    from gateway.engine.lint import impossible_comparisons
+
     try:
-        library = load_library(load_config(args.config), args.paths or None)
+        library = load_library(load_config(args.config), args.paths or None, tuple(args.profiles))
     except RuleFileError as exc:
         for error in exc.errors:
             print(error)
         print(f"{len(exc.errors)} error(s)")
         return 1
+    warnings = impossible_comparisons(library.rules, library.profiles)
+    for warning in warnings:
+        print(f"warning: {warning}")
     builtin = sum(1 for r in library.rules if r.labels.get("category") == "data_quality")
     print(f"ok: {len(library.rules) - builtin} rule(s) in {', '.join(str(p) for p in library.rule_paths)}, "
-          f"and {builtin} built-in data-quality rule(s)")
+          f"and {builtin} built-in data-quality rule(s)" + (f"; {len(warnings)} warning(s)" if warnings else ""))
     return 0
 

@@ -599,8 +599,7 @@ class _Parser:
             raise ExprError(f"{name.text}() needs a duration such as 10m as its second argument, "
                             f"got {duration.text!r}", name.column)
         if nested:
-            raise ExprError(f"{name.text}(): window functions do not nest (write the inner one as its own "
-                            "condition)", name.column)
+            raise ExprError(f"{name.text}(): window functions do not nest", name.column)
         if name.text == "fraction" and subject.kind != "bool":
             raise ExprError(f"fraction() needs a condition as its first argument, got {subject.text!r}",
                             name.column)

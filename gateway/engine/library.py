@@ -23,9 +23,12 @@ class Library:
     vendor_codes: VendorCodes
 
 
-def load_library(config: GatewayConfig, rule_paths: list[Path] | None = None) -> Library:
-    """Everything a rule needs, loaded and checked together; every error is reported, not the first."""
-    profiles = load_profiles(resolve_path(config, config.rules.profiles, existing=True))
+def load_library(config: GatewayConfig, rule_paths: list[Path] | None = None,
+                 extra_profiles: tuple[Path, ...] = ()) -> Library:
+    """Everything a rule needs, loaded and checked together; every error is reported, not the first.
+    `rule_paths` replace the configured rule files; `extra_profiles` add appliance types (a rule author's new
+    type, before it joins the configured profiles)."""
+    profiles = load_profiles(resolve_path(config, config.rules.profiles, existing=True), *extra_profiles)
     vendor_codes = load_vendor_codes(resolve_path(config, config.rules.vendor_codes, existing=True), profiles)
     profiles = with_code_columns(profiles, vendor_codes)
     prices = load_prices(resolve_path(config, config.rules.prices, existing=True))
@@ -46,4 +49,5 @@ def build_window_store(profiles: dict[str, Profile], slots: int | dict[str, int]
     sporadic = {name: (OUT_OF_RANGE_METRIC, *(m.name for m in p.metrics if m.sporadic)) for name, p in profiles.items()}
     return WindowStore({n: p.stored_names for n, p in profiles.items()}, slots, initial_devices, max_steps,
                        (OUT_OF_RANGE_METRIC,), sporadic, {n: p.interval_seconds for n, p in profiles.items()},
-                       {n: p.silence_limit for n, p in profiles.items()}, {n: p.max_gap for n, p in profiles.items()})
+                       {n: p.silence_limit for n, p in profiles.items()}, {n: p.max_gap for n, p in profiles.items()},
+                       {n: {q.name: q.default for q in p.parameters} for n, p in profiles.items()})

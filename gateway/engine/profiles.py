@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +46,19 @@ class DerivedSpec:
     description: str
 
 
+@dataclass(frozen=True, slots=True)
+class ParameterSpec:
+    """A per-device constant a rule reads by name (a set point, a design limit), from the appliance's meta or,
+    where the meta does not give it, the profile's default: never sent as a fake metric."""
+
+    name: str
+    unit: str
+    default: float
+    low: float
+    high: float
+    description: str
+
+
 @dataclass(frozen=True)
 class Profile:
     appliance: str
@@ -54,6 +68,7 @@ class Profile:
     offline_after_intervals: int = 10
     always_on: bool = False  # fridges and water heaters are never switched off: being offline is a problem
     max_gap_seconds: float | None = None  # a longer gap between samples is not observed time (None: silence limit)
+    parameters: tuple[ParameterSpec, ...] = ()
 
     @property
     def silence_limit(self) -> float:
@@ -76,6 +91,12 @@ class Profile:
     def derived_units(self) -> dict[str, str]:
         return {d.name: d.unit for d in self.derived}
 
+    def parameter_units(self) -> dict[str, str]:
+        return {p.name: p.unit for p in self.parameters}
+
+    def parameter(self, name: str) -> ParameterSpec | None:
+        return next((p for p in self.parameters if p.name == name), None)
+
     @property
     def metric_names(self) -> tuple[str, ...]:
         return tuple(m.name for m in self.metrics)
@@ -87,11 +108,16 @@ class Profile:
         return {m.uart_id: m.name for m in self.metrics if m.uart_id is not None}
 
 
-def load_profiles(folder: Path) -> dict[str, Profile]:
-    """Every `*.yaml` in `folder`, keyed by appliance type."""
+def load_profiles(folder: Path, *more: Path) -> dict[str, Profile]:
+    """Every `*.yaml` in `folder` (and in each of `more`, folders or files), keyed by appliance type."""
     profiles: dict[str, Profile] = {}
     errors: list[str] = []
-    for path in sorted(folder.glob("*.yaml")):
+    files = sorted(folder.glob("*.yaml"))
+    for extra in more:
+        if not extra.exists():
+            errors.append(f"{extra}: no such profile file or folder")
+        files.extend(sorted(extra.glob("*.yaml")) if extra.is_dir() else [extra] if extra.is_file() else [])
+    for path in files:
         try:
             profile = parse_profile(yaml_input.load_file(path), str(path))
         except (ProfileError, yaml.YAMLError) as exc:
@@ -111,7 +137,7 @@ def parse_profile(doc: Any, source: str) -> Profile:
     if not isinstance(doc, dict):
         raise ProfileError(f"{source}: a profile is a mapping with appliance, interval_seconds and metrics")
     unknown = set(doc) - {"appliance", "interval_seconds", "metrics", "derived", "offline_after_intervals",
-                          "always_on", "max_gap"}
+                          "always_on", "max_gap", "parameters"}
     if unknown:
         raise ProfileError(f"{source}: unknown key(s) {sorted(unknown)}")
     appliance = doc.get("appliance")
@@ -142,7 +168,36 @@ def parse_profile(doc: Any, source: str) -> Profile:
         if not max_gap:
             raise ProfileError(f"{source}: key 'max_gap' must be a duration like 5m (the longest gap between two "
                                "samples that `for`, stuck and stale durations count as observed)")
-    return Profile(appliance, float(interval), tuple(specs), derived, offline_after, always_on, max_gap)
+    parameters_doc = doc.get("parameters") or {}
+    if not isinstance(parameters_doc, dict):
+        raise ProfileError(f"{source}: key 'parameters' must map parameter names to specs")
+    parameters = tuple(_parameter(name, spec, units, source) for name, spec in parameters_doc.items())
+    return Profile(appliance, float(interval), tuple(specs), derived, offline_after, always_on, max_gap, parameters)
+
+
+def _parameter(name: Any, spec: Any, units: dict[str, str], source: str) -> ParameterSpec:
+    where = f"{source}: parameter '{name}'"
+    if not isinstance(name, str) or not re.fullmatch(r"[a-z][a-z0-9_]{0,63}", name):
+        raise ProfileError(f"{where}: a parameter name is snake_case")
+    if name in units:
+        raise ProfileError(f"{where} has the name of a reported metric")
+    if not isinstance(spec, dict) or set(spec) - {"unit", "default", "valid", "description"} or "default" not in spec:
+        raise ProfileError(f"{where} is a mapping with default, and optionally unit, valid and description")
+    default, valid = spec["default"], spec.get("valid", [-1e12, 1e12])
+    if (not isinstance(valid, list) or len(valid) != 2 or not all(_is_number(v) for v in valid)
+            or valid[0] >= valid[1]):
+        raise ProfileError(f"{where}: key 'valid' must be [low, high] with low < high")
+    if not _is_number(default) or not valid[0] <= default <= valid[1]:
+        raise ProfileError(f"{where}: key 'default' must be a number within {valid}")
+    unit = spec.get("unit", "")
+    if not isinstance(unit, str):
+        raise ProfileError(f"{where}: key 'unit' must be a string")
+    return ParameterSpec(name, unit, float(default), float(valid[0]), float(valid[1]),
+                         str(spec.get("description", "")))
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _derived(name: str, spec: Any, units: dict[str, str], source: str) -> DerivedSpec:

@@ -86,10 +86,11 @@ def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> _Map:
 
 _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
-_GROUP_KEYS = {"name", "appliance", "rules"}
+_GROUP_KEYS = {"name", "appliance", "conditions", "rules"}
 _RULE_KEYS = {"alert", "expr", "clear", "for", "keep_firing_for", "labels", "diagnosis", "inhibits"}
 _DIAG_KEYS = {"code", "title", "explanation", "severity", "causes", "checks", "parts", "service_items"}
 NOT_RULE_FILES = {"prices.yaml"}
+_RESERVED_NAMES = {"and", "or", "not", "missing", "if"}
 _CAUSE_KEYS = {"cause", "likelihood", "reason"}
 _UNLESS_KEYS = {"expr", "because"}
 
@@ -180,15 +181,48 @@ def _parse_group(group: Any, index: int, profiles: dict[str, Profile], collect: 
     if profile is None:
         collect.error(group.key_lines.get("appliance", group.line), where,
                       f"key 'appliance' must be one of {sorted(profiles)}, got {appliance!r}")
+    conditions = _parse_conditions(group, where, profile, collect)
     rules_doc = group.get("rules")
     if not isinstance(rules_doc, list) or not rules_doc:
         collect.error(group.key_lines.get("rules", group.line), where, "key 'rules' must be a non-empty list")
         return []
-    parsed = [_parse_rule(r, str(name), profile, collect) for r in rules_doc]
+    parsed = [_parse_rule(r, str(name), profile, conditions, collect) for r in rules_doc]
     return [r for r in parsed if r is not None]
 
 
-def _parse_rule(doc: Any, group: str, profile: Profile | None, collect: _Collector) -> Rule | None:
+def _parse_conditions(group: _Map, where: str, profile: Profile | None, collect: _Collector) -> dict[str, str]:
+    """The group's named conditions (name -> expression), each checked on its own; rules use them by name."""
+    doc = group.get("conditions")
+    if doc is None:
+        return {}
+    if not isinstance(doc, _Map):
+        collect.error(group.key_lines.get("conditions", group.line), where,
+                      "key 'conditions' must map condition names to expressions")
+        return {}
+    taken = set(profile.units()) | set(profile.derived_units()) | set(profile.parameter_units()) if profile else set()
+    conditions: dict[str, str] = {}
+    for name, source in doc.items():
+        line = doc.key_lines[name]
+        if not re.fullmatch(r"[a-z][a-z0-9_]*", name) or name in _RESERVED_NAMES:
+            collect.error(line, where, f"condition '{name}': a condition name is a snake_case word, not a keyword")
+        elif name in taken:
+            collect.error(line, where, f"condition '{name}' has the name of a metric or parameter")
+        elif not isinstance(source, str) or not source.strip():
+            collect.error(line, where, f"condition '{name}' must be a non-empty expression")
+        else:
+            conditions[name] = source
+    if profile is not None:
+        for name, source in conditions.items():
+            try:
+                compile_expr(source, profile.units(), profile.derived_units(),
+                             parameters=profile.parameter_units(), conditions=conditions)
+            except ExprError as exc:
+                collect.error(doc.key_lines[name], where, f"condition '{name}': {exc}")
+    return conditions
+
+
+def _parse_rule(doc: Any, group: str, profile: Profile | None, conditions: dict[str, str],
+                collect: _Collector) -> Rule | None:
     if not isinstance(doc, _Map):
         collect.error(1, f"group '{group}'", "each rule is a mapping starting with 'alert'")
         return None
@@ -199,8 +233,8 @@ def _parse_rule(doc: Any, group: str, profile: Profile | None, collect: _Collect
         collect.error(doc.key_lines[key], where, f"unknown key '{key}' (known: {', '.join(sorted(_RULE_KEYS))})")
     if not isinstance(alert, str) or not re.fullmatch(r"[a-z][a-z0-9_]*", alert):
         collect.error(doc.line, where, "key 'alert' must be a snake_case name")
-    expr = _parse_expr(doc, where, profile, collect)
-    clear = _parse_expr(doc, where, profile, collect, key="clear") if "clear" in doc else None
+    expr = _parse_expr(doc, where, profile, conditions, collect)
+    clear = _parse_expr(doc, where, profile, conditions, collect, key="clear") if "clear" in doc else None
     durations = {}
     for key in ("for", "keep_firing_for"):
         value = parse_duration(doc.get(key, 0))
@@ -217,7 +251,7 @@ def _parse_rule(doc: Any, group: str, profile: Profile | None, collect: _Collect
         collect.error(doc.key_lines.get("labels", doc.line), where,
                       f"label 'category' must be one of {list(CATEGORIES)}, got {category!r}")
     diagnosis = _parse_diagnosis(doc.get("diagnosis"), doc, where, category, collect)
-    exclusions = _parse_exclusions(doc.get("diagnosis"), where, profile, collect)
+    exclusions = _parse_exclusions(doc.get("diagnosis"), where, profile, conditions, collect)
     inhibits = doc.get("inhibits", [])
     if not isinstance(inhibits, list) or not all(isinstance(i, str) for i in inhibits):
         collect.error(doc.key_lines.get("inhibits", doc.line), where, "key 'inhibits' must be a list of rule names")
@@ -227,12 +261,12 @@ def _parse_rule(doc: Any, group: str, profile: Profile | None, collect: _Collect
     return Rule(
         rule_id=str(alert), group=group, appliance=profile.appliance, expr=expr, clear=clear,
         for_seconds=durations["for"], keep_firing_for_seconds=durations["keep_firing_for"],
-        labels=dict(labels), diagnosis=diagnosis, version=_version(doc),
+        labels=dict(labels), diagnosis=diagnosis, version=_version(doc, conditions),
         source=f"{collect.path}:{doc.line}", inhibits=tuple(inhibits), exclusions=exclusions,
     )
 
 
-def _parse_expr(doc: _Map, where: str, profile: Profile | None, collect: _Collector,
+def _parse_expr(doc: _Map, where: str, profile: Profile | None, conditions: dict[str, str], collect: _Collector,
                 key: str = "expr") -> CompiledExpr | None:
     source = doc.get(key)
     line = doc.key_lines.get(key, doc.line)
@@ -242,10 +276,16 @@ def _parse_expr(doc: _Map, where: str, profile: Profile | None, collect: _Collec
     if profile is None:
         return None
     try:
-        return compile_expr(source, profile.units(), profile.derived_units())
+        return _compile(source, profile, conditions)
     except ExprError as exc:
         collect.error(line, where, f"bad {key}: {exc}")
         return None
+
+
+def _compile(source: str, profile: Profile, conditions: dict[str, str]) -> CompiledExpr:
+    """An expression of a rule of `profile`'s appliance: its metrics, parameters and the group's conditions."""
+    return compile_expr(source, profile.units(), profile.derived_units(), parameters=profile.parameter_units(),
+                        conditions=conditions)
 
 
 def _parse_diagnosis(doc: Any, rule: _Map, where: str, category: str, collect: _Collector) -> Diagnosis | None:
@@ -313,7 +353,7 @@ def _parse_causes(doc: _Map, where: str, collect: _Collector) -> list[Cause]:
     return sorted(causes, key=lambda c: -c.likelihood)
 
 
-def _parse_exclusions(doc: Any, where: str, profile: Profile | None,
+def _parse_exclusions(doc: Any, where: str, profile: Profile | None, conditions: dict[str, str],
                       collect: _Collector) -> tuple[Exclusion, ...]:
     if not isinstance(doc, _Map) or not isinstance(doc.get("causes"), list) or profile is None:
         return ()
@@ -327,7 +367,7 @@ def _parse_exclusions(doc: Any, where: str, profile: Profile | None,
             collect.error(line, where, "a cause's 'unless' has exactly: expr, because")
             continue
         try:
-            compiled = compile_expr(str(unless["expr"]), profile.units(), profile.derived_units())
+            compiled = _compile(str(unless["expr"]), profile, conditions)
         except ExprError as exc:
             collect.error(line, where, f"bad unless expr: {exc}")
             continue
@@ -335,9 +375,11 @@ def _parse_exclusions(doc: Any, where: str, profile: Profile | None,
     return tuple(exclusions)
 
 
-def _version(doc: _Map) -> str:
-    """Content hash of the rule, so a ticket records exactly which rule text produced it."""
-    canonical = orjson.dumps(_plain(doc), option=orjson.OPT_SORT_KEYS)
+def _version(doc: _Map, conditions: dict[str, str]) -> str:
+    """Content hash of the rule and its group's conditions, so a ticket records exactly which rule text
+    produced it."""
+    content = _plain(doc) if not conditions else {"rule": _plain(doc), "conditions": conditions}
+    canonical = orjson.dumps(content, option=orjson.OPT_SORT_KEYS)
     return hashlib.sha256(canonical).hexdigest()[:12]
 
 

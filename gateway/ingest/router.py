@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from gateway.clock import Clock
 from gateway.engine.profiles import OUT_OF_RANGE_METRIC, Profile
@@ -24,6 +25,7 @@ from gateway.protocol.payload import (
     checked_timestamp,
     decode_json_object,
     decode_telemetry,
+    short_repr,
 )
 from gateway.protocol.topics import TopicKind, parse_topic
 from gateway.store.window import TypeWindow, WindowStore
@@ -160,6 +162,36 @@ class Ingest:
         error = self.registry.set_meta(device_id, doc, self.limits.max_meta_length)
         if error:
             self.drops.drop(device_id, DropReason.BAD_SCHEMA, error)
+            return
+        self._parameters(device_id, doc.get("parameters", {}))
+
+    def _parameters(self, device_id: str, given: Any) -> None:
+        """A meta's per-device parameters (rule constants such as a set point). Unusable ones are dropped,
+        counted and logged, and the appliance keeps the values it had; the identity in the meta still counts."""
+        appliance = self.registry.appliance_type(device_id)
+        profile = self.profiles.get(appliance or "")
+        if profile is None or appliance not in self.store.windows:
+            return
+        specs = {p.name: p for p in profile.parameters}
+        if not isinstance(given, dict):
+            self.drops.drop(device_id, DropReason.BAD_SCHEMA, "meta 'parameters' must map parameter names to numbers")
+            return
+        problems = [f"{name!r} is not a {appliance} parameter" for name in given if name not in specs]
+        for name, value in given.items():
+            spec = specs.get(name)
+            if spec is not None and (not isinstance(value, int | float) or isinstance(value, bool)
+                                     or not spec.low <= value <= spec.high):
+                problems.append(f"{name} must be a number within [{spec.low:g}, {spec.high:g}], got "
+                                f"{short_repr(value)}")
+        if problems:
+            known = ", ".join(sorted(specs)) or "none"
+            self.drops.drop(device_id, DropReason.BAD_SCHEMA,
+                            f"meta parameters: {'; '.join(problems[:5])} (known: {known})")
+            return
+        window = self.store.windows[str(appliance)]
+        row = self._row(window, device_id)
+        if row is not None:
+            window.set_parameters(row, {name: float(value) for name, value in given.items()})
 
     def _event(self, device_id: str, payload: bytes) -> None:
         doc = decode_json_object(payload, self.limits)

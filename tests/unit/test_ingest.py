@@ -194,3 +194,26 @@ def test_a_meta_may_not_change_the_appliance_type_nor_carry_long_strings() -> No
     assert ingest.registry.appliance_type("w1") == "washer"
     assert ingest.registry.get("w2") is None and ingest.registry.get("w3") is None
     assert ingest.drops.by_reason[DropReason.BAD_SCHEMA] == 3
+
+
+def test_a_meta_sets_the_appliances_own_parameters_and_bad_ones_are_dropped_and_counted() -> None:
+    from dataclasses import replace
+
+    from gateway.engine.profiles import ParameterSpec
+    profiles = {**PROFILES, "washer": replace(PROFILES["washer"], parameters=(
+        ParameterSpec("max_imbalance", "g", 2.0, 0.5, 5.0, "vibration that means an unbalanced load"),))}
+    store = WindowStore({n: p.stored_names for n, p in profiles.items()}, slots=8,
+                        parameters={"washer": {"max_imbalance": 2.0}})
+    ingest = Ingest(profiles, DeviceRegistry(set(profiles)), store, DropCounter(), PayloadLimits(), FakeClock(NOW))
+    window = store.windows["washer"]
+    ingest.handle("appliances/w1/meta", orjson.dumps({"type": "washer", "parameters": {"max_imbalance": 3.5}}))
+    ingest.handle("appliances/w2/meta", orjson.dumps({"type": "washer"}))
+    assert window.parameters[window.rows["w1"], 0] == 3.5
+    assert window.parameters[window.rows["w2"], 0] == 2.0  # the profile's default
+    for bad in ({"max_imbalance": 50}, {"max_imbalance": "3"}, {"max_imbalance": True}, {"colour": 1}, [1]):
+        ingest.handle("appliances/w1/meta", orjson.dumps({"type": "washer", "parameters": bad}))
+    assert window.parameters[window.rows["w1"], 0] == 3.5  # kept
+    assert ingest.drops.by_reason[DropReason.BAD_SCHEMA] == 5
+    assert ingest.registry.appliance_type("w1") == "washer"  # the identity still counts
+    ingest.handle("appliances/w1/meta", orjson.dumps({"type": "washer", "brand": "LG"}))
+    assert window.parameters[window.rows["w1"], 0] == 2.0  # a meta without parameters: the defaults again

@@ -104,3 +104,21 @@ def test_profile_errors_name_the_file_and_metric() -> None:
     # the type name travels to the platform, whose schema (docs/upstream-api.yaml) takes snake_case names
     with pytest.raises(ProfileError, match="snake_case type name"):
         parse_profile({"appliance": "Heat Pump", "interval_seconds": 1, "metrics": {}}, "p.yaml")
+
+
+def test_profile_parameters_and_max_gap_are_checked() -> None:
+    base = {"appliance": "a", "interval_seconds": 60, "metrics": {"x": {"unit": "degC", "valid": [0, 50]}}}
+    profile = parse_profile({**base, "max_gap": "5m", "parameters": {
+        "band": {"unit": "K", "default": 1.5, "valid": [0, 5], "description": "dead band"}}}, "p.yaml")
+    assert profile.max_gap == 300.0 and profile.parameter_units() == {"band": "K"}
+    assert parse_profile(base, "p.yaml").max_gap == profile.silence_limit  # default: the silence limit
+    for parameters, message in (
+            ({"band": {"default": 9, "valid": [0, 5]}}, "key 'default' must be a number within"),
+            ({"band": {"unit": "K"}}, "is a mapping with default"),
+            ({"x": {"default": 1}}, "has the name of a reported metric"),
+            ({"Band": {"default": 1}}, "snake_case"),
+            ({"band": {"default": True}}, "key 'default' must be a number")):
+        with pytest.raises(ProfileError, match=message):
+            parse_profile({**base, "parameters": parameters}, "p.yaml")
+    with pytest.raises(ProfileError, match="key 'max_gap' must be a duration"):
+        parse_profile({**base, "max_gap": "soon"}, "p.yaml")
