@@ -14,11 +14,12 @@ Grammar (lowest precedence first):
 
 A number may carry a unit (`3800 kPa`). Units are carried through arithmetic (`supply - mixed` of two degC
 metrics is in K) and checked where quantities meet: comparing kPa with K is an error, a degC literal against
-a degF metric is converted. Durations (`30s`, `10m`, `1h`) are seconds. Window functions (`avg|min|max|sum|
-count|stddev|last|delta|rate|changes|increases_over_time|fraction(x, 10m)`) read the device's recent samples,
-not just its latest value; `x` is a metric or any expression over metrics (evaluated at every sample, each
-metric carried forward from its last report), and `fraction(condition, 30m)` is the share of the last 30 min
-the condition held. `min(a, b)`, `max(a, b)` and `if(condition, a, b)` work sample by sample.
+a degF metric is converted, and so is a degF quantity meeting a degC one. Durations (`30s`, `10m`, `1h`) are
+seconds. Window functions (`avg|min|max|sum|count|stddev|last|delta|rate|changes|increases_over_time|
+fraction(x, 10m)`) read the device's recent samples, not just its latest value; `x` is a metric or any
+expression over metrics (evaluated at every sample, each metric carried forward from its last report), and
+`fraction(condition, 30m)` is the share of the last 30 min the condition held. `min(a, b)`, `max(a, b)` and
+`if(condition, a, b)` work sample by sample.
 
 Every node is evaluated for all devices of one appliance type at once. Booleans are float arrays in
 three-valued logic (1 true, 0 false, NaN unknown) so a missing metric makes a rule *unknown*, never true:
@@ -283,10 +284,22 @@ _ARITH: dict[str, _Binary] = {
 # --- units: absolute temperatures, their differences, and the literal conversions a comparison may make --------
 _TEMPERATURES = {"degC", "degF"}
 _DIFFERENCE_SCALE = {"degF": 5.0 / 9.0}  # a change of a degF metric, in K
-_LITERAL_CONVERSIONS: dict[tuple[str, str], Callable[[float], float]] = {
+_CONVERSIONS: dict[tuple[str, str], Callable[[FloatArray], FloatArray]] = {
     ("degC", "degF"): lambda v: v * 9.0 / 5.0 + 32.0,
     ("degF", "degC"): lambda v: (v - 32.0) * 5.0 / 9.0,
 }
+
+
+def _converted(node: _Node, unit: str) -> _Node | None:
+    """`node` in `unit`, where a conversion exists: a literal becomes another literal, a quantity is wrapped."""
+    convert = _CONVERSIONS.get((node.unit or "", unit))
+    if convert is None:
+        return None
+    if node.constant is not None:
+        value = float(convert(np.array(node.constant)))
+        return _Node("number", _constant(value), f"{value:g} {unit}", unit=unit, constant=value)
+    fn = node.fn
+    return _Node("number", lambda c: convert(fn(c)), node.text, unit=unit)
 
 
 def _difference(unit: str | None) -> str | None:
@@ -402,17 +415,15 @@ class _Parser:
         return _Node("bool", evaluate, text, support=_comparison_support(evaluate, comparison))
 
     def _matching_units(self, left: _Node, right: _Node, token: _Token, verb: str) -> tuple[_Node, _Node]:
-        """The two sides with compatible units: equal, or one side unknown, or a literal converted to the other
-        side's unit (a degC literal against a degF metric). Anything else is an error."""
+        """The two sides with compatible units: equal, or one side unknown, or converted: a literal to the other
+        side's unit (a degC literal against a degF metric), a degF quantity to degC. Anything else is an error."""
         if left.unit is None or right.unit is None or left.unit == right.unit:
             return left, right
-        for quantity, literal, swap in ((left, right, False), (right, left, True)):
-            convert = _LITERAL_CONVERSIONS.get((literal.unit or "", quantity.unit or ""))
-            if literal.constant is not None and convert is not None:
-                value = convert(literal.constant)
-                converted = _Node("number", _constant(value), f"{value:g} {quantity.unit}", unit=quantity.unit,
-                                  constant=value)
-                return (converted, quantity) if swap else (quantity, converted)
+        for quantity, other, swap in ((left, right, False), (right, left, True)):
+            if other.constant is not None or other.unit == "degF":
+                converted = _converted(other, quantity.unit or "")
+                if converted is not None:
+                    return (converted, quantity) if swap else (quantity, converted)
         raise ExprError(f"wrong unit: {verb} {left.text} (in {left.unit}) with {right.text} (in {right.unit})",
                         token.column)
 
@@ -433,6 +444,8 @@ class _Parser:
         self.require(right, "number", op)
         if op.text == "/" and right.constant == 0:
             raise ExprError("division by zero", op.column)
+        if left.unit in _TEMPERATURES and right.unit in _TEMPERATURES and left.unit != right.unit:
+            left, right = self._matching_units(left, right, op, f"{op.text!r} combines")
         fn, unit = self._arith_unit(left, op, right, _combined(_ARITH[op.text], left.fn, right.fn))
         return _Node("number", fn, f"{left.text} {op.text} {right.text}", unit=unit)
 

@@ -306,3 +306,11 @@ def test_named_conditions_are_compiled_in_place() -> None:
         compile_expr("loop", UNITS_AHU, conditions={"loop": "valve > 1 and loop"})
     with pytest.raises(ExprError, match="condition 'number' must be a condition"):
         compile_expr("number", UNITS_AHU, conditions={"number": "valve + 1"})
+
+
+def test_a_degf_quantity_meeting_a_degc_one_is_converted() -> None:
+    units = {"inside": "degC", "outside": "degF"}
+    ctx = MappingContext({"inside": np.array([20.0, 20.0]), "outside": np.array([41.0, 95.0])})  # 5 and 35 degC
+    assert compile_expr("inside - outside > 10 K", units).holds(ctx).tolist() == [True, False]
+    assert compile_expr("min(inside, outside) < 10 degC", units).holds(ctx).tolist() == [True, False]
+    assert compile_expr("outside > inside", units).holds(ctx).tolist() == [False, True]
