@@ -3,7 +3,8 @@
 The alert state per (rule, device) lives in numpy arrays beside the window rows:
 inactive (since = NaN) -> pending (since set, `for` not yet elapsed) -> firing -> resolved, with
 `keep_firing_for` holding a firing alert through short gaps. Durations are measured on the samples'
-own timestamps, so a replay of recorded telemetry behaves exactly like the live stream.
+own timestamps, so a replay of recorded telemetry behaves exactly like the live stream, and on each device's
+observed clock (gaps longer than its profile's `max_gap` left out, see TypeWindow), so a gap counts for nothing.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ class RowContext:
         self._window = window
         self._rows = rows
         self._interval = interval
-        self._derived = derived or {}
+        self.derived = derived or {}  # the profile's derived metrics: name -> formula
         self._derived_values: dict[str, FloatArray] = {}
         self._latest = window.latest[rows]
         self._now = window.latest_ts[rows]
@@ -83,7 +84,7 @@ class RowContext:
         return value
 
     def column(self, name: str) -> FloatArray:
-        formula = self._derived.get(name)
+        formula = self.derived.get(name)
         if formula is not None:
             if name not in self._derived_values:
                 self._derived_values[name] = _as_shape(formula.evaluate(self), self._now.shape)
@@ -115,7 +116,7 @@ class RowContext:
         view = self._cache.get(key)
         if view is None:
             ts, order = self._time_order(self._slots_for(seconds))
-            values = self._column_slots(name, order)
+            values = self.column_slots(name, order)
             view = self._cache[key] = self._view(values, ts, seconds)
         return view
 
@@ -133,7 +134,7 @@ class RowContext:
         """Only the newest slots a window can span at this type's reporting interval (plus a quarter)."""
         return min(self._window.slots, int(seconds / self._interval * 1.25) + 2)
 
-    def _column_slots(self, name: str, order: npt.NDArray[np.intp]) -> FloatArray:
+    def column_slots(self, name: str, order: npt.NDArray[np.intp]) -> FloatArray:
         column = self._window.metric_index[name]
         values: FloatArray = self._window.values[self._rows[:, None], column, order].astype(np.float64)
         return values
@@ -166,11 +167,11 @@ class _SampleContext:
     def column(self, name: str) -> FloatArray:
         cached = self._columns.get(name)
         if cached is None:
-            formula = self._rows._derived.get(name)
+            formula = self._rows.derived.get(name)
             if formula is not None:
                 cached = np.broadcast_to(formula.evaluate(self), self._order.shape)
             else:
-                cached = carry_forward(self._rows._column_slots(name, self._order))
+                cached = carry_forward(self._rows.column_slots(name, self._order))
             self._columns[name] = cached
         return cached
 

@@ -169,7 +169,7 @@ class TypeWindow:
             self.parameters[row, i] = values.get(name, self.parameter_defaults[name])
 
     def observed_gap_limits(self, rows: npt.NDArray[np.intp]) -> npt.NDArray[np.float64]:
-        """longest_observed_gap for many rows at once."""
+        """longest_observed_gap of many rows at once."""
         typical = self.typical_gap[rows]
         result: npt.NDArray[np.float64] = np.maximum(
             self.max_gap, OWN_INTERVALS * np.where(np.isnan(typical), self.max_gap, typical))
@@ -179,9 +179,7 @@ class TypeWindow:
         """The longest gap between two samples that still counts as observed time: `max_gap`, or five of the
         device's own intervals where it reports more slowly; five `max_gap`s before it has shown its interval
         (the same allowance the silence rule makes)."""
-        if typical_gap != typical_gap:
-            return OWN_INTERVALS * self.max_gap
-        return max(self.max_gap, OWN_INTERVALS * typical_gap)
+        return max(self.max_gap, OWN_INTERVALS * (self.max_gap if typical_gap != typical_gap else typical_gap))
 
     def _layout(self, names: tuple[str, ...]) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp],
                                                          npt.NDArray[np.float64], tuple[int, ...]]:
