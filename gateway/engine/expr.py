@@ -18,8 +18,9 @@ a degF metric is converted, and so is a degF quantity meeting a degC one. Durati
 seconds. Window functions (`avg|min|max|sum|count|stddev|last|delta|rate|changes|increases_over_time|
 fraction(x, 10m)`) read the device's recent samples, not just its latest value; `x` is a metric or any
 expression over metrics (evaluated at every sample, each metric carried forward from its last report), and
-`fraction(condition, 30m)` is the share of the last 30 min the condition held. `min(a, b)`, `max(a, b)` and
-`if(condition, a, b)` work sample by sample.
+`fraction(condition, 30m)` is the share of the last 30 min the condition held; `delta(x, 2h, condition)` and
+`rate(x, 2h, condition)` count only the change between consecutive samples at which the condition held.
+`min(a, b)`, `max(a, b)` and `if(condition, a, b)` work sample by sample.
 
 Every node is evaluated for all devices of one appliance type at once. Booleans are float arrays in
 three-valued logic (1 true, 0 false, NaN unknown) so a missing metric makes a rule *unknown*, never true:
@@ -604,6 +605,8 @@ class _Parser:
         nested = self.window_calls > before
         if name.text in ("min", "max") and len(args) == 2 and args[1].seconds is None:
             return self.parse_pairwise(name, args)
+        if name.text in _CONDITIONAL_FUNCTIONS and len(args) == 3:
+            return self.parse_conditional_change(name, args, nested)
         if len(args) != 2:
             raise ExprError(f"{name.text}() takes 2 arguments (a metric or expression, and a duration such as "
                             f"10m), got {len(args)}", name.column)
@@ -645,6 +648,37 @@ class _Parser:
         else:
             self.windows[column] = max(self.windows.get(column, 0.0), seconds)
         return _Node("number", _scaled(evaluate, scale), text, unit=unit)
+
+    def parse_conditional_change(self, name: _Token, args: list[_Node], nested: bool) -> _Node:
+        """delta(x, 2h, condition) and rate(x, 2h, condition): the change of x (and per second) counted only
+        between consecutive samples at both of which the condition held, so that what happens in between
+        (a draw from a tank being heated) does not count: the heating rate over a day's heating periods."""
+        subject, duration, condition = args
+        if subject.kind != "number" or condition.kind != "bool":
+            raise ExprError(f"{name.text}(x, duration, condition) needs a number and a condition, got "
+                            f"{subject.text!r} and {condition.text!r}", name.column)
+        if duration.seconds is None or duration.seconds <= 0:
+            raise ExprError(f"{name.text}() needs a duration such as 10m as its second argument, "
+                            f"got {duration.text!r}", name.column)
+        if nested:
+            raise ExprError(f"{name.text}(): window functions do not nest", name.column)
+        self.window_calls += 1
+        seconds, per_second = duration.seconds, name.text == "rate"
+        x_text, when_text, x_fn, when_fn = subject.text, condition.text, subject.fn, condition.fn
+        for text in (x_text, when_text):
+            self.windows[text] = max(self.windows.get(text, 0.0), seconds)
+        key = (name.text, f"{x_text} when {when_text}", seconds)
+
+        def evaluate(c: EvalContext) -> FloatArray:
+            return c.reduced(key, lambda: _change_while(c.series(x_text, x_fn, seconds),
+                                                        c.series(when_text, when_fn, seconds), per_second))
+
+        unit = _difference(subject.unit)
+        if per_second and unit:
+            unit = f"{unit}/s"
+        scale = _DIFFERENCE_SCALE.get(subject.unit or "", 1.0)
+        return _Node("number", _scaled(evaluate, scale), f"{name.text}({x_text}, {duration.text}, {when_text})",
+                     unit=unit)
 
     def parse_pairwise(self, name: _Token, args: list[_Node]) -> _Node:
         """min(a, b) and max(a, b) of two quantities, sample by sample (unknown if either is)."""
@@ -819,6 +853,23 @@ def _fraction(w: WindowView) -> FloatArray:
         return np.where(length > 0, held / length, np.nan)
 
 
+def _change_while(x: WindowView, when: WindowView, per_second: bool) -> FloatArray:
+    """The summed change of x between consecutive samples at both of which `when` held (and no longer apart
+    than a sample stands for); per second of those pairs' time with `per_second`. NaN where no pair."""
+    assert x.hold is not None
+    ok = x.valid & (np.broadcast_to(when.values, x.values.shape) == 1.0)
+    dt = np.diff(x.ts, axis=1)
+    with np.errstate(invalid="ignore"):
+        pairs = ok[:, 1:] & ok[:, :-1] & (dt <= x.hold[:, None])
+    change = np.where(pairs, np.diff(x.values, axis=1), 0.0).sum(axis=1)
+    if not per_second:
+        return np.where(pairs.any(axis=1), change, np.nan)
+    elapsed = np.where(pairs, dt, 0.0).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(elapsed > 0, change / elapsed, np.nan)
+
+
+_CONDITIONAL_FUNCTIONS = {"delta", "rate"}
 _WINDOW_FUNCTIONS: dict[str, tuple[Callable[[WindowView], FloatArray], Callable[[str], str | None]]] = {
     "avg": (_avg, _same),
     "min": (lambda w: _extreme(w, np.min, np.inf), _same),

@@ -314,3 +314,19 @@ def test_a_degf_quantity_meeting_a_degc_one_is_converted() -> None:
     assert compile_expr("inside - outside > 10 K", units).holds(ctx).tolist() == [True, False]
     assert compile_expr("min(inside, outside) < 10 degC", units).holds(ctx).tolist() == [True, False]
     assert compile_expr("outside > inside", units).holds(ctx).tolist() == [False, True]
+
+
+def test_delta_and_rate_while_a_condition_holds_leave_out_what_happens_in_between() -> None:
+    # heating at 0.1 K/s, a draw (flow) cools the tank by 5 K between t=20 and t=30, heating goes on after it
+    ts = [[0, 10, 20, 30, 40, 50]]
+    ctx = series_context({"temp": [[50, 51, 52, 47, 48, 49]], "flow": [[0, 0, 0, 6, 0, 0]],
+                          "on": [[1, 1, 1, 1, 1, 0]]}, ts, now=[50])
+    units = {"temp": "degC", "flow": "lpm", "on": "bool"}
+    # counted: (0,10) and (10,20); not (20,30) nor (30,40) (the draw at 30), nor (40,50) (off at 50)
+    assert left_of("rate(temp, 1m, on == 1 and flow < 0.5) > 0", ctx, units) == pytest.approx([0.1])
+    assert left_of("delta(temp, 1m, on == 1 and flow < 0.5) > 0 K", ctx, units) == pytest.approx([2.0])
+    assert left_of("delta(temp, 1m) > 0 K", ctx, units) == pytest.approx([-1.0])  # the plain change, draw and all
+    nothing = series_context({"temp": [[50, 51]], "flow": [[6, 6]], "on": [[1, 1]]}, [[0, 10]], now=[10])
+    assert math.isnan(left_of("rate(temp, 1m, flow < 0.5) > 0", nothing, units)[0])  # no pair: unknown
+    with pytest.raises(ExprError, match="needs a number and a condition"):
+        compile_expr("rate(temp, 1m, flow) > 0", units)
