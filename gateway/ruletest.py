@@ -143,7 +143,8 @@ def run_suite(files: list[Path], library: Library, load: LibraryLoader, whole_li
         if not result.rule_files or result.library is None:
             continue
         for rule in _authored(result.library.rules):
-            if Path(rule.source.rpartition(":")[0]).resolve() in result.rule_files:
+            file = Path(rule.source.rpartition(":")[0]).resolve()
+            if any(file == named or named in file.parents for named in result.rule_files):
                 under_test.setdefault(rule.rule_id, (rule, []))[1].extend(result.outcomes)
     if whole_library:
         everything = [o for r in results for o in r.outcomes]
@@ -290,8 +291,15 @@ def run_case(case: dict[str, Any], library: Library, source: str) -> Outcome:
             pipeline.tick(ts)
     finally:
         db.close()
-    expected = [_describe(e["alert"], e["device"], verb, parse_duration(e[verb]) or 0.0)
-                for e in expect for verb in ("fires_at", "resolves_at") if verb in e]
+    expected = []
+    for entry in expect:
+        for verb in ("fires_at", "resolves_at"):
+            if verb in entry:
+                offset = parse_duration(entry[verb])
+                if offset is None:
+                    raise RuleTestError(f"{source}: {verb} must be a duration from the first sample, like 45s or "
+                                        f"0s, got {entry[verb]!r}")
+                expected.append(_describe(str(entry["alert"]), str(entry["device"]), verb, offset))
     covers = tuple(case.get("covers") or ()) + tuple(str(e["alert"]) for e in expect)
     unknown_rules = set(covers) - {r.rule_id for r in type_rules}
     if unknown_rules:

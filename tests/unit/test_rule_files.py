@@ -92,16 +92,19 @@ def test_a_malformed_test_file_is_reported_and_the_others_still_run(tmp_path: Pa
               write(tmp_path, "c.test.yaml", "rule_files: [nowhere.yaml]\ntests: []\n"),
               write(tmp_path, "d.test.yaml",
                     "tests:\n  - {name: x, appliance: washer, series: {w: {vibration: '1*x'}}}\n"),
-              write(tmp_path, "e.test.yaml", "rule_files: [broken.yaml]\ntests: []\n")]
+              write(tmp_path, "e.test.yaml", "rule_files: [broken.yaml]\ntests: []\n"),
+              write(tmp_path, "f.test.yaml", "tests:\n  - {name: x, appliance: washer, series: {w: {vibration: '1'}},"
+                                             " expect: [{alert: a, device: w, fires_at: soon}]}\n")]
     write(tmp_path, "broken.yaml", "groups: 3\n")
     result = run_suite([*broken, good], LIBRARY, load)
     errors = result.errors
-    assert len(errors) == 5, errors
+    assert len(errors) == 6, errors
     assert "a.test.yaml: not valid YAML" in errors[0]
     assert "'appliance' must be one of" in errors[1]
     assert "nowhere.yaml, which does not exist" in errors[2]
     assert "bad repeat count in '1*x'" in errors[3] or "bad sample notation '1*x'" in errors[3]
     assert "do not load" in errors[4] and "broken.yaml:1" in errors[4]
+    assert "fires_at must be a duration from the first sample" in errors[5]
     assert result.outcomes and all(o.passed for o in result.outcomes)  # washer.test.yaml still ran
     assert not result.ok
 
