@@ -42,11 +42,12 @@ class WaterHeaterModel(FaultableModel):
             self.draw_until, self.draw_flow = ts + self.rng.uniform(20, 90), self.rng.uniform(2.0, 5.0)
 
     def _record_shown(self, ts: float, element_ok: bool) -> None:
-        """A dead or scaled element shows only while the thermostat calls for heat; a thermostat failed open
-        only once the tank has cooled to where it would have called."""
+        """A dead or scaled element shows only while the thermostat calls for heat (scale only on an element
+        that still heats: a dead one heats at no rate at all); a thermostat failed open only once the tank has
+        cooled to where it would have called."""
         if self.heating and not element_ok:
             self._show("element_burnout", ts)
-        if self.heating and self.level("scale_build_up", ts) > 0.5:
+        if self.heating and element_ok and self.level("scale_build_up", ts) > 0.5:
             self._show("scale_build_up", ts)
         if self.level("thermostat_failed_open", ts) > 0.5 and self.tank < self.setpoint - 5.0:
             self._show("thermostat_failed_open", ts)

@@ -166,3 +166,19 @@ def test_one_finding_for_two_present_faults_must_name_one_of_them_first() -> Non
     assert score("s", 10.0, both, [named_fan]).top_cause_accuracy == 1.0
     named_neither = ticket("ac1", "AC-CND-01", 350.0, cause="Refrigerant leak")
     assert score("s", 10.0, both, [named_neither]).top_cause_accuracy == 0.0
+
+
+def test_scale_on_a_burnt_out_element_is_not_expected_to_show() -> None:
+    """generated-55 expected a descaling ticket for a water heater whose element had burnt out first: a dead
+    element heats at no rate at all, so its scale can never show (and the element fault's ticket is open)."""
+    from firmware_sim.models.base import FaultSchedule
+    t0 = DEFAULT_START
+    both = MODELS["water_heater"](7, [FaultSchedule("element_burnout", t0 + 600, 0.0),
+                                      FaultSchedule("scale_build_up", t0 + 1200, 0.0)])
+    scaled_only = MODELS["water_heater"](7, [FaultSchedule("scale_build_up", t0 + 1200, 0.0)])
+    for ts in range(int(t0), int(t0 + 2 * 86400), 60):
+        both.sample(float(ts))
+        scaled_only.sample(float(ts))
+    assert both.showed("element_burnout", t0, None)
+    assert not both.showed("scale_build_up", t0, None)
+    assert scaled_only.showed("scale_build_up", t0, None)
