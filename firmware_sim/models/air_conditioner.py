@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 from firmware_sim.models.base import FaultableModel, FaultSchedule, daily_wave, day_fraction
 
@@ -16,15 +17,21 @@ def r32_saturation_kpa_gauge(temp_c: float) -> float:
 FILTER_CLEANING_HOURS = 500.0  # the fan hours at which the unit's own counter asks for a filter cleaning
 
 
+FREEZING_SHOWS_AFTER = 600.0  # seconds of a running coil below 0 degC
+
+
 class AirConditionerModel(FaultableModel):
     """Faults: condenser_fan_failure (no airflow: head pressure and discharge temperature climb, fan speed 0),
     condenser_fouling (the same climb with the fan turning normally, usually gradual), refrigerant_leak (high
     superheat, low subcooling), room_sensor_fault (the compressor cycles every few minutes), filter_clogged
-    (too little air over the indoor coil: it falls below freezing)."""
+    (too little air over the indoor coil: it falls below freezing, once the compressor runs long enough)."""
 
     appliance_type = "air_conditioner"
     faults: tuple[str, ...] = ("condenser_fan_failure", "condenser_fouling", "refrigerant_leak", "room_sensor_fault",
               "filter_clogged")
+    # a clogged filter shows only as a coil that stays below freezing while the compressor runs: an AC that
+    # short-cycles (a faulty room sensor) never runs long enough for the coil to freeze
+    SHOWN_BY_USE: ClassVar[frozenset[str]] = frozenset({"filter_clogged"})
 
     def __init__(self, seed: int, schedules: list[FaultSchedule] | FaultSchedule | None = None,
                  outdoor_base: float = 31.0, always_on: bool = True) -> None:
@@ -39,6 +46,7 @@ class AirConditionerModel(FaultableModel):
         self.off_hour = self.rng.uniform(21.0, 23.5)
         self.lagged: dict[str, float] = {}
         self.filter_due_at: float | None = None  # metal and refrigerant take a minute or two to follow the compressor
+        self.freezing_since: float | None = None  # since when the running coil's temperature is below 0 degC
 
     def _lag(self, name: str, target: float, dt: float, tau: float = 30.0) -> float:
         """First-order lag towards `target` with time constant `tau` seconds."""
@@ -46,6 +54,15 @@ class AirConditionerModel(FaultableModel):
         value += (target - value) * (1.0 - math.exp(-dt / tau))
         self.lagged[name] = value
         return value
+
+    def _record_freezing(self, ts: float, coil: float, clog: float) -> None:
+        """The clogged filter shows once the coil has stayed below 0 degC for 10 minutes of running."""
+        if coil >= 0.0 or clog < 0.5:
+            self.freezing_since = None
+        elif self.freezing_since is None:
+            self.freezing_since = ts
+        elif ts - self.freezing_since >= FREEZING_SHOWS_AFTER:
+            self._show("filter_clogged", ts)
 
     def user_wants_cooling(self, ts: float) -> bool:
         hour = day_fraction(ts) * 24.0
@@ -76,6 +93,7 @@ class AirConditionerModel(FaultableModel):
             if self.filter_hours > FILTER_CLEANING_HOURS and self.filter_due_at is None:
                 self.filter_due_at = ts  # a real maintenance need the gateway should remind about
         if not on:  # pressures equalise near the saturation pressure of the warmer side, temperatures settle
+            self.freezing_since = None
             equal = r32_saturation_kpa_gauge(outdoor - 2.0)
             return {
                 "local_temperature": round(self.room + noise(0, 0.05), 2),
@@ -100,6 +118,7 @@ class AirConditionerModel(FaultableModel):
         condensing = min(outdoor + approach, max(outdoor + 11.0, 63.5))
         evaporating = 8.0 - 0.04 * (frequency - 45.0) - 4.0 * leak - 14.0 * clog
         superheat = 6.0 + 14.0 * leak
+        self._record_freezing(ts, evaporating + 1.5, clog)
         subcooling = 5.0 - 4.3 * leak
         return {
             "local_temperature": round(self.room + noise(0, 0.05), 2),

@@ -182,3 +182,18 @@ def test_scale_on_a_burnt_out_element_is_not_expected_to_show() -> None:
     assert both.showed("element_burnout", t0, None)
     assert not both.showed("scale_build_up", t0, None)
     assert scaled_only.showed("scale_build_up", t0, None)
+
+
+def test_a_clogged_filter_shows_only_on_an_ac_that_runs_long_enough_for_its_coil_to_freeze() -> None:
+    """generated-56 expected coil freezing from a clogged filter on an AC that short-cycled (a faulty room
+    sensor: 100 s on, 100 s off) and so never ran long enough for its coil to freeze."""
+    from firmware_sim.models.base import FaultSchedule
+    t0 = DEFAULT_START
+    cycling = MODELS["air_conditioner"](3, [FaultSchedule("filter_clogged", t0 + 600, 0.0),
+                                            FaultSchedule("room_sensor_fault", t0 + 60, 0.0)])
+    steady = MODELS["air_conditioner"](3, [FaultSchedule("filter_clogged", t0 + 600, 0.0)])
+    for ts in range(int(t0), int(t0 + 12 * 3600), 10):
+        cycling.sample(float(ts))
+        steady.sample(float(ts))
+    assert steady.showed("filter_clogged", t0, None)
+    assert not cycling.showed("filter_clogged", t0, None)
