@@ -189,6 +189,8 @@ class Ingest:
                             f"meta parameters: {'; '.join(problems[:5])} (known: {known})")
             return
         window = self.store.windows[str(appliance)]
+        if not given and device_id not in window.rows:
+            return  # the defaults, which a row starts with: no row is allocated for a meta alone
         row = self._row(window, device_id)
         if row is not None:
             window.set_parameters(row, {name: float(value) for name, value in given.items()})

@@ -86,8 +86,9 @@ async def test_unplugged_port_comes_back_without_a_restart(
     gateway = running.gateway
     registry = gateway.registry
     fridge_rows = gateway.store.windows["refrigerator"].rows
-    await eventually(lambda: "fridge-serial" in fridge_rows and "washer-serial" in gateway.store.windows["washer"].rows,
-                     15, "both serial appliances report")
+    await eventually(lambda: "fridge-serial" in fridge_rows and "washer-serial" in gateway.store.windows["washer"].rows
+                     and gateway.store.windows["refrigerator"].latest_ts[fridge_rows["fridge-serial"]] > 0,
+                     15, "both serial appliances report (the fridge its telemetry)")
     device = registry.get("fridge-serial")
     assert device is not None and device.meta is not None and device.meta.brand == "OpenMaker"
     assert device.meta.appliance_type == "refrigerator"  # from the open dialect's IDENTIFY

@@ -209,6 +209,8 @@ def test_a_meta_sets_the_appliances_own_parameters_and_bad_ones_are_dropped_and_
     ingest.handle("appliances/w1/meta", orjson.dumps({"type": "washer", "parameters": {"max_imbalance": 3.5}}))
     ingest.handle("appliances/w2/meta", orjson.dumps({"type": "washer"}))
     assert window.parameters[window.rows["w1"], 0] == 3.5
+    assert "w2" not in window.rows  # a meta alone allocates no window row
+    ingest.handle("appliances/w2/telemetry", telemetry({"vibration": 0.4}))
     assert window.parameters[window.rows["w2"], 0] == 2.0  # the profile's default
     for bad in ({"max_imbalance": 50}, {"max_imbalance": "3"}, {"max_imbalance": True}, {"colour": 1}, [1]):
         ingest.handle("appliances/w1/meta", orjson.dumps({"type": "washer", "parameters": bad}))
