@@ -59,7 +59,8 @@ def build(devices: int, seed: int = 1) -> tuple[Evaluator, WindowStore, float]:
         window.latest[:rows] = window.values[:rows, :, -1]
         window.latest_ts[:rows] = ts[-1]
         window.latest_metric_ts[:rows] = ts[-1]
-        window.changed_ts[:rows] = ts[-1]
+        window.changed_observed[:rows] = ts[-1]  # no gaps: the observed clock is the sample clock
+        window.reported_observed[:rows] = ts[-1]
         window.online[:rows] = 1.0
     evaluator = Evaluator(library.rules, store, derived_by_type(profiles), intervals_by_type(profiles))
     return evaluator, store, time.perf_counter() - started
@@ -79,6 +80,7 @@ def tick(store: WindowStore, now: float, rng: np.random.Generator) -> None:
         window.latest[:rows] = sample
         window.latest_ts[:rows] = now
         window.latest_metric_ts[:rows] = now
+        window.reported_observed[:rows] = now
         window.dirty[:rows] = True
 
 
