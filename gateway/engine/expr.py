@@ -611,17 +611,12 @@ class _Parser:
             raise ExprError(f"{name.text}() takes 2 arguments (a metric or expression, and a duration such as "
                             f"10m), got {len(args)}", name.column)
         subject, duration = args
-        if duration.seconds is None or duration.seconds <= 0:
-            raise ExprError(f"{name.text}() needs a duration such as 10m as its second argument, "
-                            f"got {duration.text!r}", name.column)
-        if nested:
-            raise ExprError(f"{name.text}(): window functions do not nest", name.column)
+        seconds = self._window_seconds(name, duration, nested)
         if name.text == "fraction" and subject.kind != "bool":
             raise ExprError(f"fraction() needs a condition as its first argument, got {subject.text!r}",
                             name.column)
         self.window_calls += 1
         reduce, unit_of = _WINDOW_FUNCTIONS[name.text]
-        seconds = duration.seconds
         text = f"{name.text}({subject.text}, {duration.text})"
         scale = _DIFFERENCE_SCALE.get(subject.unit or "", 1.0) if name.text in _CHANGE_FUNCTIONS else 1.0
         unit = unit_of(subject.unit or "")
@@ -649,6 +644,15 @@ class _Parser:
             self.windows[column] = max(self.windows.get(column, 0.0), seconds)
         return _Node("number", _scaled(evaluate, scale), text, unit=unit)
 
+    def _window_seconds(self, name: _Token, duration: _Node, nested: bool) -> float:
+        """A window function's length: a positive duration literal; its arguments may read no window."""
+        if duration.seconds is None or duration.seconds <= 0:
+            raise ExprError(f"{name.text}() needs a duration such as 10m as its second argument, "
+                            f"got {duration.text!r}", name.column)
+        if nested:
+            raise ExprError(f"{name.text}(): window functions do not nest", name.column)
+        return duration.seconds
+
     def parse_conditional_change(self, name: _Token, args: list[_Node], nested: bool) -> _Node:
         """delta(x, 2h, condition) and rate(x, 2h, condition): the change of x (and per second) counted only
         between consecutive samples at both of which the condition held, so that what happens in between
@@ -657,13 +661,9 @@ class _Parser:
         if subject.kind != "number" or condition.kind != "bool":
             raise ExprError(f"{name.text}(x, duration, condition) needs a number and a condition, got "
                             f"{subject.text!r} and {condition.text!r}", name.column)
-        if duration.seconds is None or duration.seconds <= 0:
-            raise ExprError(f"{name.text}() needs a duration such as 10m as its second argument, "
-                            f"got {duration.text!r}", name.column)
-        if nested:
-            raise ExprError(f"{name.text}(): window functions do not nest", name.column)
+        seconds = self._window_seconds(name, duration, nested)
         self.window_calls += 1
-        seconds, per_second = duration.seconds, name.text == "rate"
+        per_second = name.text == "rate"
         x_text, when_text, x_fn, when_fn = subject.text, condition.text, subject.fn, condition.fn
         for text in (x_text, when_text):
             self.windows[text] = max(self.windows.get(text, 0.0), seconds)
