@@ -3,6 +3,7 @@ and VictoriaMetrics standing in for InfluxDB (it accepts the InfluxDB v2 write A
 
 from __future__ import annotations
 
+import getpass
 import shutil
 import socket
 import subprocess
@@ -87,10 +88,14 @@ class MosquittoProcess(LocalServer):
 
     name = "mosquitto"
 
-    def __init__(self, folder: Path, extra_config: str = "") -> None:
+    def __init__(self, folder: Path, extra_config: str = "", persistent: bool = False) -> None:
+        """`persistent`: keep sessions and queued messages in `folder` across a restart of the broker."""
         super().__init__(folder)
         self.config = folder / "mosquitto.conf"
-        self.config.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+        # `user`: mosquitto started as root otherwise drops to the user "mosquitto", who cannot write in `folder`
+        persistence = (f"persistence true\npersistence_location {folder}/\nuser {getpass.getuser()}\n"
+                       if persistent else "persistence false\n")
+        self.config.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n{persistence}"
                                + extra_config)
 
     @property

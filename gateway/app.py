@@ -46,7 +46,7 @@ from gateway.store.readers import Readers
 from gateway.store.window import WindowStore
 from gateway.transport.broker import EmbeddedBroker
 from gateway.transport.handoff import MessageHandoff
-from gateway.transport.mqtt import MqttLink
+from gateway.transport.mqtt import MqttLink, stable_client_id
 from gateway.transport.serial import SerialLink
 from gateway.web.access import Access, load_or_create_token
 from gateway.web.app import WebContext, create_app
@@ -150,6 +150,8 @@ class Gateway:
                                          broker_config.embedded_broker)
             await self.broker.start()
             broker_config = replace(broker_config, embedded_port=self.broker.port)
+        if not broker_config.client_id:
+            broker_config = replace(broker_config, client_id=stable_client_id(self.seal_key))
         runner = None
         try:
             runner = await self._start_web()
@@ -280,6 +282,7 @@ class Gateway:
             "dropped_total": self.drops.total,
             "dropped": self.drops.as_dict(),
             "mqtt_connected": bool(self.link and self.link.connected),
+            "mqtt_client_id": self.link.config.client_id if self.link else "",
             "broker_url": self.broker_url,
             "embedded_broker": self.broker is not None,
             "broker": self.ingest.link_health.snapshot(),

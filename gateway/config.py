@@ -33,11 +33,12 @@ class BrokerConfig:
     tls_cert_file: str = ""
     tls_key_file: str = ""
     tls_insecure: bool = False
-    client_id: str = "appliance-gateway"
+    client_id: str = ""  # "" = "appliance-gateway-" and 12 hex digits derived from the gateway key: stable, unique
+    persistent_session: bool = True  # the broker keeps the subscription and queues QoS 1 messages while we are away
     keepalive_seconds: int = 30
     topic_prefix: str = "appliances"
     reconnect_min_seconds: float = 0.5
-    reconnect_max_seconds: float = 30.0
+    reconnect_max_seconds: float = 5.0
     max_queued_messages: int = 200_000
 
     @property

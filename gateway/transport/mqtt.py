@@ -1,11 +1,17 @@
 """MQTT link on paho-mqtt 2.x: its own network thread, reconnect with jittered backoff, resubscribe.
 
+A persistent session (clean_session False) under a client id that is unique to this gateway and the same across
+its restarts: the broker keeps the subscription while the gateway is away and queues the QoS 1 messages for it,
+and two gateways on one broker never take each other's session.
+
 Logs only when the connection state changes ("connected", "lost", "recovered"), never per retry.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
 import logging
 import random
 import ssl
@@ -23,6 +29,16 @@ from gateway.protocol.topics import subscription
 log = logging.getLogger("gateway.mqtt")
 
 BROKER_DROPPED_TOPIC = "$SYS/broker/publish/messages/dropped"  # mosquitto's own count of messages it dropped
+
+
+CLIENT_ID_PREFIX = "appliance-gw-"
+
+
+def stable_client_id(key: bytes) -> str:
+    """23 characters (what every MQTT 3.1.1 broker must accept), derived from the gateway key: another gateway
+    has another key, and this one keeps its id, and so its session on the broker, across restarts."""
+    digest = hmac.new(key, b"mqtt-client-id", hashlib.sha256).hexdigest()
+    return CLIENT_ID_PREFIX + digest[:23 - len(CLIENT_ID_PREFIX)]
 
 
 class MqttLink:
@@ -44,8 +60,8 @@ class MqttLink:
 
     def _make_client(self) -> mqtt.Client:
         cfg = self.config
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=cfg.client_id, clean_session=True,
-                             protocol=mqtt.MQTTv311)
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=cfg.client_id,
+                             clean_session=not cfg.persistent_session, protocol=mqtt.MQTTv311)
         if cfg.username:
             client.username_pw_set(cfg.username, cfg.password or None)
         if cfg.uses_tls:

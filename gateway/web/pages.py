@@ -197,7 +197,8 @@ def gateway_page(status: dict[str, Any], rates: dict[str, float]) -> str:
 <tr><th>Outbox</th><td><span data-live="outbox_queued">{outbox.get('queued', 0)}</span> queued,
 {outbox.get('sending', 0)} sending, {outbox.get('delivered', 0)} delivered, {outbox.get('dead', 0)} dead</td></tr>
 <tr><th>MQTT</th><td>{'connected' if status.get('mqtt_connected') else 'not connected'}
-to {esc(str(status.get('broker_url', '')))}{' (embedded)' if status.get('embedded_broker') else ''}</td></tr>
+to {esc(str(status.get('broker_url', '')))}{' (embedded)' if status.get('embedded_broker') else ''}
+as {esc(str(status.get('mqtt_client_id', '')))}</td></tr>
 <tr><th>Broker link</th><td id="broker-link">{_broker_link(status.get('broker') or {})}</td></tr>
 <tr><th>History</th><td>{status.get('history', {}).get('rows_written', 0)} minute rows written, last flush
 {status.get('history', {}).get('last_flush_ms', 0)} ms</td></tr>
