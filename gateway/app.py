@@ -276,6 +276,7 @@ class Gateway:
             "tickets_delivered": outbox["delivered"],
             "outbox": outbox,
             "step_outbox": self.db.outbox_counts(OutboxKind.STEP),
+            "upstream_auth_refused": self.sender.auth_refused,  # "" unless the platform refuses the credentials
             "platform_events": {"applied": self.service.events_applied, "duplicate": self.service.events_duplicate,
                                 "rejected": self.service.events_rejected, "polls": self.follower.polls,
                                 "poll_errors": self.follower.poll_errors},
@@ -288,6 +289,7 @@ class Gateway:
             "broker": self.ingest.link_health.snapshot(),
             "rule_pass_ms": round(self.evaluator.last_pass_seconds * 1000, 3),
             "internal_errors": self.internal_errors,
+            "clock_steps": self.pipeline.clock_steps,
             "pipeline_alive": self.pipeline_thread.alive,
             "ingest_queue": len(self.handoff),
             "serial_ports": {link.name: link.snapshot() for link in self.serial_links},

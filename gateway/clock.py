@@ -28,3 +28,20 @@ class FakeClock:
 
     def set(self, when: float) -> None:
         self._now = when
+
+
+class StepWatch:
+    """Notices the wall clock stepping against the monotonic one (NTP correcting a clock after a power cut, an RTC
+    reset, an operator): what happened between two readings that the monotonic clock did not see."""
+
+    def __init__(self, tolerance: float = 30.0) -> None:
+        self.tolerance = tolerance
+        self._last: tuple[float, float] | None = None
+
+    def step(self, wall: float, monotonic: float) -> float:
+        """Seconds the wall clock stepped since the last reading (negative: back); 0 within the tolerance."""
+        last, self._last = self._last, (wall, monotonic)
+        if last is None:
+            return 0.0
+        stepped = (wall - last[0]) - (monotonic - last[1])
+        return stepped if abs(stepped) > self.tolerance else 0.0

@@ -81,6 +81,7 @@ class Pipeline:
         # told of every pass with transitions: (transitions, those held back by inhibition or a storage error)
         self.observers: list[Callable[[list[AlertTransition], list[AlertTransition]], None]] = []
         self.internal_errors = 0
+        self.clock_steps = 0
 
     def restore(self) -> int:
         """Re-arm the episodes still open in the database (after a restart or a crash)."""
@@ -102,6 +103,16 @@ class Pipeline:
     def evaluate(self) -> list[AlertTransition]:
         """One rule pass over whatever arrived since the last one; its transitions become incidents."""
         return self._record(self.evaluator.evaluate())
+
+    def clock_stepped(self, seconds: float, now: float) -> None:
+        """The gateway clock stepped (`seconds`, negative: back). Its time since an appliance's last sample then
+        says nothing about the appliance: silence counts from now, as after a broker outage (a step forward of
+        2 h had flagged every appliance silent and held back a real fault)."""
+        self.clock_steps += 1
+        if math.isfinite(self.evaluator.hearing_since):
+            self.evaluator.hearing_since = now
+        log.warning("the gateway clock stepped %s by %.0f s; every appliance's silence counts from now",
+                    "forward" if seconds > 0 else "back", abs(seconds))
 
     def tick(self, now: float) -> list[AlertTransition]:
         """Time-driven rules at the gateway clock's `now` (once a second live)."""

@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from gateway.clock import Clock
+from gateway.clock import Clock, StepWatch
 from gateway.latency import SLOW_BUCKETS, Histogram
 from gateway.pipeline import Pipeline
 from gateway.protocol.payload import DropReason
@@ -41,6 +41,7 @@ class PipelineThread:
         self.ingest_to_decision = Histogram(
             "From the arrival of a batch's oldest message to the end of the rule pass that decided on it.",
             SLOW_BUCKETS)
+        self._steps = StepWatch()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="pipeline", daemon=True)
 
@@ -72,7 +73,11 @@ class PipelineThread:
                                              "ingest queue full; the gateway cannot keep up", overflow)
                 now = time.monotonic()
                 if now >= next_tick:
-                    self.pipeline.tick(self.clock.now())
+                    wall = self.clock.now()
+                    stepped = self._steps.step(wall, now)
+                    if stepped:
+                        self.pipeline.clock_stepped(stepped, wall)
+                    self.pipeline.tick(wall)
                     self.pipeline.ingest.link_health.assess(len(self.handoff), self.handoff.limit)
                     next_tick = max(next_tick + TICK_SECONDS, now)  # after a stall, no burst of catch-up ticks
                 if now >= next_persist:

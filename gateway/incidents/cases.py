@@ -18,12 +18,13 @@ from gateway.store.db import Database, OpenedIncident
 
 def decide(cases: list[Case], now: float, policy: CasePolicy) -> Decision:
     """The newest case that is still open (an episode firing), recent and not yet repaired (an intermittent fault
-    came back before anyone came), or repaired within the reopen window (the repair did not hold)."""
+    came back before anyone came), or repaired within the reopen window (the repair did not hold). A ticket the
+    platform refused for good (dead-lettered) is no case any more: a new finding never joins it."""
     since = now - policy.reopen_window
-    open_cases = [c for c in cases
-                  if c.firing
+    open_cases = [c for c in cases if c.delivery != "dead"  # the platform refused it: a finding there is lost
+                  and (c.firing
                   or (c.created_at > since and c.repaired_at is None and not c.confirmed)
-                  or (c.repaired_at is not None and c.repaired_at >= since)]
+                  or (c.repaired_at is not None and c.repaired_at >= since))]
     if not open_cases:
         return Decision(CaseAction.NEW_TICKET)
     case = max(open_cases, key=lambda c: c.ticket_id)

@@ -13,7 +13,7 @@ NO_DEVICE = "-"
 
 
 # reasons counted here although the input was kept (corrected), so that /api/status shows them beside the drops
-KEPT = frozenset({DropReason.TS_RESTAMPED})
+KEPT = frozenset({DropReason.TS_RESTAMPED, DropReason.CLOCK_WENT_BACK})
 
 
 class DropCounter:

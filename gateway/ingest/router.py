@@ -7,6 +7,7 @@ good value of the same message; nothing here raises into the ingest loop.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -126,11 +127,19 @@ class Ingest:
             return False
         if window.dirty[row] and self.flush_rules is not None:
             self.flush_rules()  # this device already has an unevaluated sample: evaluate before the next one
-        window.append(row, sample.ts, metrics)
-        self.registry.seen(device_id, sample.ts)
+        now = self.clock.now()
+        # a shift may not put the appliance ahead of the gateway clock, unless that clock is what is behind
+        latest_allowed = math.inf if sample.restamped else now + self.limits.max_future_seconds
+        ts, shift = window.on_timeline(row, sample.ts, now, latest_allowed)
+        if shift:
+            self.drops.drop(device_id, DropReason.CLOCK_WENT_BACK,
+                            f"ts {sample.ts!r} is {shift:.0f} s behind the appliance's newest sample; its samples "
+                            "are shifted onto its own timeline until its clock catches up")
+        window.append(row, ts, metrics)
+        self.registry.seen(device_id, ts)
         self.samples += 1
         if self.on_sample is not None:
-            self.on_sample(device_id, sample.ts, metrics)
+            self.on_sample(device_id, ts, metrics)
         return True
 
     def _status(self, device_id: str, payload: bytes) -> None:

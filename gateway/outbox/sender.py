@@ -1,8 +1,11 @@
 """Deliver queued tickets (and the service steps reported after them) to the platform, idempotently.
 
 5xx, 408, 429, timeouts and refused connections are retried with jittered exponential backoff (and
-Retry-After when given); any other 4xx means the platform will never accept that ticket, so it is
-dead-lettered with the reason and shown, not retried forever. The idempotency key makes every resend safe.
+Retry-After when given). 401 and 403 say nothing about the ticket: they are a state of the link (a wrong or
+expired token), said loudly once and shown in the status, and every ticket waits, retried with the same backoff,
+until the platform accepts the gateway again. Any other 4xx means the platform will never accept that ticket,
+so it is dead-lettered with the reason and shown, not retried forever. The idempotency key makes every resend
+safe.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from gateway.store.db import Database, OutboxEntry, OutboxKind, StorageError
 log = logging.getLogger("gateway.outbox")
 
 RETRYABLE_4XX = {408, 425, 429}
+AUTH_REFUSED = {401, 403}
 WAIT_FOR_ACCEPTANCE_SECONDS = 5.0
 STORAGE_RETRY_SECONDS = 5.0
 FAILURES_BEFORE_WARNING = 3
@@ -36,6 +40,7 @@ class Outcome:
     detail: str
     platform_ticket_id: str = ""
     retry_after: float | None = None
+    auth_refused: bool = False  # 401/403: the gateway's credentials, not this ticket
 
 
 def backoff_seconds(attempts: int, minimum: float, maximum: float, rng: random.Random) -> float:
@@ -52,7 +57,10 @@ def classify(status: int, body: dict[str, object] | None, retry_after: str | Non
     if status >= 500 or status in RETRYABLE_4XX:
         return Outcome(False, True, f"HTTP {status}", retry_after=wait)
     message = str((body or {}).get("error", "")) if body else ""
-    return Outcome(False, False, f"HTTP {status} {message}".strip())
+    detail = f"HTTP {status} {message}".strip()
+    if status in AUTH_REFUSED:
+        return Outcome(False, True, detail, retry_after=wait, auth_refused=True)
+    return Outcome(False, False, detail)
 
 
 def _parse_retry_after(value: str | None) -> float | None:
@@ -79,6 +87,13 @@ class OutboxSender:
                                               SLOW_BUCKETS)
         self._failures_in_a_row = 0
         self._over_bound = False
+        self.auth_refused = ""  # while the platform refuses the gateway's credentials: its answer
+
+    @property
+    def longest_wait(self) -> float:
+        """More than any delay the gateway gives an entry (retry backoff, Retry-After, group wait, waiting for
+        acceptance): an entry due later than this from now was scheduled before the clock stepped back."""
+        return max(self.config.retry_max_seconds, self.config.group_wait_seconds, WAIT_FOR_ACCEPTANCE_SECONDS) + 1.0
 
     def wake(self) -> None:
         self._wake.set()
@@ -89,6 +104,7 @@ class OutboxSender:
         if interrupted:
             log.warning("%d ticket(s) were being sent when the gateway stopped; sending them again "
                         "(the platform deduplicates on the idempotency key)", interrupted)
+        self._requeue_refused("dead-lettered for an authentication failure before this start")
         async with aiohttp.ClientSession(timeout=timeout) as session:
             while True:
                 try:
@@ -105,7 +121,7 @@ class OutboxSender:
 
     async def _send_due(self, session: aiohttp.ClientSession) -> list[OutboxEntry]:
         """Send up to `max_in_flight` due entries at once; a storage error surfaces after all have finished."""
-        due = self.db.due_outbox(self.clock.now(), self.config.max_in_flight)
+        due = self.db.due_outbox(self.clock.now(), self.config.max_in_flight, self.longest_wait)
         self._check_bound()
         results = await asyncio.gather(*(self._deliver(session, entry) for entry in due), return_exceptions=True)
         for result in results:
@@ -115,7 +131,7 @@ class OutboxSender:
 
     async def _sleep_until_due(self) -> None:
         next_due = self.db.next_outbox_due()
-        wait = 1.0 if next_due is None else min(1.0, max(0.0, next_due - self.clock.now()))
+        wait = 1.0 if next_due is None else min(1.0, max(0.0, next_due - self.clock.now()))  # a step costs <= 1 s
         self._wake.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout=wait)
@@ -152,6 +168,7 @@ class OutboxSender:
             if entry.kind is OutboxKind.TICKET:
                 self._observe_delivery(entry, now)
             self._set_upstream(True, "")
+            self._set_auth("")
             what = "ticket" if entry.kind is OutboxKind.TICKET else f"step entry {entry.outbox_id} of ticket"
             log.info("%s %d delivered as %s", what, entry.ticket_id, outcome.platform_ticket_id or "(no id)")
         elif outcome.retry:
@@ -161,7 +178,10 @@ class OutboxSender:
             if outcome.retry_after is not None:
                 delay = max(delay, min(outcome.retry_after, self.config.retry_max_seconds))
             self.db.schedule_retry(entry.outbox_id, now + delay, outcome.detail)
-            self._set_upstream(False, outcome.detail)
+            if outcome.auth_refused:
+                self._set_auth(outcome.detail)
+            else:
+                self._set_upstream(False, outcome.detail)
         else:
             self.dead_lettered += 1
             self.db.dead_letter(entry.outbox_id, outcome.detail)
@@ -184,6 +204,24 @@ class OutboxSender:
                                 response.headers.get("Retry-After"))
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             return Outcome(False, True, f"{type(exc).__name__}: {exc}"[:200])
+
+    def _set_auth(self, refusal: str) -> None:
+        """Log the platform refusing the gateway's credentials once, and accepting them again once; then send
+        again at once what an older version dead-lettered for a refusal."""
+        if refusal and not self.auth_refused:
+            queued = self.db.outbox_counts()["queued"]
+            log.error("the service platform refuses the gateway's credentials (%s): check upstream.token (and "
+                      "the platform's side). %d ticket(s) wait; none is dropped, each is retried until the "
+                      "platform accepts again", refusal, queued)
+        elif not refusal and self.auth_refused:
+            log.warning("the service platform accepts the gateway's credentials again")
+            self._requeue_refused("dead-lettered for an authentication failure")
+        self.auth_refused = refusal
+
+    def _requeue_refused(self, why: str) -> None:
+        count = self.db.requeue_refused(self.clock.now(), tuple(f"HTTP {s}" for s in sorted(AUTH_REFUSED)))
+        if count:
+            log.warning("%d outbox entr%s %s: queued again", count, "y" if count == 1 else "ies", why)
 
     def _set_upstream(self, ok: bool, detail: str) -> None:
         """Log the platform going away and coming back once each; a single failed answer among good

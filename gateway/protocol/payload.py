@@ -23,6 +23,7 @@ class DropReason(StrEnum):
     NON_FINITE = "non_finite"
     TS_TOO_OLD = "timestamp_too_old"
     TS_RESTAMPED = "timestamp_in_future_restamped"  # kept, at the gateway's arrival time (not a loss)
+    CLOCK_WENT_BACK = "appliance_clock_went_back"  # kept, shifted onto the appliance's timeline (not a loss)
     UNKNOWN_TOPIC = "unknown_topic"
     UNKNOWN_DEVICE = "unknown_device"
     UNKNOWN_TYPE = "unknown_appliance_type"
@@ -45,6 +46,7 @@ class Sample:
     ts: float
     appliance_type: str | None
     metrics: dict[str, float]
+    restamped: bool = False  # its own ts was too far ahead of the gateway clock: this is the arrival time
 
 
 @dataclass(slots=True)
@@ -114,7 +116,7 @@ def _decode_sample(item: Any, now: float, limits: PayloadLimits, out: Decoded) -
         else:
             out.rejections.append(Rejection(DropReason.WRONG_TYPE, f"{name}={value!r:.40} is not a number"))
     if values:
-        out.samples.append(Sample(ts.value, appliance_type, values))
+        out.samples.append(Sample(ts.value, appliance_type, values, ts.restamped is not None))
 
 
 @dataclass(frozen=True, slots=True)

@@ -83,14 +83,18 @@ class History:
     # writing ---------------------------------------------------------------------------------------------
     def collect(self, now: float) -> list[Row]:
         """The rows of every minute that ended at least FLUSH_GRACE_SECONDS ago and was not flushed yet."""
-        end = math.floor((now - FLUSH_GRACE_SECONDS) / MINUTE) * MINUTE
         rows: list[Row] = []
         for appliance, window in self.store.windows.items():
+            # the appliances' own time where it is ahead of the gateway clock (that clock stepped back, and the
+            # appliances' timelines go on): their minutes close on their time, and the cursor never waits
+            newest = float(np.nanmax(window.latest_ts[:len(window.device_ids)], initial=now))
+            end = math.floor((max(now, newest) - FLUSH_GRACE_SECONDS) / MINUTE) * MINUTE
             start = self._next_minute.get(appliance, end - MINUTE)
+            if start > end + MINUTE:  # a cursor ahead of every clock: it was set before a clock stepped back
+                start = end - MINUTE
             if start >= end or not window.device_ids:
                 self._next_minute[appliance] = max(start, end)
                 continue
-            newest = float(np.nanmax(window.latest_ts[:len(window.device_ids)], initial=now))
             span = max(now, newest) - start  # back to the oldest minute to flush; a quarter more for jitter
             recent = min(window.slots, math.ceil(span / self.intervals.get(appliance, 1.0) * 1.25) + 4)
             for first in range(0, len(window.device_ids), DEVICE_CHUNK):

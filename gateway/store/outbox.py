@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from gateway.store.schema import DeliveryState, OutboxEntry, OutboxKind
@@ -9,14 +10,18 @@ from gateway.store.timeline import TimelineRows
 
 
 class OutboxRows(TimelineRows):
-    def due_outbox(self, now: float, limit: int) -> list[OutboxEntry]:
-        """Entries due now. A step entry carries its ticket's platform id (empty until the ticket is accepted)."""
+    def due_outbox(self, now: float, limit: int, longest_wait: float = math.inf) -> list[OutboxEntry]:
+        """Entries due now. A step entry carries its ticket's platform id (empty until the ticket is accepted).
+
+        An entry due further ahead than `longest_wait` (longer than any wait the gateway sets) was scheduled
+        before the clock stepped back, and is due now: a clock stepped back 2 h held 8 tickets for 2 h."""
         rows = self._conn.execute(
             "SELECT o.outbox_id, o.ticket_id, o.idempotency_key, COALESCE(o.body, t.payload), o.attempts, "
             "o.next_attempt_at, o.state, o.last_error, d.platform_ticket_id, o.kind FROM outbox o "
             "JOIN tickets t USING (ticket_id) JOIN delivery d USING (ticket_id) "
-            "WHERE o.state='queued' AND o.next_attempt_at <= ? ORDER BY o.next_attempt_at LIMIT ?",
-            (now, limit)).fetchall()
+            "WHERE o.state='queued' AND (o.next_attempt_at <= ? OR o.next_attempt_at > ?) "
+            "ORDER BY o.next_attempt_at LIMIT ?",
+            (now, now + longest_wait, limit)).fetchall()
         return [OutboxEntry(r[0], r[1], r[2], r[3], r[4], r[5], DeliveryState(r[6]), r[7], r[8], OutboxKind(r[9]))
                 for r in rows]
 
@@ -71,6 +76,14 @@ class OutboxRows(TimelineRows):
         with self._transaction() as conn:
             conn.execute("UPDATE outbox SET state='queued', attempts=attempts+1, next_attempt_at=?, last_error=? "
                          "WHERE outbox_id=?", (next_attempt_at, error, outbox_id))
+
+    def requeue_refused(self, now: float, prefixes: tuple[str, ...]) -> int:
+        """Dead entries whose last error starts with one of `prefixes` (an authentication refusal, which says
+        nothing about the entry) go back to the queue, due now."""
+        with self._transaction() as conn:
+            return sum(conn.execute("UPDATE outbox SET state='queued', next_attempt_at=? WHERE state='dead' "
+                                    "AND substr(last_error, 1, ?) = ?", (now, len(prefix), prefix)).rowcount
+                       for prefix in prefixes)
 
     def dead_letter(self, outbox_id: int, error: str) -> None:
         with self._transaction() as conn:

@@ -31,6 +31,10 @@ class WindowSnapshot:
         return WindowSnapshot(self.device_id, self.metric_names, self.ts[keep], self.values[:, keep])
 
 
+CLOCK_BACK_TOLERANCE = 10.0  # seconds a sample may be older than its device's newest and still count as late
+CLOCK_BACK_INTERVALS = 3.0  # ... or this many of the device's own intervals, if more
+
+
 class TypeWindow:
     """All devices of one appliance type."""
 
@@ -89,6 +93,7 @@ class TypeWindow:
         self.changed_observed = np.full((capacity, m), np.nan, dtype=np.float64)  # when each value last changed
         self.reported_observed = np.full((capacity, m), np.nan, dtype=np.float64)  # when each was last reported
         self.online = np.full(capacity, np.nan, dtype=np.float64)  # 1 / 0 from the status topic, NaN unknown
+        self.clock_shift = np.zeros(capacity, dtype=np.float64)  # added to a device's ts since its clock went back
         self.event_ts = np.full((capacity, m, self.EVENTS_KEPT), np.nan, dtype=np.float64)  # oldest first
         self.dirty = np.zeros(capacity, dtype=np.bool_)
         self.parameters = np.tile(np.array(list(self.parameter_defaults.values()), dtype=np.float64),
@@ -109,7 +114,7 @@ class TypeWindow:
         """Every per-device array, for growing them together and for measuring memory."""
         return [self.values, self.ts, self.head, self.latest, self.latest_ts, self.latest_metric_ts,
                 self.changed_observed, self.reported_observed, self.unobserved, self.online, self.event_ts, self.dirty,
-                self.typical_gap, self.parameters]
+                self.typical_gap, self.parameters, self.clock_shift]
 
     def row(self, device_id: str) -> int:
         """The row of a device, allocating one (and growing the arrays) the first time it is seen."""
@@ -162,6 +167,34 @@ class TypeWindow:
             self.latest_metric_ts[row, index] = ts
             self.reported_observed[row, index] = observed
         self.dirty[row] = True
+
+    def on_timeline(self, row: int, ts: float, now: float, latest_allowed: float) -> tuple[float, float]:
+        """A sample's time on the device's own timeline, and the shift this sample started (0 if none).
+
+        An appliance whose clock goes back (a reset, a dead RTC battery, the gateway's own clock stepped back so
+        that its samples are kept at arrival time) would otherwise stop its rules: a sample older than the
+        newest does not move the latest values. A sample more than a few intervals behind the newest therefore
+        starts a shift that puts it at the gateway's arrival time (or just after the newest sample, if that is
+        later), and every later sample keeps the shift, so the device's own spacing still counts; the shift ends
+        once its own clock has caught up with its timeline again, or once it would put a sample beyond
+        `latest_allowed` (a batch of old samples sent after newer ones is then stored as late, not moved)."""
+        shift = float(self.clock_shift[row])
+        newest = float(self.latest_ts[row])
+        tolerance = max(CLOCK_BACK_TOLERANCE, CLOCK_BACK_INTERVALS * self._own_interval(row))
+        if shift and (ts >= newest - tolerance or ts + shift > latest_allowed):
+            shift = 0.0
+        started = 0.0
+        if ts + shift < newest - tolerance:
+            target = max(now, newest)
+            if target <= latest_allowed:
+                started = target - (ts + shift)
+                shift += started
+        self.clock_shift[row] = shift
+        return ts + shift, started
+
+    def _own_interval(self, row: int) -> float:
+        typical = float(self.typical_gap[row])
+        return self.interval if typical != typical else typical
 
     def set_parameters(self, row: int, values: Mapping[str, float]) -> None:
         """A device's own parameter values; those it does not name keep (or return to) the defaults."""

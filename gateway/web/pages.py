@@ -168,6 +168,13 @@ def _value(value: float | None) -> str:
     return "" if value is None else f"{value:g}"
 
 
+def _auth_refused(refusal: str) -> str:
+    if not refusal:
+        return ""
+    return (f"<br><strong>The service platform refuses this gateway's credentials ({esc(refusal)})</strong>: "
+            "check <code>upstream.token</code>. Tickets wait and are retried; none is dropped.")
+
+
 def _broker_link(broker: dict[str, Any]) -> str:
     lag = f"telemetry arrives {broker.get('lag_seconds', 0):.1f} s after it was sent"
     dropped = broker.get("broker_dropped")
@@ -195,7 +202,8 @@ def gateway_page(status: dict[str, Any], rates: dict[str, float]) -> str:
 </span> messages/s, <span data-live="samples_per_second">{rates.get('samples_per_second', 0):.0f}</span> samples/s
 </td></tr><tr><th>Rule pass</th><td><span data-live="rule_pass_ms">{status.get('rule_pass_ms', 0)}</span> ms</td></tr>
 <tr><th>Outbox</th><td><span data-live="outbox_queued">{outbox.get('queued', 0)}</span> queued,
-{outbox.get('sending', 0)} sending, {outbox.get('delivered', 0)} delivered, {outbox.get('dead', 0)} dead</td></tr>
+{outbox.get('sending', 0)} sending, {outbox.get('delivered', 0)} delivered, {outbox.get('dead', 0)} dead
+{_auth_refused(str(status.get('upstream_auth_refused') or ''))}</td></tr>
 <tr><th>MQTT</th><td>{'connected' if status.get('mqtt_connected') else 'not connected'}
 to {esc(str(status.get('broker_url', '')))}{' (embedded)' if status.get('embedded_broker') else ''}
 as {esc(str(status.get('mqtt_client_id', '')))}</td></tr>

@@ -13,6 +13,7 @@ import pytest
 from firmware_sim.localnet import LocalServiceError, MosquittoProcess
 from firmware_sim.platform import PlatformServer
 from gateway.app import Gateway
+from gateway.clock import Clock
 from gateway.config import BrokerConfig, GatewayConfig, StorageConfig, UpstreamConfig, WebConfig
 
 
@@ -53,6 +54,16 @@ class RunningGateway:
         await asyncio.wait_for(self.task, timeout=15)
 
 
+class SteppedClock:
+    """The system clock plus an offset a test moves, as NTP or an operator moves the real one."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def now(self) -> float:
+        return time.time() + self.offset
+
+
 def gateway_config(tmp_path: Path, platform: PlatformServer, broker_url: str = "") -> GatewayConfig:
     return GatewayConfig(
         site="test-home",
@@ -75,9 +86,9 @@ async def start_gateway(tmp_path: Path, platform: PlatformServer) -> AsyncIterat
     """Start a gateway in this event loop; `broker_url=""` makes it start its embedded broker."""
     running: list[RunningGateway] = []
 
-    async def start(broker_url: str = "", **changes: object) -> RunningGateway:
+    async def start(broker_url: str = "", clock: Clock | None = None, **changes: object) -> RunningGateway:
         config = replace(gateway_config(tmp_path, platform, broker_url), **changes)  # type: ignore[arg-type]
-        gateway = Gateway(config)
+        gateway = Gateway(config, clock)
         ready = asyncio.Event()
         task = asyncio.create_task(gateway.run(ready))
         waiter = asyncio.create_task(ready.wait())

@@ -18,7 +18,7 @@ from gateway.incidents.cases import open_incident
 from gateway.model import CasePolicy, NewEpisode
 from gateway.outbox.sender import OutboxSender
 from gateway.store.db import Database
-from tests.e2e.conftest import eventually
+from tests.e2e.conftest import SteppedClock, eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -26,9 +26,9 @@ VALID = {"appliance": {"device_id": "ac-1"}, "fault": {"code": "AC-CND-01"},
          "probable_causes": [{"cause": "fan", "likelihood": 0.5, "reason": "r"}], "evidence": {}}
 
 
-def queue_ticket(db: Database, key: str, payload: dict[str, object]) -> None:
+def queue_ticket(db: Database, key: str, payload: dict[str, object], device: str = "ac-1") -> None:
     now = time.time()
-    open_incident(db, NewEpisode("rule", "v1", "ac-1", "fault", now, now, key), {"rule": "rule"},
+    open_incident(db, NewEpisode("rule", "v1", device, "fault", now, now, key), {"rule": "rule"},
                   lambda findings, k, _at: {**payload, "findings_detail": findings}, now, CasePolicy())
 
 
@@ -98,3 +98,56 @@ async def test_resending_an_accepted_ticket_returns_the_same_ticket(tmp_path: Pa
     assert answers == [(201, "SVC-000001"), (200, "SVC-000001"), (200, "SVC-000001")]
     assert stored["ticket"]["fault"]["code"] == "AC-CND-01"
     assert missing == 404
+
+
+async def test_a_refused_token_holds_every_ticket_until_the_platform_accepts_again(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    db = Database(tmp_path / "gw.db")
+    queue_ticket(db, "key-1", VALID)
+    queue_ticket(db, "key-old", {**VALID, "appliance": {"device_id": "ac-2"}}, device="ac-2")
+    with db._transaction() as conn:  # a ticket an older version dead-lettered for a 401
+        conn.execute("UPDATE outbox SET state='dead', last_error='HTTP 401 missing or wrong bearer token' "
+                     "WHERE outbox_id=2")
+    platform = PlatformServer(tmp_path / "platform.db", token="the-new-token")
+    await platform.start()
+    sender = OutboxSender(db, UpstreamConfig(url=platform.url, token="the-old-token", retry_min_seconds=0.1,
+                                             retry_max_seconds=0.3), SystemClock())
+    task = asyncio.create_task(sender.run())
+    try:
+        await eventually(lambda: sender.failed_attempts >= 4, 10, "the refused tickets are retried")
+        counts = db.outbox_counts()
+        assert counts["dead"] == 0 and counts["queued"] + counts["sending"] == 2, counts
+        assert sender.auth_refused.startswith("HTTP 401")
+        refusals = [r for r in caplog.records if "refuses the gateway's credentials" in r.getMessage()]
+        assert len(refusals) == 1 and refusals[0].levelname == "ERROR"  # said once, loudly
+        platform.token = "the-old-token"  # the platform's side is fixed
+        await eventually(lambda: db.outbox_counts()["delivered"] == 2, 10, "both are delivered once accepted")
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await platform.stop()
+    assert sender.auth_refused == "" and platform.duplicates == 0
+    assert any("accepts the gateway's credentials again" in r.getMessage() for r in caplog.records)
+    db.close()
+
+
+async def test_a_clock_stepped_back_does_not_hold_back_a_ticket(tmp_path: Path) -> None:
+    db = Database(tmp_path / "gw.db")
+    queue_ticket(db, "key-1", VALID)
+    port = free_port()
+    clock = SteppedClock()
+    sender = OutboxSender(db, UpstreamConfig(url=f"http://127.0.0.1:{port}", retry_min_seconds=0.1,
+                                             retry_max_seconds=0.3, timeout_seconds=2), clock)
+    task = asyncio.create_task(sender.run())
+    platform = PlatformServer(tmp_path / "platform.db", port=port)
+    try:
+        await eventually(lambda: sender.failed_attempts >= 2, 10, "the platform is down: retried")
+        clock.offset = -7200.0  # the clock steps back two hours while the next attempt is scheduled
+        await platform.start()
+        await eventually(lambda: db.outbox_counts()["delivered"] == 1, 10,
+                         "delivered within the retry backoff, not two hours later")
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await platform.stop()
+    db.close()

@@ -162,3 +162,9 @@ def test_the_same_fault_flapping_on_a_sent_ticket_is_not_sent_again_and_again(tm
     [row] = [t for t in db.tickets() if t["ticket_id"] == first.ticket_id]
     assert row["late_findings"] == ["stale"]
     db.close()
+
+
+def test_a_finding_never_joins_a_ticket_the_platform_refused_for_good() -> None:
+    for firing in (True, False):
+        decision = decide([case(firing=firing, delivery="dead")], NOW, POLICY)
+        assert (decision.action, decision.ticket_id) == (CaseAction.NEW_TICKET, None)

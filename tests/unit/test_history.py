@@ -60,3 +60,21 @@ def test_old_minutes_are_pruned(history: History) -> None:
     assert history.prune(T0 + 30 * 86400 + 61) == 4, "minutes 0 and 1 of both metrics are past 30 days"
     assert history.query("w1", ["water_level"], T0, T0 + 120, points=2)["water_level"]["ts"] == []
     assert history.query("w1", ["water_level"], T0 + 120, T0 + 180, points=1)["water_level"]["max"] == [179.0]
+
+
+def test_minutes_keep_closing_after_the_gateway_clock_steps_back(tmp_path: Path) -> None:
+    """The appliances' timeline goes on (ingest keeps it from going back); the cursor follows it, not the clock."""
+    store = WindowStore({"washer": ("water_level",)}, slots=600)
+    window = store.windows["washer"]
+    history = History(tmp_path / "history.db", store, {"washer": 1.0})
+    for i in range(180):
+        window.append(window.row("w1"), T0 + i, {"water_level": float(i)})
+    history._next_minute["washer"] = T0
+    assert len(history.collect(T0 + 186)) == 3
+    for i in range(180, 300):
+        window.append(window.row("w1"), T0 + i, {"water_level": float(i)})
+    stepped_back = T0 + 300 - 7200  # the gateway clock, two hours back
+    minutes = sorted(r[2] - int(T0) for r in history.collect(stepped_back))
+    assert minutes == [180], "the minute that closed on the appliances' time is flushed"
+    history._next_minute["washer"] = T0 + 7200  # a cursor ahead of every clock
+    assert [r[2] - int(T0) for r in history.collect(T0 + 306)] == [240]  # starts again, at the last closed minute

@@ -219,3 +219,76 @@ def test_a_meta_sets_the_appliances_own_parameters_and_bad_ones_are_dropped_and_
     assert ingest.registry.appliance_type("w1") == "washer"  # the identity still counts
     ingest.handle("appliances/w1/meta", orjson.dumps({"type": "washer", "brand": "LG"}))
     assert window.parameters[window.rows["w1"], 0] == 2.0  # a meta without parameters: the defaults again
+
+
+def _walk(ingest: Ingest, clock: FakeClock, start: float, device_start: float, seconds: int,
+          vibration: float = 0.1) -> None:
+    """One washer sample a second for `seconds`: the gateway clock from `start`, the appliance's from
+    `device_start`."""
+    for i in range(seconds):
+        clock.set(start + i)
+        ingest.handle("appliances/w1/telemetry", telemetry({"vibration": vibration + i * 0.001},
+                                                           ts=device_start + i, type="washer"))
+
+
+def test_an_appliance_whose_clock_goes_back_keeps_advancing_on_its_own_timeline() -> None:
+    ingest, _ = make()
+    clock = ingest.clock
+    assert isinstance(clock, FakeClock)
+    window = ingest.store.windows["washer"]
+    _walk(ingest, clock, NOW, NOW, 20)
+    _walk(ingest, clock, NOW + 20, NOW + 20 - 3600, 20, vibration=0.5)  # its clock reset an hour back
+    row = window.rows["w1"]
+    assert window.latest[row, window.metric_index["vibration"]] == pytest.approx(0.519)  # the newest value counts
+    assert window.latest_ts[row] == pytest.approx(NOW + 39)  # at its own pace, from the arrival of the first
+    assert ingest.drops.by_reason[DropReason.CLOCK_WENT_BACK] == 1  # counted once, when the shift began
+    assert ingest.registry.get("w1").last_seen == pytest.approx(NOW + 39)  # type: ignore[union-attr]
+    _walk(ingest, clock, NOW + 40, NOW + 40, 5, vibration=0.9)  # its clock set right again: the shift ends
+    assert window.clock_shift[row] == 0.0
+    assert window.latest_ts[row] == pytest.approx(NOW + 44)
+    assert ingest.drops.by_reason[DropReason.CLOCK_WENT_BACK] == 1
+
+
+def test_a_sample_a_few_seconds_late_is_stored_as_late_and_moves_nothing() -> None:
+    ingest, _ = make()
+    clock = ingest.clock
+    assert isinstance(clock, FakeClock)
+    _walk(ingest, clock, NOW, NOW, 10)
+    ingest.handle("appliances/w1/telemetry", telemetry({"vibration": 0.7}, ts=NOW + 4, type="washer"))
+    window = ingest.store.windows["washer"]
+    row = window.rows["w1"]
+    assert window.latest_ts[row] == NOW + 9 and window.clock_shift[row] == 0.0
+    assert window.latest[row, window.metric_index["vibration"]] == pytest.approx(0.109)
+    assert DropReason.CLOCK_WENT_BACK not in ingest.drops.by_reason
+
+
+def test_after_the_gateway_clock_steps_back_an_appliance_still_advances() -> None:
+    """Its correct timestamps are then ahead of the gateway clock, kept at arrival time, behind its newest."""
+    ingest, _ = make()
+    clock = ingest.clock
+    assert isinstance(clock, FakeClock)
+    _walk(ingest, clock, NOW, NOW, 10)
+    _walk(ingest, clock, NOW + 10 - 3600, NOW + 10, 10, vibration=0.5)  # the gateway's clock went back an hour
+    window = ingest.store.windows["washer"]
+    row = window.rows["w1"]
+    assert window.latest[row, window.metric_index["vibration"]] == pytest.approx(0.509)
+    assert NOW + 9 < window.latest_ts[row] <= NOW + 19  # never behind its newest, and at its own pace
+    _walk(ingest, clock, NOW + 20, NOW + 20, 5, vibration=0.9)  # both clocks right again
+    assert window.clock_shift[row] == 0.0 and window.latest_ts[row] == NOW + 24
+
+
+def test_old_samples_sent_after_newer_ones_never_put_the_appliance_far_ahead_of_the_gateway_clock() -> None:
+    ingest, _ = make()
+    clock = ingest.clock
+    assert isinstance(clock, FakeClock)
+    _walk(ingest, clock, NOW, NOW, 10)
+    batch = [{"ts": NOW - 3600 + i, "metrics": {"vibration": 0.2}} for i in range(1000)]  # an hour-old buffer
+    ingest.handle("appliances/w1/telemetry", orjson.dumps(batch))
+    window = ingest.store.windows["washer"]
+    row = window.rows["w1"]
+    limit = NOW + 9 + PayloadLimits().max_future_seconds
+    assert window.latest_ts[row] <= limit
+    _walk(ingest, clock, NOW + 10, NOW + 10, 600, vibration=0.6)  # live again
+    assert window.latest_ts[row] <= clock.now() + PayloadLimits().max_future_seconds
+    assert window.latest_ts[row] >= clock.now()  # and it never stopped advancing
+    assert window.latest[row, window.metric_index["vibration"]] == pytest.approx(0.6 + 599 * 0.001)

@@ -31,3 +31,11 @@ def test_backoff_grows_is_jittered_and_bounded() -> None:
     assert all(c <= 60.0 for c in ceilings)
     samples = {round(backoff_seconds(5, 1.0, 60.0, rng), 6) for _ in range(20)}
     assert len(samples) > 10  # jittered, not one fixed delay
+
+
+def test_an_authentication_refusal_is_a_state_of_the_link_not_a_verdict_on_the_ticket() -> None:
+    for status in (401, 403):
+        outcome = classify(status, {"error": "missing or wrong bearer token"}, None)
+        assert not outcome.delivered and outcome.retry and outcome.auth_refused, status
+        assert outcome.detail == f"HTTP {status} missing or wrong bearer token"
+    assert not classify(422, None, None).auth_refused
