@@ -77,6 +77,9 @@ def decode_telemetry(payload: bytes, now: float, limits: PayloadLimits) -> Decod
         out.rejections.append(doc)
         return out
     items = doc if isinstance(doc, list) else [doc]
+    if not items:
+        out.rejections.append(Rejection(DropReason.BAD_SCHEMA, "an empty list of samples"))
+        return out
     if len(items) > limits.max_samples:
         out.rejections.append(Rejection(DropReason.OVERSIZED, f"{len(items)} samples > {limits.max_samples}"))
         return out
@@ -93,6 +96,9 @@ def _decode_sample(item: Any, now: float, limits: PayloadLimits, out: Decoded) -
     appliance_type = item.get("type")
     if type(metrics) is not dict:
         out.rejections.append(Rejection(DropReason.BAD_SCHEMA, "sample needs a numeric 'ts' and a 'metrics' object"))
+        return
+    if not metrics:
+        out.rejections.append(Rejection(DropReason.BAD_SCHEMA, "sample has no metrics"))
         return
     if appliance_type is not None and not isinstance(appliance_type, str):
         out.rejections.append(Rejection(DropReason.BAD_SCHEMA, "'type' must be a string"))
