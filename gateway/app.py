@@ -40,6 +40,8 @@ from gateway.pipeline_thread import PipelineThread
 from gateway.service.follow import PlatformFollower
 from gateway.service.timeline import ServiceDesk
 from gateway.sinks.influx import InfluxSink
+from gateway.store.checkpoint import Checkpointer
+from gateway.store.checkpoint import restore as restore_checkpoint
 from gateway.store.db import Database, OutboxKind, StorageError
 from gateway.store.history import History
 from gateway.store.readers import Readers
@@ -80,7 +82,13 @@ class Gateway:
             self.pipeline.ingest.on_sample = self.influx.add_sample
         self.service = ServiceDesk(self.db, self.clock, config.service, self._last_seen, self.seal_key)
         self.follower = PlatformFollower(self.service, config.upstream, config.service)
-        self.pipeline.restore()
+        checkpoint_path = (resolve_path(config, config.storage.checkpoint_file) if config.storage.checkpoint_file
+                           else database.with_name("checkpoint.npz"))
+        self.checkpointer = Checkpointer(checkpoint_path, config.storage.checkpoint_seconds)
+        if self.checkpointer.enabled:
+            restore_checkpoint(checkpoint_path, self.store, self.evaluator, self.clock.now(),
+                               config.storage.checkpoint_max_age_seconds)
+        self.pipeline.restore()  # after the checkpoint: the database's open episodes are what is firing
         self.history = (History(history_path, self.store, intervals_by_type(self.profiles), config.history.days)
                         if config.history.enabled else None)
         self.history_flush_ms = 0.0
@@ -88,7 +96,7 @@ class Gateway:
         self.link: MqttLink | None = None
         self.serial_links: list[SerialLink] = []
         self.handoff = MessageHandoff(config.broker.max_queued_messages)
-        self.pipeline_thread = PipelineThread(self.pipeline, self.handoff, self.clock, self._persist_devices)
+        self.pipeline_thread = PipelineThread(self.pipeline, self.handoff, self.clock, self._persist)
         self.web_port: int | None = None
         self._stop = asyncio.Event()
 
@@ -254,7 +262,12 @@ class Gateway:
                 log.error("history not written, those minutes are missing from the charts: %s", exc)
             self.history_flush_ms = (time.perf_counter() - started) * 1000
 
-    def _persist_devices(self) -> None:
+    def _persist(self) -> None:
+        """On the pipeline thread, every few seconds and at stop: changed devices, and the checkpoint when due."""
+        if self.pipeline_thread.stopping:
+            self.checkpointer.save_now(self.store, self.evaluator, self.clock.now())
+        else:
+            self.checkpointer.maybe_save(self.store, self.evaluator, self.clock.now())
         changed = self.registry.take_changed()
         if not changed:
             return
@@ -290,6 +303,7 @@ class Gateway:
             "rule_pass_ms": round(self.evaluator.last_pass_seconds * 1000, 3),
             "internal_errors": self.internal_errors,
             "clock_steps": self.pipeline.clock_steps,
+            "checkpoint": self.checkpointer.snapshot(),
             "pipeline_alive": self.pipeline_thread.alive,
             "ingest_queue": len(self.handoff),
             "serial_ports": {link.name: link.snapshot() for link in self.serial_links},

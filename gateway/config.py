@@ -87,6 +87,9 @@ class RulesConfig:
 class StorageConfig:
     database: str = "var/gateway.db"
     key_file: str = "var/gateway.key"
+    checkpoint_file: str = ""  # "" = checkpoint.npz beside the database
+    checkpoint_seconds: float = 30.0  # how often the windows and pending `for` timers are saved; 0 = never
+    checkpoint_max_age_seconds: float = 3600.0  # an older checkpoint is not restored
 
 
 @dataclass(frozen=True)
@@ -210,6 +213,7 @@ _POSITIVE = {
     "service.poll_seconds", "service.verification_dwell_seconds", "service.reopen_window_seconds",
     "service.visit_code_attempts", "service.max_silence_seconds", "history.days", "influx.batch_size",
     "influx.flush_seconds", "influx.max_buffered_samples", "influx.timeout_seconds", "web.technician_link_days",
+    "storage.checkpoint_max_age_seconds",
 }
 
 # upper bounds, where a larger value is a typo that would exhaust memory or cannot be a port
@@ -220,7 +224,7 @@ _AT_MOST = {
     "broker.max_queued_messages": 100_000_000, "upstream.max_queued_tickets": 10_000_000,
     "influx.max_buffered_samples": 100_000_000, "influx.batch_size": 1_000_000,
 }
-_NON_NEGATIVE = {"web.port"}  # 0: any free port
+_NON_NEGATIVE = {"web.port", "storage.checkpoint_seconds"}  # 0: any free port; no checkpoint
 
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent

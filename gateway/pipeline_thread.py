@@ -55,6 +55,10 @@ class PipelineThread:
         self._thread.join(timeout)
 
     @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    @property
     def alive(self) -> bool:
         return self._thread.is_alive()
 

@@ -258,6 +258,9 @@ CADENCE_FRACTION = 1 / 20
 MAX_CADENCE_SECONDS = 30.0
 
 
+PENDING_FIELDS = ("since", "since_observed", "last_true", "evaluated_slot", "quiet_until")
+
+
 class _AlertState:
     """Per-device arrays for one rule; grows with the window it shadows."""
 
@@ -426,6 +429,33 @@ class Evaluator:
             out.append(AlertTransition(rule, window.device_ids[rows[i]], Transition.RESOLVED,
                                        float(ts[i]), float(ts[i])))
         return out
+
+    def pending_state(self) -> dict[str, tuple[str, str, dict[str, FloatArray]]]:
+        """Per rule: (appliance, version, each state array over the rows in use), what a checkpoint keeps so that a
+        restart resumes a `for` half-way through. Not `firing` (the database holds the open episodes and
+        `restore_firing` re-arms them), not the time-driven rules (they count the gateway's own clock, and
+        silence counts anew after a start)."""
+        state: dict[str, tuple[str, str, dict[str, FloatArray]]] = {}
+        for rules in self.rules_by_type.values():
+            for rule in rules:
+                count = len(self.store.windows[rule.appliance].device_ids)
+                alert = self._states[rule.rule_id]
+                alert.fit(self.store.windows[rule.appliance].capacity)
+                state[rule.rule_id] = (rule.appliance, rule.version,
+                                       {name: getattr(alert, name)[:count].copy() for name in PENDING_FIELDS})
+        return state
+
+    def resume_pending(self, rule_id: str, version: str, rows: npt.NDArray[np.intp],
+                       arrays: Mapping[str, FloatArray]) -> bool:
+        """Put back a rule's pending state for `rows` from a checkpoint; False if the rule is gone or changed."""
+        rule = self._rules_by_id.get(rule_id)
+        if rule is None or rule.time_driven or rule.version != version:
+            return False
+        alert = self._states[rule_id]
+        alert.fit(self.store.windows[rule.appliance].capacity)
+        for name in PENDING_FIELDS:
+            getattr(alert, name)[rows] = arrays[name]
+        return True
 
     def restore_firing(self, rule_id: str, device_id: str, onset_ts: float) -> bool:
         """Re-arm an episode that was open when the gateway stopped, so it resolves instead of re-opening."""
