@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from benchmarks.rule_engine import T0, build
-from gateway.store.checkpoint import restore, take, write
+from gateway.engine.checkpoint import restore, take, write
 
 
 def measure(devices: int, folder: Path) -> dict[str, float]:

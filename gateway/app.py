@@ -26,6 +26,8 @@ from aiohttp import web
 from gateway.clock import Clock, SystemClock
 from gateway.config import GatewayConfig, resolve_path
 from gateway.diagnosis.seal import load_or_create_key
+from gateway.engine.checkpoint import Checkpointer
+from gateway.engine.checkpoint import restore as restore_checkpoint
 from gateway.engine.evaluator import Evaluator
 from gateway.engine.library import load_library
 from gateway.engine.profiles import intervals_by_type
@@ -40,8 +42,6 @@ from gateway.pipeline_thread import PipelineThread
 from gateway.service.follow import PlatformFollower
 from gateway.service.timeline import ServiceDesk
 from gateway.sinks.influx import InfluxSink
-from gateway.store.checkpoint import Checkpointer
-from gateway.store.checkpoint import restore as restore_checkpoint
 from gateway.store.db import Database, OutboxKind, StorageError
 from gateway.store.history import History
 from gateway.store.readers import Readers
@@ -98,6 +98,7 @@ class Gateway:
         self.handoff = MessageHandoff(config.broker.max_queued_messages)
         self.pipeline_thread = PipelineThread(self.pipeline, self.handoff, self.clock, self._persist)
         self.web_port: int | None = None
+        self._devices_unsaved = False
         self._stop = asyncio.Event()
 
     # the pipeline's rooms, for the web, the status and the tests
@@ -250,6 +251,7 @@ class Gateway:
     async def _history_loop(self, history: History) -> None:
         """Each closed minute into the history (computed in the loop, written on a thread); prune hourly."""
         last_prune = 0.0
+        failing = False
         while True:
             await asyncio.sleep(HISTORY_FLUSH_SECONDS)
             started = time.perf_counter()
@@ -258,8 +260,14 @@ class Gateway:
                 if self.clock.now() - last_prune > 3600:
                     await asyncio.to_thread(history.prune, self.clock.now())
                     last_prune = self.clock.now()
+                if failing:
+                    log.warning("history written again, the minutes kept in memory too")
+                failing = False
             except StorageError as exc:
-                log.error("history not written, those minutes are missing from the charts: %s", exc)
+                if not failing:  # once per state change, not every flush
+                    log.error("history not written (%s): its minutes are kept in memory (the newest %d) and "
+                              "written when the disk takes them", exc, len(history.unwritten))
+                failing = True
             self.history_flush_ms = (time.perf_counter() - started) * 1000
 
     def _persist(self) -> None:
@@ -274,8 +282,15 @@ class Gateway:
         try:
             self.pipeline.db.save_devices(changed)  # on the pipeline thread, which alone changes the registry
         except StorageError as exc:
-            log.error("could not save %d device(s), will retry: %s", len(changed), exc)
+            if not self._devices_unsaved:  # once per state change: this runs every 2 s
+                log.error("could not save %d device(s) (%s); kept in memory and saved when the database can",
+                          len(changed), exc)
+            self._devices_unsaved = True
             self.registry.mark_changed(d.device_id for d in changed)
+            return
+        if self._devices_unsaved:
+            log.warning("devices saved again")
+        self._devices_unsaved = False
 
     def status(self) -> dict[str, Any]:
         outbox = self.db.outbox_counts()
@@ -286,6 +301,7 @@ class Gateway:
             "samples": self.ingest.samples,
             "open_incidents": self.evaluator.firing_count(),
             "incidents_opened": self.incidents.opened,
+            "incidents_unwritten": len(self.incidents.unwritten),  # waiting in memory for the database (disk full)
             "tickets_delivered": outbox["delivered"],
             "outbox": outbox,
             "step_outbox": self.db.outbox_counts(OutboxKind.STEP),

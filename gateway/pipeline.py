@@ -115,7 +115,9 @@ class Pipeline:
                     "forward" if seconds > 0 else "back", abs(seconds))
 
     def tick(self, now: float) -> list[AlertTransition]:
-        """Time-driven rules at the gateway clock's `now` (once a second live)."""
+        """Time-driven rules at the gateway clock's `now` (once a second live); first, what the database could
+        not take before (a full disk) is written if it can be now."""
+        self.incidents.write_held()
         return self._record(self.evaluator.evaluate_timer(now))
 
     def _record(self, transitions: list[AlertTransition]) -> list[AlertTransition]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -24,6 +25,8 @@ from gateway.store.db import Database, StorageError
 from gateway.store.window import WindowStore
 
 log = logging.getLogger("gateway.incidents")
+
+UNWRITTEN_LIMIT = 10_000  # incident records kept in memory while the database cannot take them
 
 
 class IncidentManager:
@@ -50,6 +53,8 @@ class IncidentManager:
         self.opened = 0
         self.resolved = 0
         self.inhibited = 0
+        self.unwritten: deque[Callable[[], None]] = deque(maxlen=UNWRITTEN_LIMIT)  # waiting for the database
+        self.unwritten_lost = 0
 
     def restore(self, evaluator: Evaluator) -> int:
         """Re-arm the episodes still open in the database (after a restart or a crash)."""
@@ -66,32 +71,59 @@ class IncidentManager:
 
     def handle(self, transitions: list[AlertTransition],
                evaluator: Evaluator | None = None) -> list[AlertTransition]:
-        """Record transitions; returns the firings to re-arm: inhibited ones, and ones that could not be stored.
+        """Record transitions; returns the firings to re-arm: the inhibited ones.
 
         Data-quality transitions go first, so a sensor fault found in the same pass inhibits the component
-        faults it would otherwise have caused."""
-        failed: list[AlertTransition] = []
+        faults it would otherwise have caused. What the database cannot take now (a full disk) is kept in
+        memory, in order, and written when it can (`write_held`): a fault that begins and ends while the disk is
+        full is still recorded, and its ticket sent."""
+        inhibited: list[AlertTransition] = []
         # resolutions first (what a cleared suppressor held back needs fresh evidence), then data quality
         order = sorted(transitions, key=lambda t: (t.kind is Transition.FIRING,
                                                    t.rule.diagnosis.category != "data_quality"))
         for transition in order:
+            if transition.kind is Transition.FIRING:
+                stale = evaluator is not None and evaluator.is_quiet(transition.rule.rule_id,
+                                                                     transition.device_id, transition.at_ts)
+                if stale or self._inhibited_by(transition):
+                    self.inhibited += 1
+                    inhibited.append(transition)
+                    continue
+                self._write(self._open(transition))
+            else:
+                self._write(self._resolve(transition, evaluator))
+        return inhibited
+
+    def _write(self, record: Callable[[], None]) -> None:
+        """Write one record now, or keep it behind those already waiting (order matters: an episode is opened
+        before it is resolved)."""
+        if not self.unwritten:
             try:
-                if transition.kind is Transition.FIRING:
-                    stale = evaluator is not None and evaluator.is_quiet(transition.rule.rule_id,
-                                                                         transition.device_id, transition.at_ts)
-                    if stale or self._inhibited_by(transition):
-                        self.inhibited += 1
-                        failed.append(transition)
-                        continue
-                    self._open(transition)
-                else:
-                    self._resolve(transition, evaluator)
+                record()
+                return
             except StorageError as exc:
-                log.error("could not record %s on %s, will retry on its next sample: %s",
-                          transition.rule.rule_id, transition.device_id, exc)
-                if transition.kind is Transition.FIRING:
-                    failed.append(transition)
-        return failed
+                log.error("the database cannot take incidents (%s): they are kept in memory (at most %d) and "
+                          "written when it can", exc, self.unwritten.maxlen)
+        if len(self.unwritten) == self.unwritten.maxlen:
+            self.unwritten_lost += 1
+            if self.unwritten_lost == 1:
+                log.error("more than %d incident records wait for the database: the oldest are lost from now on",
+                          self.unwritten.maxlen)
+        self.unwritten.append(record)
+
+    def write_held(self) -> int:
+        """Write what waits, in order, until the first that still fails; the number written."""
+        written = 0
+        while self.unwritten:
+            try:
+                self.unwritten[0]()
+            except StorageError:
+                return written
+            self.unwritten.popleft()
+            written += 1
+        if written:
+            log.warning("the database takes incidents again: %d record(s) kept in memory are written", written)
+        return written
 
     def record(self, transitions: list[AlertTransition], evaluator: Evaluator) -> list[AlertTransition]:
         """Handle transitions and re-arm in the evaluator those to retry (inhibited, or not stored); returns them."""
@@ -110,7 +142,9 @@ class IncidentManager:
                 return other.rule_id
         return None
 
-    def _open(self, transition: AlertTransition) -> None:
+    def _open(self, transition: AlertTransition) -> Callable[[], None]:
+        """The evidence and finding are taken now (from the window as it is at the transition); the returned
+        write puts the episode and its ticket into the database."""
         rule, device_id = transition.rule, transition.device_id
         fingerprint = incident_fingerprint(self.site, device_id, rule.rule_id, transition.onset_ts)
         evidence = build_evidence(transition, self.store.snapshot(device_id))
@@ -128,17 +162,20 @@ class IncidentManager:
 
         episode = NewEpisode(rule.rule_id, rule.version, device_id, rule.diagnosis.category, transition.onset_ts,
                              transition.at_ts, fingerprint)
-        opened = open_incident(self.db, episode, finding, build_ticket, now, self.policy, self.group_wait)
         self.open_rules.setdefault(device_id, {})[rule.rule_id] = rule
-        if opened is None:
-            return  # the episode is already open (restored state lost?); its ticket exists
-        self.opened += 1
-        observed = ", ".join(f"{o.quantity}={o.value:g} {o.op} {o.threshold:g}" for o in transition.observations)
-        log.warning("incident %d on %s: %s [%s] (%s); ticket %d (%s)", opened.incident.incident_id, device_id,
-                    rule.diagnosis.title_en, rule.diagnosis.code, observed, opened.ticket_id,
-                    opened.action.value.replace("_", " "))
-        if self.on_ticket is not None and opened.action in (CaseAction.NEW_TICKET, CaseAction.REOPENED):
-            self.on_ticket()
+
+        def write() -> None:
+            opened = open_incident(self.db, episode, finding, build_ticket, now, self.policy, self.group_wait)
+            if opened is None:
+                return  # the episode is already open (restored state lost?); its ticket exists
+            self.opened += 1
+            observed = ", ".join(f"{o.quantity}={o.value:g} {o.op} {o.threshold:g}" for o in transition.observations)
+            log.warning("incident %d on %s: %s [%s] (%s); ticket %d (%s)", opened.incident.incident_id, device_id,
+                        rule.diagnosis.title_en, rule.diagnosis.code, observed, opened.ticket_id,
+                        opened.action.value.replace("_", " "))
+            if self.on_ticket is not None and opened.action in (CaseAction.NEW_TICKET, CaseAction.REOPENED):
+                self.on_ticket()
+        return write
 
     def _root_causes(self, findings: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """A root cause that joins a ticket not yet sent takes it over: the symptoms it inhibits leave the
@@ -175,11 +212,14 @@ class IncidentManager:
                     and r.diagnosis.category != "data_quality"]
         return [self.rules[name] for name in rule.inhibits if name in self.rules]
 
-    def _resolve(self, transition: AlertTransition, evaluator: Evaluator | None = None) -> None:
+    def _resolve(self, transition: AlertTransition, evaluator: Evaluator | None = None) -> Callable[[], None]:
         if evaluator is not None:  # what it held back must show itself again on fresh evidence
             for held in self.suppressed_by(transition.rule):
                 evaluator.require_fresh_evidence(held.rule_id, transition.device_id, transition.at_ts)
         self.open_rules.get(transition.device_id, {}).pop(transition.rule.rule_id, None)
-        if self.db.resolve_incident(transition.rule.rule_id, transition.device_id, transition.at_ts):
-            self.resolved += 1
-            log.info("incident of %s on %s resolved", transition.rule.rule_id, transition.device_id)
+
+        def write() -> None:
+            if self.db.resolve_incident(transition.rule.rule_id, transition.device_id, transition.at_ts):
+                self.resolved += 1
+                log.info("incident of %s on %s resolved", transition.rule.rule_id, transition.device_id)
+        return write

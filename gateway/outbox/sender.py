@@ -83,6 +83,7 @@ class OutboxSender:
         self.failed_attempts = 0
         self.dead_lettered = 0
         self.storage_errors = 0
+        self.storage_errors_in_a_row = 0
         self.decision_to_delivery = Histogram("From a ticket's opening to the platform's acceptance of it.",
                                               SLOW_BUCKETS)
         self._failures_in_a_row = 0
@@ -109,12 +110,17 @@ class OutboxSender:
             while True:
                 try:
                     due = await self._send_due(session)
+                    if self.storage_errors_in_a_row:
+                        log.warning("outbox storage works again")
+                    self.storage_errors_in_a_row = 0
                     if len(due) < self.config.max_in_flight:
                         await self._sleep_until_due()
                 except StorageError as exc:
                     self.storage_errors += 1
-                    log.error("outbox storage failed (%s); nothing is dropped, retrying in %.0f s",
-                              exc, STORAGE_RETRY_SECONDS)
+                    self.storage_errors_in_a_row += 1
+                    if self.storage_errors_in_a_row == 1:  # once per state change
+                        log.error("outbox storage failed (%s); nothing is dropped, retrying every %.0f s",
+                                  exc, STORAGE_RETRY_SECONDS)
                     await asyncio.sleep(STORAGE_RETRY_SECONDS)
                     with contextlib.suppress(StorageError):  # entries whose outcome could not be written
                         self.db.recover_interrupted_sends()

@@ -30,6 +30,7 @@ from gateway.store.window import TypeWindow, WindowStore
 MINUTE = 60.0
 FLUSH_GRACE_SECONDS = 5.0
 DEVICE_CHUNK = 2048  # devices per numpy pass, to bound the temporary arrays
+UNWRITTEN_ROWS = 200_000  # minute rows kept in memory while the disk cannot take them (about 40 MB)
 Row = tuple[str, str, int, int, float, float, float, float]
 
 SCHEMA = """
@@ -53,6 +54,7 @@ class History:
         self._readers = threading.local()  # one reading connection per thread that queries
         self._reader_connections: list[sqlite3.Connection] = []
         self.rows_written = 0
+        self.unwritten: list[Row] = []  # minutes the last flush could not write
         try:
             create_private(self.path)
             self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -123,7 +125,13 @@ class History:
         heavy part and reads copies of the window's recent slots, while ingest keeps appending (it writes
         only the newest slot; the minutes read here closed at least FLUSH_GRACE_SECONDS ago)."""
         rows = self.collect(now)
-        self.write(rows)
+        if self.unwritten:  # minutes a full disk could not take before go first
+            rows, self.unwritten = self.unwritten + rows, []
+        try:
+            self.write(rows)
+        except StorageError:
+            self.unwritten = rows[-UNWRITTEN_ROWS:]  # kept for the next flush (bounded: the newest minutes win)
+            raise
         return len(rows)
 
     def prune(self, now: float) -> int:

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from gateway.engine.checkpoint import restore, take, write
 from gateway.engine.evaluator import Evaluator
-from gateway.store.checkpoint import restore, take, write
 from gateway.store.window import WindowStore
 from tests.unit.helpers import PROFILES, washer_rule
 

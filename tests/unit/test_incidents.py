@@ -247,3 +247,35 @@ def test_a_send_interrupted_by_a_crash_goes_again(tmp_path: Path) -> None:
     assert restarted.recover_interrupted_sends() == 1
     assert [e.idempotency_key for e in restarted.due_outbox(NOW, 10)] == ["fp1"]
     restarted.close()
+
+
+def _disk_full(db: Database, full: bool) -> None:
+    """SQLite's own limit on the file's pages: writes fail with SQLITE_FULL ("database or disk is full"), the
+    error a full disk gives."""
+    pages = db._conn.execute("PRAGMA page_count").fetchone()[0]
+    db._conn.execute(f"PRAGMA max_page_count = {pages if full else 2**30}")
+
+
+def test_a_fault_that_begins_and_ends_while_the_disk_is_full_is_recorded_when_space_returns(
+        parts, caplog: pytest.LogCaptureFixture) -> None:  # type: ignore[no-untyped-def]
+    db, store, evaluator, manager = parts
+    step(store, evaluator, manager, NOW - 30, 0.5)
+    for i in range(60):  # fill the file's free pages, so that the next ticket needs a new one
+        open_simple(db, f"filler-{i}", f"filler-{i}", NOW - 100, NOW - 100, {"pad": "x" * 2000})
+    _disk_full(db, True)
+    for i in range(5):
+        step(store, evaluator, manager, NOW - 20 + i, 3.0)  # the fault begins ...
+    step(store, evaluator, manager, NOW - 10, 0.5)  # ... and ends, all while the disk is full
+    for i in range(20):
+        step(store, evaluator, manager, NOW - 9 + i, 0.5 + i * 0.01)
+    assert [i.rule_id for i in db.open_incidents() if i.rule_id == "shaky"] == []
+    assert len(manager.unwritten) == 2  # its opening and its resolution wait, in order
+    errors = [r for r in caplog.records if r.levelname == "ERROR" and r.name == "gateway.incidents"]
+    assert len(errors) == 1, [r.getMessage() for r in errors]  # said once, not once per sample
+    assert manager.write_held() == 0  # still full: nothing is lost by trying
+    _disk_full(db, False)
+    assert manager.write_held() == 2
+    shaky = [t for t in db.tickets() if t["payload"].get("fault", {}).get("code") == "T-1"]
+    assert len(shaky) == 1 and shaky[0]["payload"]["idempotency_key"] == incident_fingerprint(
+        "home", "w1", "shaky", NOW - 20)  # the onset while the disk was full
+    assert manager.opened == 1 and manager.resolved == 1 and not manager.unwritten
