@@ -89,7 +89,8 @@ class Gateway:
             restore_checkpoint(checkpoint_path, self.store, self.evaluator, self.clock.now(),
                                config.storage.checkpoint_max_age_seconds)
         self.pipeline.restore()  # after the checkpoint: the database's open episodes are what is firing
-        self.history = (History(history_path, self.store, intervals_by_type(self.profiles), config.history.days)
+        self.history = (History(history_path, self.store, intervals_by_type(self.profiles), config.history.days,
+                                config.history.minute_days, config.history.max_megabytes)
                         if config.history.enabled else None)
         self.history_flush_ms = 0.0
         self.broker: EmbeddedBroker | None = None

@@ -137,6 +137,8 @@ class HistoryConfig:
     enabled: bool = True
     database: str = ""  # "" = history.db beside storage.database
     days: float = 30.0
+    minute_days: float = 1.0  # minutes for this long, then hourly rows until `days`
+    max_megabytes: float = 2048.0  # the oldest rows are dropped beyond this (logged)
 
 
 @dataclass(frozen=True)
@@ -213,7 +215,7 @@ _POSITIVE = {
     "service.poll_seconds", "service.verification_dwell_seconds", "service.reopen_window_seconds",
     "service.visit_code_attempts", "service.max_silence_seconds", "history.days", "influx.batch_size",
     "influx.flush_seconds", "influx.max_buffered_samples", "influx.timeout_seconds", "web.technician_link_days",
-    "storage.checkpoint_max_age_seconds",
+    "storage.checkpoint_max_age_seconds", "history.minute_days", "history.max_megabytes",
 }
 
 # upper bounds, where a larger value is a typo that would exhaust memory or cannot be a port

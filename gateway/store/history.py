@@ -1,4 +1,5 @@
-"""Telemetry history: per device and metric, 1-minute min / mean / max / last, kept `history_days` days.
+"""Telemetry history: per device and metric, 1-minute min / mean / max / last for `minute_days`, then hourly
+until `days`, within a size budget (`max_megabytes`: the oldest rows go first beyond it).
 
 The minutes are computed from the in-memory window store once a minute, vectorized per appliance type, so
 the ingest path pays nothing for history. Rows are written in one transaction per flush, on a worker thread
@@ -13,6 +14,7 @@ buckets, the resolution a chart can show.
 
 from __future__ import annotations
 
+import logging
 import math
 import sqlite3
 import threading
@@ -27,28 +29,56 @@ from gateway.store.connection import create_private
 from gateway.store.db import StorageError
 from gateway.store.window import TypeWindow, WindowStore
 
+log = logging.getLogger("gateway.history")
+
 MINUTE = 60.0
 FLUSH_GRACE_SECONDS = 5.0
 DEVICE_CHUNK = 2048  # devices per numpy pass, to bound the temporary arrays
 UNWRITTEN_ROWS = 200_000  # minute rows kept in memory while the disk cannot take them (about 40 MB)
 Row = tuple[str, str, int, int, float, float, float, float]
 
+HOUR = 3600.0
+MB = 1024 * 1024
+# Two tiers: minutes for the recent past (`minute_days`), then hours (`history_hour`, the same columns, `minute`
+# holding the hour's start) until `days`; and a size budget that drops the oldest hours, then minutes, beyond it.
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS history (
     device_id TEXT NOT NULL, metric TEXT NOT NULL, minute INTEGER NOT NULL,
     n INTEGER NOT NULL, min REAL NOT NULL, mean REAL NOT NULL, max REAL NOT NULL, last REAL NOT NULL,
     PRIMARY KEY (device_id, metric, minute)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS history_hour (
+    device_id TEXT NOT NULL, metric TEXT NOT NULL, minute INTEGER NOT NULL,
+    n INTEGER NOT NULL, min REAL NOT NULL, mean REAL NOT NULL, max REAL NOT NULL, last REAL NOT NULL,
+    PRIMARY KEY (device_id, metric, minute)
+) WITHOUT ROWID;
 """
+# minutes older than the cutoff become hours: count, min, count-weighted mean, max, and the last minute's last;
+# an hour rolled up before (late minutes) is merged, not replaced
+ROLL_UP = """
+WITH old AS (SELECT *, (minute / 3600) * 3600 AS hour FROM history WHERE minute < :cutoff),
+hours AS (SELECT device_id, metric, hour, SUM(n) AS n, MIN(min) AS low, SUM(mean * n) / SUM(n) AS mean,
+                 MAX(max) AS high, MAX(minute) AS newest FROM old GROUP BY device_id, metric, hour)
+INSERT INTO history_hour (device_id, metric, minute, n, min, mean, max, last)
+SELECT h.device_id, h.metric, h.hour, h.n, h.low, h.mean, h.high, o.last FROM hours h
+JOIN old o ON o.device_id = h.device_id AND o.metric = h.metric AND o.minute = h.newest WHERE true
+ON CONFLICT (device_id, metric, minute) DO UPDATE SET
+    mean = (mean * n + excluded.mean * excluded.n) / (n + excluded.n), n = n + excluded.n,
+    min = MIN(min, excluded.min), max = MAX(max, excluded.max), last = excluded.last
+"""
+BUDGET_STEP = 0.1  # beyond the size budget, rows are dropped until this share of it is free
 
 
 class History:
     def __init__(self, path: str | Path, store: WindowStore, intervals: dict[str, float],
-                 retention_days: float = 30.0) -> None:
+                 retention_days: float = 30.0, minute_days: float = 1.0, max_megabytes: float = 2048.0) -> None:
         self.path = Path(path)
         self.store = store
         self.intervals = intervals
         self.retention_days = retention_days
+        self.minute_days = min(minute_days, retention_days)
+        self.max_bytes = max_megabytes * MB
+        self._size_at_last_drop = 0  # bytes in use when the budget last dropped rows (their space is reused)
         self._next_minute: dict[str, float] = {}  # per appliance type: the first minute not yet flushed
         self._lock = threading.Lock()  # the writing connection: flush and prune
         self._readers = threading.local()  # one reading connection per thread that queries
@@ -135,12 +165,60 @@ class History:
         return len(rows)
 
     def prune(self, now: float) -> int:
+        """Roll minutes older than `minute_days` up into hours, drop hours older than `days`, then drop the
+        oldest rows while the data is over the size budget. Returns the rows removed from both tiers."""
+        cutoff = int(math.floor((now - self.minute_days * 86400) / HOUR) * HOUR)
         with self._lock:
             try:
-                return self._conn.execute("DELETE FROM history WHERE minute < ?",
-                                          (int(now - self.retention_days * 86400),)).rowcount
+                self._conn.execute("BEGIN")
+                self._conn.execute(ROLL_UP, {"cutoff": cutoff})
+                removed = self._conn.execute("DELETE FROM history WHERE minute < ?", (cutoff,)).rowcount
+                removed += self._conn.execute("DELETE FROM history_hour WHERE minute < ?",
+                                              (int(now - self.retention_days * 86400),)).rowcount
+                self._conn.execute("COMMIT")
+                return removed + self._keep_to_budget()
             except sqlite3.Error as exc:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
                 raise StorageError(f"history {self.path}: {exc}") from exc
+
+    def used_bytes(self) -> int:
+        """Pages holding data (freed pages are reused, so this, not the file size, is what grows)."""
+        page_size, pages, free = (self._conn.execute(f"PRAGMA {name}").fetchone()[0]
+                                  for name in ("page_size", "page_count", "freelist_count"))
+        return int(page_size * (pages - free))
+
+    def _keep_to_budget(self) -> int:
+        """Beyond the budget, drop the oldest rows (hours first, then minutes) down to 90 % of it; logged, since
+        charts then lose their oldest data earlier than `days` says.
+
+        Deleting old rows frees space inside pages rather than whole pages (rows are keyed by device first), so
+        the number to drop is estimated from the bytes per row, not measured by watching pages come free; and
+        the file stays that size while new rows fill the space, so only growth beyond it calls for another drop."""
+        used = self.used_bytes()
+        if used <= max(self.max_bytes, self._size_at_last_drop):
+            return 0
+        counts = {table: self._conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+                  for table in ("history_hour", "history")}
+        total = sum(counts.values())
+        if not total:
+            return 0
+        excess = total - int(self.max_bytes * (1 - BUDGET_STEP) / (used / total))
+        removed = 0
+        for table, count in counts.items():  # oldest tier first
+            take = min(excess - removed, count)
+            if take <= 0:
+                continue
+            if take == count:
+                removed += self._conn.execute(f"DELETE FROM {table}").rowcount
+                continue
+            (below,) = self._conn.execute(f"SELECT minute FROM {table} ORDER BY minute LIMIT 1 OFFSET ?",
+                                          (take,)).fetchone()
+            removed += self._conn.execute(f"DELETE FROM {table} WHERE minute < ?", (below,)).rowcount
+        self._size_at_last_drop = used
+        log.warning("history at %.1f MB, over its budget of %.1f MB: dropped its %d oldest rows", used / MB,
+                    self.max_bytes / MB, removed)
+        return removed
 
     # reading ---------------------------------------------------------------------------------------------
     def query(self, device_id: str, metrics: Iterable[str], start: float, end: float,
@@ -165,14 +243,16 @@ class History:
 
     def _stored(self, device_id: str, metric: str, start: float, end: float) -> tuple[npt.NDArray[np.float64], ...]:
         try:
-            rows = self._reader().execute(
-                "SELECT minute, min, mean, max, last, n FROM history WHERE device_id=? AND metric=? "
-                "AND minute >= ? AND minute < ? ORDER BY minute",
-                (device_id, metric, math.floor(start / MINUTE) * MINUTE, end)).fetchall()
+            rows = self._reader().execute(  # each row's values sit in the middle of its hour or minute
+                "SELECT minute + 1800, min, mean, max, last, n FROM history_hour WHERE device_id=? AND metric=? "
+                "AND minute >= ? AND minute < ? UNION ALL "
+                "SELECT minute + 30, min, mean, max, last, n FROM history WHERE device_id=? AND metric=? "
+                "AND minute >= ? AND minute < ? ORDER BY 1",
+                (device_id, metric, math.floor(start / HOUR) * HOUR, end,
+                 device_id, metric, math.floor(start / MINUTE) * MINUTE, end)).fetchall()
         except sqlite3.Error as exc:
             raise StorageError(f"history {self.path}: {exc}") from exc
         table = np.array(rows, dtype=np.float64).reshape(-1, 6)
-        table[:, 0] += MINUTE / 2  # a minute's values sit in its middle
         return tuple(table[:, i] for i in range(6))
 
 

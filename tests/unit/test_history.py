@@ -54,12 +54,56 @@ def test_a_query_downsamples_to_the_points_asked_for(history: History) -> None:
     assert history.query("nobody", ["water_level"], T0, T0 + 60)["water_level"]["ts"] == []
 
 
-def test_old_minutes_are_pruned(history: History) -> None:
+def test_minutes_past_minute_days_become_hours_and_hours_past_days_are_deleted(history: History) -> None:
+    history._next_minute["washer"] = T0
+    history.write(history.collect(T0 + 186))  # three minutes, all in one hour
+    hour = T0 - T0 % 3600
+    assert history.prune(T0 + 3600) == 0, "minutes stay minutes for a day"
+    assert history.prune(T0 + 86400 + 3600) == 6, "all six minute rows rolled up"
+    hours = sorted(history._conn.execute("SELECT metric, minute, n, min, mean, max, last FROM history_hour"))
+    assert hours == [("motor_current", hour, 18, 100.0, 185.0, 270.0, 270.0),
+                     ("water_level", hour, 180, 0.0, 89.5, 179.0, 179.0)]
+    series = history.query("w1", ["water_level"], hour, hour + 3600, points=1)["water_level"]
+    assert (series["min"], series["mean"], series["max"], series["last"]) == ([0.0], [89.5], [179.0], [179.0])
+    assert history.prune(T0 + 30 * 86400 + 3600) == 2, "the hours are past 30 days"
+    assert history.query("w1", ["water_level"], hour, hour + 3600)["water_level"]["ts"] == []
+
+
+def test_a_minute_written_late_is_merged_into_its_hour(history: History) -> None:
+    history._next_minute["washer"] = T0
+    history.write(history.collect(T0 + 126))  # minutes 0 and 1
+    history.prune(T0 + 86400 + 3600)
+    history.write([("w1", "water_level", int(T0) + 120, 60, 120.0, 149.5, 179.0, 179.0)])  # minute 2, late
+    history.prune(T0 + 86400 + 3600)
+    [(n, low, mean, high, last)] = history._conn.execute(
+        "SELECT n, min, mean, max, last FROM history_hour WHERE metric = 'water_level'")
+    assert (n, low, mean, high, last) == (180, 0.0, pytest.approx(89.5), 179.0, 179.0)
+
+
+def test_a_query_reads_hours_and_minutes_together(history: History) -> None:
     history._next_minute["washer"] = T0
     history.write(history.collect(T0 + 186))
-    assert history.prune(T0 + 30 * 86400 + 61) == 4, "minutes 0 and 1 of both metrics are past 30 days"
-    assert history.query("w1", ["water_level"], T0, T0 + 120, points=2)["water_level"]["ts"] == []
-    assert history.query("w1", ["water_level"], T0 + 120, T0 + 180, points=1)["water_level"]["max"] == [179.0]
+    history.prune(T0 + 86400 + 3600)  # yesterday's hour ...
+    now = T0 + 86400 + 3600
+    history.write([("w1", "water_level", int(now) - 60, 60, 5.0, 6.0, 7.0, 7.0)])  # ... and a minute of today
+    series = history.query("w1", ["water_level"], T0 - T0 % 3600, now, points=2000)["water_level"]
+    assert series["max"] == [179.0, 7.0] and series["mean"] == [89.5, 6.0]
+
+
+def test_beyond_its_size_budget_the_history_drops_its_oldest_rows_once(tmp_path: Path,
+                                                                       caplog: pytest.LogCaptureFixture) -> None:
+    store = WindowStore({"washer": ("water_level",)}, slots=10)
+    history = History(tmp_path / "history.db", store, {"washer": 1.0}, minute_days=30, max_megabytes=0.25)
+    minutes = [int(T0) + 60 * i for i in range(4000)]
+    history.write([(f"w{d}", "water_level", m, 1, 1.0, 1.0, 1.0, 1.0) for d in range(3) for m in minutes])
+    assert history.used_bytes() > 0.25 * 1024 * 1024, "the rows fill more than the budget"
+    with caplog.at_level("WARNING", logger="gateway.history"):
+        removed = history.prune(minutes[-1])
+    assert 0 < removed < 12_000 and "over its budget" in caplog.text
+    oldest, newest = history._conn.execute("SELECT MIN(minute), MAX(minute) FROM history").fetchone()
+    assert oldest > minutes[0] and newest == minutes[-1], "the oldest went, the newest stayed"
+    assert history._conn.execute("SELECT COUNT(*) FROM history").fetchone()[0] == 12_000 - removed
+    assert history.prune(minutes[-1]) == 0, "the space freed inside pages is reused before another drop"
 
 
 def test_minutes_keep_closing_after_the_gateway_clock_steps_back(tmp_path: Path) -> None:
