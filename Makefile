@@ -68,6 +68,9 @@ bench: $(BIN)/.installed system-deps
 	$(BIN)/python -m benchmarks.rule_engine
 	$(BIN)/python -m benchmarks.outbox_delivery
 	$(BIN)/python -m benchmarks.delivery_faults
+	$(BIN)/python -m benchmarks.load_faults
+	$(BIN)/python -m benchmarks.checkpoint
+	$(BIN)/python -m benchmarks.soak
 	$(BIN)/python -m benchmarks.history_write
 	$(BIN)/python -m benchmarks.device_page
 	$(BIN)/python -m benchmarks.influx_sink

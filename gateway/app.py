@@ -314,6 +314,7 @@ class Gateway:
             "dropped": self.drops.as_dict(),
             "mqtt_connected": bool(self.link and self.link.connected),
             "mqtt_client_id": self.link.config.client_id if self.link else "",
+            "mqtt_repeats_dropped": self.link.redeliveries.repeats if self.link else 0,
             "broker_url": self.broker_url,
             "embedded_broker": self.broker is not None,
             "broker": self.ingest.link_health.snapshot(),

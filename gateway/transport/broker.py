@@ -31,6 +31,8 @@ from typing import IO
 log = logging.getLogger("gateway.broker")
 
 START_TIMEOUT_SECONDS = 20.0
+# a killed gateway's broker sees its parent gone within a second (`_watch`) and exits; a restart waits for it
+PREVIOUS_BROKER_GRACE_SECONDS = 5.0
 MOSQUITTO_PATHS = ("/usr/sbin/mosquitto", "/usr/bin/mosquitto")
 
 
@@ -80,6 +82,9 @@ class EmbeddedBroker:
 
     def _start(self) -> None:
         """Spawn the broker and wait until it accepts connections (or say why it did not)."""
+        deadline = time.monotonic() + PREVIOUS_BROKER_GRACE_SECONDS
+        while _accepts(self.host, self.port) and time.monotonic() < deadline:
+            time.sleep(0.1)  # perhaps the broker of a gateway that was just killed: it follows its parent
         if _accepts(self.host, self.port):
             raise BrokerStartError(f"embedded MQTT broker cannot listen on {self.host}:{self.port}: "
                                    "something else listens there (set broker.url to use it, or another port)")

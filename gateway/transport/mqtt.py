@@ -25,6 +25,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from gateway.config import BrokerConfig
 from gateway.protocol.topics import subscription
+from gateway.transport.redelivery import Redeliveries
 
 log = logging.getLogger("gateway.mqtt")
 
@@ -56,6 +57,7 @@ class MqttLink:
         self._state = "new"  # new -> connected <-> down
         self.connects = 0
         self.received = 0
+        self.redeliveries = Redeliveries()  # QoS 1 copies of messages taken in already: dropped, counted
         self._client = self._make_client()
 
     def _make_client(self) -> mqtt.Client:
@@ -126,7 +128,13 @@ class MqttLink:
                     self._on_broker_dropped(int(message.payload.decode("ascii", "replace").strip()))
             return
         self.received += 1
-        self._on_message(message.topic, bytes(message.payload))
+        payload = bytes(message.payload)
+        if self.redeliveries.is_repeat(message.topic, payload, message.qos, bool(message.dup)):
+            if self.redeliveries.repeats == 1:
+                log.info("the broker sent again a QoS 1 message taken in already (after a restart or a lost "
+                         "acknowledgement); such repeats are dropped and counted (mqtt_repeats_dropped)")
+            return
+        self._on_message(message.topic, payload)
 
     @property
     def connected(self) -> bool:
