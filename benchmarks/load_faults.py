@@ -9,24 +9,10 @@ Scenarios: fault_burst, broker_restarted, broker_killed, sigkill_in_group_wait (
 from __future__ import annotations
 
 import asyncio
-import logging
 import sys
-import tempfile
-from pathlib import Path
 
+from benchmarks.delivery_faults import print_table
 from firmware_sim.load_faults import SCENARIOS, TABLE_HEADER
 
-
-async def main(names: list[str]) -> None:
-    logging.basicConfig(level=logging.ERROR)
-    with tempfile.TemporaryDirectory() as folder:
-        print(TABLE_HEADER, flush=True)
-        for name in names or list(SCENARIOS):
-            if name not in SCENARIOS:
-                raise SystemExit(f"unknown scenario {name!r}; choose from {', '.join(SCENARIOS)}")
-            result = await SCENARIOS[name](Path(folder))
-            print(result.row(), flush=True)
-
-
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1:]))
+    asyncio.run(print_table(SCENARIOS, TABLE_HEADER, sys.argv[1:]))

@@ -15,6 +15,7 @@ import sqlite3
 import statistics
 import time
 from collections import Counter
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -182,50 +183,68 @@ def incidents_in(db: Path) -> int:
             return 0
 
 
-async def fault_burst(tmp: Path, appliances: int = 300, within: float = 10.0) -> LoadResult:
-    """`appliances` appliances of several brands each raise a fault code within `within` seconds; every one
-    must reach the platform exactly once, and the console must keep answering meanwhile."""
-    folder = tmp / "burst"
-    folder.mkdir(parents=True, exist_ok=True)
+@dataclass
+class Lab:
+    """One scenario's running parts: the platform stand-in, the gateway CLI, its console, and the appliances."""
+
+    folder: Path
+    platform: PlatformServer
+    gateway: GatewayProcess
+    console: Console
+    publisher: Publisher
+
+
+@contextlib.asynccontextmanager
+async def lab(folder: Path, client_id: str, broker_url: str = "", group_wait: float = 0.5) -> AsyncIterator[Lab]:
+    """Start the platform, the gateway (on `broker_url`, or its embedded broker) and the appliances' client;
+    stop all of them afterwards, whatever happened."""
+    await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
     platform = PlatformServer(folder / "platform.db", port=free_port())
     await platform.start()
-    config, web_port = gateway_toml(folder, platform.url)
+    config, web_port = gateway_toml(folder, platform.url, broker_url, group_wait)
     gateway, console = GatewayProcess(config, folder / "gateway.log"), Console(web_port)
-    devices = [(f"burst-{i:03d}", *FAULT_CODES[i % len(FAULT_CODES)]) for i in range(appliances)]
-    started = time.monotonic()
     publisher: Publisher | None = None
     try:
         await gateway.start()
         await console.ready(gateway)
         port = int(str((await console.status())["broker_url"]).rsplit(":", 1)[1])
-        publisher = await asyncio.to_thread(Publisher, port, "burst-appliances")
-        for device, appliance, brand, _ in devices:
-            publisher.announce(device, appliance, brand)
-        await asyncio.to_thread(publisher.acknowledged)
-        stop, latencies, failures = asyncio.Event(), list[float](), list[str]()
-        watcher = asyncio.create_task(console.watch(stop, latencies, failures))
-        burst_started = time.monotonic()
-        for n, (device, _, _, code) in enumerate(devices):  # spread evenly over `within`
-            publisher.send(f"appliances/{device}/event", {"ts": time.time(), "code": code, "active": True})
-            await asyncio.sleep(max(0.0, burst_started + within * (n + 1) / appliances - time.monotonic()))
-        await until(lambda: len(platform.store.list_tickets()) >= appliances, 120)
-        all_in = time.monotonic() - burst_started
-        await asyncio.sleep(2.0)  # anything sent twice would arrive now
-        stop.set()
-        await watcher
-        delivered, duplicated, lost = tally(platform, {d for d, *_ in devices})
-        ms = sorted(x * 1000 for x in latencies)
-        note = (f"every ticket at the platform {all_in:.1f} s after the first fault; console "
-                f"(`/` and `/api/status`, {len(ms)} requests during the burst) p50 {statistics.median(ms):.0f} ms, "
-                f"p99 {ms[int(0.99 * (len(ms) - 1))]:.0f} ms, worst {ms[-1]:.0f} ms, "
-                f"{len(failures)} failed{': ' + failures[0] if failures else ''}")
-        return LoadResult(f"{appliances} appliances faulting within {within:g} s", appliances, delivered,
-                          duplicated, lost, "n/a (vendor codes)", time.monotonic() - started, note)
+        publisher = await asyncio.to_thread(Publisher, port, client_id)
+        yield Lab(folder, platform, gateway, console, publisher)
     finally:
         if publisher is not None:
             publisher.close()
         await gateway.stop(signal.SIGKILL)
         await platform.stop()
+
+
+async def fault_burst(tmp: Path, appliances: int = 300, within: float = 10.0) -> LoadResult:
+    """`appliances` appliances of several brands each raise a fault code within `within` seconds; every one
+    must reach the platform exactly once, and the console must keep answering meanwhile."""
+    devices = [(f"burst-{i:03d}", *FAULT_CODES[i % len(FAULT_CODES)]) for i in range(appliances)]
+    started = time.monotonic()
+    async with lab(tmp / "burst", "burst-appliances") as run:
+        for device, appliance, brand, _ in devices:
+            run.publisher.announce(device, appliance, brand)
+        await asyncio.to_thread(run.publisher.acknowledged)
+        stop, latencies, failures = asyncio.Event(), list[float](), list[str]()
+        watcher = asyncio.create_task(run.console.watch(stop, latencies, failures))
+        burst_started = time.monotonic()
+        for n, (device, _, _, code) in enumerate(devices):  # spread evenly over `within`
+            run.publisher.send(f"appliances/{device}/event", {"ts": time.time(), "code": code, "active": True})
+            await asyncio.sleep(max(0.0, burst_started + within * (n + 1) / appliances - time.monotonic()))
+        await until(lambda: len(run.platform.store.list_tickets()) >= appliances, 120)
+        all_in = time.monotonic() - burst_started
+        await asyncio.sleep(2.0)  # anything sent twice would arrive now
+        stop.set()
+        await watcher
+        delivered, duplicated, lost = tally(run.platform, {d for d, *_ in devices})
+    ms = sorted(x * 1000 for x in latencies)
+    note = (f"every ticket at the platform {all_in:.1f} s after the first fault; console "
+            f"(`/` and `/api/status`, {len(ms)} requests during the burst) p50 {statistics.median(ms):.0f} ms, "
+            f"p99 {ms[int(0.99 * (len(ms) - 1))]:.0f} ms, worst {ms[-1]:.0f} ms, "
+            f"{len(failures)} failed{': ' + failures[0] if failures else ''}")
+    return LoadResult(f"{appliances} appliances faulting within {within:g} s", appliances, delivered,
+                      duplicated, lost, "n/a (vendor codes)", time.monotonic() - started, note)
 
 
 async def broker_killed(tmp: Path, how: signal.Signals = signal.SIGKILL, devices: int = 20,
@@ -237,101 +256,71 @@ async def broker_killed(tmp: Path, how: signal.Signals = signal.SIGKILL, devices
     folder.mkdir(parents=True, exist_ok=True)
     broker = MosquittoProcess(folder, extra_config="autosave_interval 1\nmax_queued_messages 0\n", persistent=True)
     broker.start()
-    platform = PlatformServer(folder / "platform.db", port=free_port())
-    await platform.start()
-    config, web_port = gateway_toml(folder, platform.url, broker.url)
-    gateway, console = GatewayProcess(config, folder / "gateway.log"), Console(web_port)
     started = time.monotonic()
-    publisher: Publisher | None = None
     telemetry = 0
     try:
-        await gateway.start()
-        await console.ready(gateway)
-        publisher = await asyncio.to_thread(Publisher, broker.port, "fleet-behind-a-broker")
-        for device in ("washer-before", "washer-after"):
-            publisher.announce(device, "washer", "LG")
-        ids = [f"tele-{i:02d}" for i in range(devices)]
-        killed = restarted = False
-        killed_at = 0.0
-        begin = time.monotonic()
-        sent = 0
-        while (elapsed := time.monotonic() - begin) < seconds:
-            if not killed and elapsed > seconds / 3:
-                publisher.send("appliances/washer-before/event", {"ts": time.time(), "code": "OE"})
-                await asyncio.sleep(0.5)
-                assert broker.process is not None
-                broker.process.send_signal(how)
-                await asyncio.to_thread(broker.process.wait, 15)
-                killed, killed_at = True, time.monotonic()
-            if killed and not restarted and time.monotonic() - killed_at > outage:
-                await asyncio.to_thread(broker.start)
-                restarted = True
-                publisher.send("appliances/washer-after/event", {"ts": time.time(), "code": "OE"})
-            device = ids[sent % devices]
-            publisher.send(f"appliances/{device}/telemetry",
-                           {"ts": time.time(), "type": "washer", "metrics": {"vibration": 0.1}})
-            telemetry += 1
-            sent += 1
-            await asyncio.sleep(max(0.0, begin + sent / rate - time.monotonic()))
-        acknowledged = await asyncio.to_thread(publisher.acknowledged) - 4  # the two metas and two codes
-        await until(lambda: len(platform.store.list_tickets()) >= 2, 30)
-        await asyncio.sleep(3.0)  # the gateway drains what the broker queued; a resend would arrive now
-        final = await console.status()
-        handled = int(str(final["samples"])) - 2  # the two codes are samples too
-        delivered, duplicated, lost = tally(platform, {"washer-before", "washer-after"})
-        lost_telemetry, twice = max(0, acknowledged - handled), max(0, handled - acknowledged)
-        return LoadResult(
-            f"broker {'killed (SIGKILL)' if how == signal.SIGKILL else 'restarted (SIGTERM)'} mid-stream, "
-            f"{outage:g} s down, QoS 1", 2, delivered, duplicated, lost,
-            f"{telemetry} published, {acknowledged} acknowledged by the broker, {handled} handled, "
-            f"{lost_telemetry} lost, {twice} handled twice ({final['mqtt_repeats_dropped']} QoS 1 repeats dropped)",
-            time.monotonic() - started,
-            "mosquitto with persistence, saving every second; the gateway's session is persistent")
+        async with lab(folder, "fleet-behind-a-broker", broker.url) as run:
+            for device in ("washer-before", "washer-after"):
+                run.publisher.announce(device, "washer", "LG")
+            ids = [f"tele-{i:02d}" for i in range(devices)]
+            killed = restarted = False
+            killed_at = 0.0
+            begin = time.monotonic()
+            while time.monotonic() - begin < seconds:
+                if not killed and time.monotonic() - begin > seconds / 3:
+                    run.publisher.send("appliances/washer-before/event", {"ts": time.time(), "code": "OE"})
+                    await asyncio.sleep(0.5)
+                    assert broker.process is not None
+                    broker.process.send_signal(how)
+                    await asyncio.to_thread(broker.process.wait, 15)
+                    killed, killed_at = True, time.monotonic()
+                if killed and not restarted and time.monotonic() - killed_at > outage:
+                    await asyncio.to_thread(broker.start)
+                    restarted = True
+                    run.publisher.send("appliances/washer-after/event", {"ts": time.time(), "code": "OE"})
+                run.publisher.send(f"appliances/{ids[telemetry % devices]}/telemetry",
+                                   {"ts": time.time(), "type": "washer", "metrics": {"vibration": 0.1}})
+                telemetry += 1
+                await asyncio.sleep(max(0.0, begin + telemetry / rate - time.monotonic()))
+            acknowledged = await asyncio.to_thread(run.publisher.acknowledged) - 4  # two metas, two codes
+            await until(lambda: len(run.platform.store.list_tickets()) >= 2, 30)
+            await asyncio.sleep(3.0)  # the gateway drains what the broker queued; a resend would arrive now
+            final = await run.console.status()
+            delivered, duplicated, lost = tally(run.platform, {"washer-before", "washer-after"})
     finally:
-        if publisher is not None:
-            publisher.close()
-        await gateway.stop(signal.SIGKILL)
-        await platform.stop()
         broker.stop()
+    handled = int(str(final["samples"])) - 2  # the two codes are samples too
+    lost_telemetry, twice = max(0, acknowledged - handled), max(0, handled - acknowledged)
+    return LoadResult(
+        f"broker {'killed (SIGKILL)' if how == signal.SIGKILL else 'restarted (SIGTERM)'} mid-stream, "
+        f"{outage:g} s down, QoS 1", 2, delivered, duplicated, lost,
+        f"{telemetry} published, {acknowledged} acknowledged by the broker, {handled} handled, "
+        f"{lost_telemetry} lost, {twice} handled twice ({final['mqtt_repeats_dropped']} QoS 1 repeats dropped)",
+        time.monotonic() - started,
+        "mosquitto with persistence, saving every second; the gateway's session is persistent")
 
 
 async def sigkill_in_group_wait(tmp: Path, group_wait: float = 4.0) -> LoadResult:
     """The gateway is SIGKILLed after it recorded a fault but while the ticket waits out its group wait (not yet
     sent), then restarted: the ticket goes out once, after the wait."""
-    folder = tmp / "group-wait"
-    folder.mkdir(parents=True, exist_ok=True)
-    platform = PlatformServer(folder / "platform.db", port=free_port())
-    await platform.start()
-    config, web_port = gateway_toml(folder, platform.url, group_wait=group_wait)
-    gateway, console = GatewayProcess(config, folder / "gateway.log"), Console(web_port)
     started = time.monotonic()
-    publisher: Publisher | None = None
-    try:
-        await gateway.start()
-        await console.ready(gateway)
-        port = int(str((await console.status())["broker_url"]).rsplit(":", 1)[1])
-        publisher = await asyncio.to_thread(Publisher, port, "group-wait-appliance")
-        publisher.announce("washer-gw", "washer", "LG")
-        publisher.send("appliances/washer-gw/event", {"ts": time.time(), "code": "OE"})
-        await until(lambda: incidents_in(folder / "gateway.db") == 1, 20)
-        posts_at_kill = platform.posts
-        await gateway.stop(signal.SIGKILL)
+    async with lab(tmp / "group-wait", "group-wait-appliance", group_wait=group_wait) as run:
+        run.publisher.announce("washer-gw", "washer", "LG")
+        run.publisher.send("appliances/washer-gw/event", {"ts": time.time(), "code": "OE"})
+        await until(lambda: incidents_in(run.folder / "gateway.db") == 1, 20)
+        posts_at_kill = run.platform.posts
+        await run.gateway.stop(signal.SIGKILL)
         killed_at = time.monotonic()
-        await gateway.start()
-        await console.ready(gateway)
-        await until(lambda: len(platform.store.list_tickets()) >= 1, 30)
+        await run.gateway.start()
+        await run.console.ready(run.gateway)
+        await until(lambda: len(run.platform.store.list_tickets()) >= 1, 30)
         after = time.monotonic() - killed_at
         await asyncio.sleep(2.0)
-        delivered, duplicated, lost = tally(platform, {"washer-gw"})
-        return LoadResult(f"gateway SIGKILL inside the group wait ({group_wait:g} s)", 1, delivered, duplicated,
-                          lost, "n/a", time.monotonic() - started,
-                          f"{posts_at_kill} POSTs before the kill; delivered {after:.1f} s after it, by the "
-                          "restarted gateway")
-    finally:
-        if publisher is not None:
-            publisher.close()
-        await gateway.stop(signal.SIGKILL)
-        await platform.stop()
+        delivered, duplicated, lost = tally(run.platform, {"washer-gw"})
+    return LoadResult(f"gateway SIGKILL inside the group wait ({group_wait:g} s)", 1, delivered, duplicated,
+                      lost, "n/a", time.monotonic() - started,
+                      f"{posts_at_kill} POSTs before the kill; delivered {after:.1f} s after it, by the "
+                      "restarted gateway")
 
 
 SCENARIOS = {
