@@ -15,10 +15,10 @@ $(BIN)/.installed: pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $@
 
-# Debian packages the tests start for real: the mosquitto broker, VictoriaMetrics (it speaks the InfluxDB v2
-# write API) for the InfluxDB sink, Chromium with its driver (and CJK fonts) for the web console tests, and
-# systemd (systemd-analyze checks the shipped unit).
-SYSTEM_PACKAGES := mosquitto victoria-metrics chromium chromium-driver fonts-noto-cjk systemd
+# Debian packages the tests start for real: the mosquitto broker, nats-server (a 3-node cluster for the
+# scale-out tests), VictoriaMetrics (it speaks the InfluxDB v2 write API) for the InfluxDB sink, Chromium with
+# its driver (and CJK fonts) for the web console tests, and systemd (systemd-analyze checks the shipped unit).
+SYSTEM_PACKAGES := mosquitto nats-server victoria-metrics chromium chromium-driver fonts-noto-cjk systemd
 system-deps:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do \
 		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \

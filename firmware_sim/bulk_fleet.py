@@ -32,9 +32,11 @@ class BulkAppliance:
 
 
 class BulkFleet:
-    def __init__(self, size: int, host: str, port: int, seed: int = 1, prefix: str = "appliances") -> None:
+    def __init__(self, size: int, host: str, port: int, seed: int = 1, prefix: str = "appliances",
+                 first: int = 0) -> None:
+        """`first`: the number of the first appliance (fleets on several connections need distinct ids)."""
         self.appliances: list[BulkAppliance] = []
-        for n in range(size):
+        for n in range(first, first + size):
             appliance = MIX[n % len(MIX)]
             model = MODELS[appliance](seed * 1_000_000 + n)
             if isinstance(model, WasherModel):
@@ -42,7 +44,7 @@ class BulkFleet:
             self.appliances.append(BulkAppliance(f"{SHORT[appliance]}-{n:05d}", model))
         self.prefix = prefix
         self.published = 0
-        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bulk-fleet-{seed}-{size}",
+        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bulk-fleet-{seed}-{first}-{size}",
                                    protocol=mqtt.MQTTv311)
         self._client.max_queued_messages_set(0)
         self._client.max_inflight_messages_set(1000)  # the retained meta of thousands of appliances is QoS 1

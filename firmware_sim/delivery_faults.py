@@ -191,14 +191,15 @@ class GatewayProcess:
     """`appliance-gateway run` as a child process; its output is collected through a pipe (a pipe, unlike a
     log file, still works when the child's file writes are limited)."""
 
-    def __init__(self, config: Path, log: Path) -> None:
-        self.config, self.log = config, log
+    def __init__(self, config: Path, log: Path, *args: str) -> None:
+        """`args`: more options for `run` (--partition I --partitions N)."""
+        self.config, self.log, self.args = config, log, args
         self.process: asyncio.subprocess.Process | None = None
         self._reader: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self.process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "gateway", "run", "--config", str(self.config),
+            sys.executable, "-m", "gateway", "run", "--config", str(self.config), *self.args,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=PROJECT_ROOT)
         self._reader = asyncio.create_task(self._collect(self.process))
 

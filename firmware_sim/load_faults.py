@@ -96,6 +96,18 @@ class Console:
             result: dict[str, object] = await response.json()
             return result
 
+    async def devices(self) -> set[str]:
+        """The ids of every appliance this gateway knows, page by page."""
+        found: set[str] = set()
+        async with aiohttp.ClientSession(headers=self.headers) as session:
+            while True:
+                async with session.get(f"{self.base}/api/devices?limit=200&offset={len(found)}",
+                                       timeout=aiohttp.ClientTimeout(total=10)) as response:
+                    page = await response.json()
+                    found |= {d["device_id"] for d in page}
+                    if len(found) >= int(response.headers["X-Total-Count"]) or not page:
+                        return found
+
     async def ready(self, gateway: GatewayProcess, seconds: float = 30) -> None:
         async def connected() -> bool:
             with contextlib.suppress(aiohttp.ClientError, OSError, TimeoutError):
@@ -127,19 +139,29 @@ class Console:
 
 class Publisher:
     """Appliances behind one paho client with a persistent session, QoS 1: what a broker acknowledged is what
-    the gateway should receive."""
+    the gateway should receive. Given several ports (the nodes of one cluster), it moves to the next node when
+    its node goes away, as a cloud bridge with a node list does."""
 
-    def __init__(self, port: int, client_id: str) -> None:
+    def __init__(self, port: int | list[int], client_id: str) -> None:
+        self.ports = [port] if isinstance(port, int) else list(port)
+        self.node = 0
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False,
                                   protocol=mqtt.MQTTv311)
         self.client.max_queued_messages_set(0)
         self.client.max_inflight_messages_set(1000)
         self.client.reconnect_delay_set(1, 1)
-        self.client.connect("127.0.0.1", port, keepalive=10)
+        self.client.connect("127.0.0.1", self.ports[0], keepalive=10)
         self.client.on_publish = self._acknowledged
+        self.client.on_disconnect = self._next_node
         self.acknowledged_ids: set[int] = set()
         self.sent = 0
         self.client.loop_start()
+
+    def _next_node(self, client: mqtt.Client, *rest: object) -> None:
+        """paho reconnects to the host it was given last: give it the next node."""
+        if len(self.ports) > 1:
+            self.node = (self.node + 1) % len(self.ports)
+            client.connect_async("127.0.0.1", self.ports[self.node], keepalive=10)
 
     def _acknowledged(self, client: mqtt.Client, userdata: object, mid: int, *rest: object) -> None:
         self.acknowledged_ids.add(mid)

@@ -39,6 +39,7 @@ from gateway.ingest.uart import adapter_for
 from gateway.outbox.sender import OutboxSender
 from gateway.pipeline import Pipeline, settings_from_config
 from gateway.pipeline_thread import PipelineThread
+from gateway.protocol.topics import subscription
 from gateway.service.follow import PlatformFollower
 from gateway.service.timeline import ServiceDesk
 from gateway.sinks.influx import InfluxSink
@@ -202,7 +203,7 @@ class Gateway:
                 await asyncio.to_thread(serial_link.stop)
             await asyncio.to_thread(self.pipeline_thread.stop)
             if self.history is not None:
-                self.history.close()
+                await asyncio.to_thread(self._last_history_flush, self.history)
             if runner is not None:
                 await runner.cleanup()
             self.readers.close()
@@ -237,17 +238,28 @@ class Gateway:
                 log.error("could not check repairs for verification, will retry: %s", exc)
 
     def admin_token(self) -> str:
+        return self.owner_token(self.config)
+
+    @staticmethod
+    def owner_token(config: GatewayConfig) -> str:
         """The owner's web token: configured, or read from (first run: written to) its file."""
-        if self.config.web.admin_token:
-            return self.config.web.admin_token
-        web_config = self.config.web
-        path = (resolve_path(self.config, web_config.admin_token_file) if web_config.admin_token_file
-                else resolve_path(self.config, self.config.storage.database).with_name("admin.token"))
+        if config.web.admin_token:
+            return config.web.admin_token
+        path = (resolve_path(config, config.web.admin_token_file) if config.web.admin_token_file
+                else resolve_path(config, config.storage.database).with_name("admin.token"))
         return load_or_create_token(path)
 
     def _last_seen(self, device_id: str) -> float | None:
         device = self.registry.get(device_id)
         return None if device is None or device.online is False else device.last_seen
+
+    def _last_history_flush(self, history: History) -> None:
+        """The minutes not yet written (they are batched), before the windows go."""
+        try:
+            history.flush(self.clock.now(), everything=True)
+        except StorageError as exc:
+            log.error("the history's last minutes were not written: %s", exc)
+        history.close()
 
     async def _history_loop(self, history: History) -> None:
         """Each closed minute into the history (computed in the loop, written on a thread); prune hourly."""
@@ -300,6 +312,7 @@ class Gateway:
             "online": self.registry.online_count(),
             "messages": self.ingest.messages,
             "samples": self.ingest.samples,
+            "waiting_for_meta": self.ingest.waiting.count,  # samples and codes of appliances not yet announced
             "open_incidents": self.evaluator.firing_count(),
             "incidents_opened": self.incidents.opened,
             "incidents_unwritten": len(self.incidents.unwritten),  # waiting in memory for the database (disk full)
@@ -315,6 +328,10 @@ class Gateway:
             "mqtt_connected": bool(self.link and self.link.connected),
             "mqtt_client_id": self.link.config.client_id if self.link else "",
             "mqtt_repeats_dropped": self.link.redeliveries.repeats if self.link else 0,
+            "mqtt_node": "{}:{}".format(*self.link.endpoint) if self.link else "",
+            "partition": ({"partition": self.config.cluster.partition, "partitions": self.config.cluster.partitions,
+                           "subscription": subscription(self.config.broker.topic_prefix)}
+                          if self.config.partitioned else None),
             "broker_url": self.broker_url,
             "embedded_broker": self.broker is not None,
             "broker": self.ingest.link_health.snapshot(),

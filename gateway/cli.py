@@ -8,7 +8,6 @@ import contextlib
 import logging
 import signal
 import sys
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--tls-key", help="client key file")
     run.add_argument("--tls-insecure", action="store_true", help="do not check the broker's host name")
     run.add_argument("--web-port", type=int, help="web page port (0 = any free port)")
+    run.add_argument("--partition", type=int, help="this worker's share of the appliances, 0 .. N-1, on a broker "
+                     "that maps topics into partitions (docs/scaling.md); its files get the suffix -p<I>")
+    run.add_argument("--partitions", type=int, help="how many workers share the appliances (with --partition)")
 
     demo = commands.add_parser("demo", help="embedded broker, platform stand-in, gateway and a simulated fleet")
     demo.add_argument("--duration", type=float, help="stop after this many seconds and print a summary")
@@ -56,6 +58,31 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--web-port", type=int, default=8080)
     demo.add_argument("--platform-port", type=int, default=8081)
     demo.add_argument("--broker-port", type=int, default=1883)
+
+    cluster = commands.add_parser(
+        "cluster", help="run N gateway workers, one per partition of a NATS cluster, and a fleet view",
+        description="Start `run --partition I --partitions N` for I = 0 .. N-1 against the NATS nodes' MQTT "
+                    "listeners (see `nats-config` and docs/scaling.md), restart a worker that dies, and serve a "
+                    "page listing the workers. Worker I's console is on --web-port + I.")
+    cluster.add_argument("--partitions", type=int, required=True, help="workers (the NATS mapping's N)")
+    cluster.add_argument("--nats", required=True, metavar="URLS",
+                         help="the nodes' MQTT URLs, comma-separated: mqtt://host:1883,mqtt://host:1884,...")
+    cluster.add_argument("--config", type=Path, help="gateway.toml shared by the workers (files get -p<I>)")
+    cluster.add_argument("--web-port", type=int, default=8090, help="worker 0's console port (default 8090)")
+    cluster.add_argument("--fleet-port", type=int, default=8089, help="the fleet view's port (default 8089)")
+
+    nats_config = commands.add_parser(
+        "nats-config", help="write NATS server configs: MQTT, JetStream, routes and the partition mapping",
+        description="One config per node, node I on each base port + I (docs/scaling.md says what each part does).")
+    nats_config.add_argument("folder", type=Path, help="where to write n0.conf, n1.conf, ...")
+    nats_config.add_argument("--nodes", type=int, default=3)
+    nats_config.add_argument("--partitions", type=int, default=2)
+    nats_config.add_argument("--host", default="127.0.0.1")
+    nats_config.add_argument("--mqtt-port", type=int, default=1883)
+    nats_config.add_argument("--client-port", type=int, default=4222)
+    nats_config.add_argument("--route-port", type=int, default=6222)
+    nats_config.add_argument("--store-dir", help="JetStream's folder (default: FOLDER/jetstream)")
+    nats_config.add_argument("--topic-prefix", default="appliances", help="the gateway's broker.topic_prefix")
 
     platform = commands.add_parser("platform", help="run the service-platform stand-in (upstream API)")
     platform.add_argument("--port", type=int, default=8081)
@@ -172,6 +199,10 @@ def main(argv: list[str] | None = None) -> int:
             return _demo(args)
         if args.command == "platform":
             return asyncio.run(_platform(args))
+        if args.command == "cluster":
+            return asyncio.run(_cluster(args))
+        if args.command == "nats-config":
+            return _nats_config(args)
         if args.command == "platform-advance":
             return asyncio.run(_platform_advance(args))
         if args.command == "ticket":
@@ -215,17 +246,49 @@ def _existing_database(config: GatewayConfig) -> Database:
 
 
 def _run_config(args: argparse.Namespace) -> GatewayConfig:
-    config = load_config(args.config)
-    broker = config.broker
-    if args.broker:
-        broker = replace(broker, url=args.broker)
-    overrides = {"username": args.username, "password": args.password, "tls_ca_file": args.tls_ca,
-                 "tls_cert_file": args.tls_cert, "tls_key_file": args.tls_key}
-    broker = replace(broker, **{k: v for k, v in overrides.items() if v is not None})
+    """The config file with the command line's keys on top, checked as one."""
+    broker = {"url": args.broker, "username": args.username, "password": args.password, "tls_ca_file": args.tls_ca,
+              "tls_cert_file": args.tls_cert, "tls_key_file": args.tls_key}
     if args.tls_ca or args.tls_insecure:
-        broker = replace(broker, tls=True, tls_insecure=args.tls_insecure)
-    web = config.web if args.web_port is None else replace(config.web, port=args.web_port)
-    return replace(config, broker=broker, web=web)
+        broker.update(tls=True, tls_insecure=args.tls_insecure)
+    if (args.partition is None) != (args.partitions is None):
+        raise CliInputError("--partition and --partitions go together")
+    overrides = {"broker": broker, "web": {"port": args.web_port},
+                 "cluster": {"partition": args.partition, "partitions": args.partitions}}
+    return load_config(args.config, {section: {k: v for k, v in values.items() if v is not None}
+                                     for section, values in overrides.items()})
+
+
+async def _cluster(args: argparse.Namespace) -> int:
+    from gateway.app import Gateway
+    from gateway.cluster.workers import Cluster
+
+    if not 1 <= args.partitions <= 1024:
+        raise CliInputError("--partitions must be 1 .. 1024")
+    # the workers' shared owner token, created here if it is new, so that the fleet view can read their status
+    first = load_config(args.config, {"broker": {"url": args.nats},
+                                      "cluster": {"partition": 0, "partitions": args.partitions}})
+    token = Gateway.owner_token(first)
+    await Cluster(args.config, args.partitions, args.nats, args.web_port, token).run(args.fleet_port)
+    return 0
+
+
+def _nats_config(args: argparse.Namespace) -> int:
+    from gateway.cluster.nats_config import NatsLayout, node_config
+
+    if not 1 <= args.nodes <= 32 or not 1 <= args.partitions <= 1024:
+        raise CliInputError("--nodes must be 1 .. 32 and --partitions 1 .. 1024")
+    store = args.store_dir or str((args.folder / "jetstream").resolve())
+    layout = NatsLayout(nodes=args.nodes, partitions=args.partitions, host=args.host, client_port=args.client_port,
+                        mqtt_port=args.mqtt_port, route_port=args.route_port, store_dir=store,
+                        topic_prefix=args.topic_prefix)
+    args.folder.mkdir(parents=True, exist_ok=True)
+    for i in range(layout.nodes):
+        (args.folder / f"n{i}.conf").write_text(node_config(layout, i))
+        print(f"wrote {args.folder / f'n{i}.conf'}   start it with: nats-server -c {args.folder / f'n{i}.conf'}")
+    print(f"the workers' broker.url: {layout.mqtt_urls()}")
+    print(f"then: appliance-gateway cluster --partitions {layout.partitions} --nats {layout.mqtt_urls()}")
+    return 0
 
 
 async def _run(config: GatewayConfig) -> int:

@@ -7,6 +7,7 @@ standing next to a gateway with a text editor, not a debugger.
 from __future__ import annotations
 
 import importlib.resources
+import re
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -20,7 +21,9 @@ class ConfigError(Exception):
 
 @dataclass(frozen=True)
 class BrokerConfig:
-    """Where the MQTT broker is. An empty `url` starts the embedded broker on loopback."""
+    """Where the MQTT broker is. An empty `url` starts the embedded broker on loopback. Several URLs separated by
+    commas are the nodes of one cluster: the gateway connects to the first that answers, and moves on to the
+    next when its node goes away."""
 
     url: str = ""
     embedded_host: str = "127.0.0.1"
@@ -46,11 +49,21 @@ class BrokerConfig:
         return not self.url
 
     def host_port(self) -> tuple[str, int]:
+        return self.endpoints()[0]
+
+    def urls(self) -> list[str]:
+        return [u.strip() for u in self.url.split(",") if u.strip()]
+
+    def endpoints(self) -> list[tuple[str, int]]:
+        """(host, port) of each node to try, in order."""
         if self.embedded:
-            return self.embedded_host, self.embedded_port
-        parts = urlsplit(self.url)
-        default_port = 8883 if parts.scheme == "mqtts" else 1883
-        return parts.hostname or "127.0.0.1", parts.port or default_port
+            return [(self.embedded_host, self.embedded_port)]
+        found = []
+        for url in self.urls():
+            parts = urlsplit(url)
+            default_port = 8883 if parts.scheme == "mqtts" else 1883
+            found.append((parts.hostname or "127.0.0.1", parts.port or default_port))
+        return found
 
     @property
     def uses_tls(self) -> bool:
@@ -175,6 +188,16 @@ class SerialPortConfig:
 
 
 @dataclass(frozen=True)
+class ClusterConfig:
+    """One worker of many on a broker that maps appliance topics into partitions (docs/scaling.md): this worker
+    subscribes to `{prefix}/{partition}/{broker.topic_prefix}/+/+` and keeps its own files (`-p{partition}`)."""
+
+    partition: int = -1  # this worker's share, 0 .. partitions - 1; -1: not partitioned (one gateway, all appliances)
+    partitions: int = 0
+    prefix: str = "p"  # the first topic level of the broker's partition mapping
+
+
+@dataclass(frozen=True)
 class GatewayConfig:
     site: str = "home"
     broker: BrokerConfig = field(default_factory=BrokerConfig)
@@ -188,7 +211,12 @@ class GatewayConfig:
     influx: InfluxConfig = field(default_factory=InfluxConfig)
     web: WebConfig = field(default_factory=WebConfig)
     serial_ports: tuple[SerialPortConfig, ...] = ()
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
     source: str = "<defaults>"
+
+    @property
+    def partitioned(self) -> bool:
+        return self.cluster.partitions > 0
 
 
 _SECTIONS: dict[str, type[Any]] = {
@@ -202,6 +230,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "history": HistoryConfig,
     "influx": InfluxConfig,
     "web": WebConfig,
+    "cluster": ClusterConfig,
 }
 
 _POSITIVE_SERIAL = {"poll_interval_seconds", "response_timeout_seconds", "watchdog_polls",
@@ -258,18 +287,25 @@ def resolve_path(config: GatewayConfig, value: str, existing: bool = False) -> P
     return base / path
 
 
-def load_config(path: str | Path | None) -> GatewayConfig:
-    """Read a TOML file into a GatewayConfig; `None` gives the embedded defaults."""
-    if path is None:
-        return GatewayConfig()
-    file = Path(path)
-    try:
-        raw = tomllib.loads(file.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{file}: config file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{file}: not valid TOML: {exc}") from None
-    return config_from_dict(raw, source=str(file))
+def load_config(path: str | Path | None, overrides: dict[str, dict[str, Any]] | None = None) -> GatewayConfig:
+    """Read a TOML file into a GatewayConfig; `None` gives the embedded defaults. `overrides` (the command
+    line's) replace keys of the file's sections and are checked like them."""
+    raw: dict[str, Any] = {}
+    source = "<defaults>"
+    if path is not None:
+        file = Path(path)
+        source = str(file)
+        try:
+            raw = tomllib.loads(file.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"{file}: config file not found") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{file}: not valid TOML: {exc}") from None
+    for section, values in (overrides or {}).items():
+        if values:
+            merged = raw.get(section, {})
+            raw[section] = {**merged, **values} if isinstance(merged, dict) else merged
+    return config_from_dict(raw, source=source)
 
 
 def config_from_dict(raw: dict[str, Any], source: str = "<dict>") -> GatewayConfig:
@@ -296,7 +332,28 @@ def config_from_dict(raw: dict[str, Any], source: str = "<dict>") -> GatewayConf
     _check_relations(config, errors)
     if errors:
         raise ConfigError("\n".join(errors))
-    return config
+    return _for_partition(config) if config.partitioned else config
+
+
+def _for_partition(config: GatewayConfig) -> GatewayConfig:
+    """A worker's own share of the broker's topics, and its own files, so that N workers can share one config
+    and one folder: `gateway.db` becomes `gateway-p0.db`, and so on (the owner's token file stays shared)."""
+    part = config.cluster.partition
+    broker = replace(config.broker, topic_prefix=f"{config.cluster.prefix}/{part}/{config.broker.topic_prefix}",
+                     client_id=f"{config.broker.client_id}-p{part}" if config.broker.client_id else "")
+    storage = replace(config.storage, database=_with_part(config.storage.database, part),
+                      key_file=_with_part(config.storage.key_file, part),
+                      checkpoint_file=_with_part(config.storage.checkpoint_file, part))
+    history = replace(config.history, database=_with_part(config.history.database, part))
+    web = replace(config.web, port=config.web.port + part if config.web.port else 0)
+    return replace(config, broker=broker, storage=storage, history=history, web=web)
+
+
+def _with_part(path: str, part: int) -> str:
+    if not path:
+        return path  # derived from the database path, which has the suffix already
+    file = Path(path)
+    return str(file.with_name(f"{file.stem}-p{part}{file.suffix}"))
 
 
 def _section(name: str, cls: type[Any], values: dict[str, Any], source: str, errors: list[str]) -> Any:
@@ -381,8 +438,22 @@ def _type_name(expected: type[Any]) -> str:
 def _check_relations(config: GatewayConfig, errors: list[str]) -> None:
     src = config.source
     url = config.broker.url
-    if url and urlsplit(url).scheme not in ("mqtt", "mqtts", "tcp"):
-        errors.append(f"{src}: key 'broker.url' must look like mqtt://host:port or mqtts://host:port, got {url!r}")
+    for one in config.broker.urls():
+        if urlsplit(one).scheme not in ("mqtt", "mqtts", "tcp") or not urlsplit(one).hostname:
+            errors.append(f"{src}: key 'broker.url' must look like mqtt://host:port or mqtts://host:port (several "
+                          f"nodes separated by commas), got {one!r}")
+    if url and not config.broker.urls():
+        errors.append(f"{src}: key 'broker.url' names no broker: {url!r}")
+    cluster = config.cluster
+    if cluster.partitions or cluster.partition != -1:
+        if not 1 <= cluster.partitions <= 1024 or not 0 <= cluster.partition < cluster.partitions:
+            errors.append(f"{src}: keys 'cluster.partition' and 'cluster.partitions' must satisfy 0 <= partition < "
+                          f"partitions <= 1024, got partition {cluster.partition} of {cluster.partitions}")
+        elif not url:
+            errors.append(f"{src}: a partition (cluster.partition) is a share of an external broker's appliances: "
+                          "set broker.url (a NATS cluster with the partition mapping, docs/scaling.md)")
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,32}", cluster.prefix):
+        errors.append(f"{src}: key 'cluster.prefix' must be 1-32 letters, digits, - or _, got {cluster.prefix!r}")
     if config.broker.embedded_broker not in EMBEDDED_BROKERS:
         errors.append(f"{src}: key 'broker.embedded_broker' must be one of {', '.join(EMBEDDED_BROKERS)}, "
                       f"got {config.broker.embedded_broker!r}")

@@ -45,6 +45,7 @@ class PipelineSettings:
     initial_devices: int = 64
     group_wait: float = 0.0  # a new ticket waits this long (gateway clock) for other rules of the same appliance
     reopen_window: float = 0.0
+    partition: tuple[int, int] | None = None  # (this worker's partition, how many): named on its tickets
 
 
 class Pipeline:
@@ -74,7 +75,7 @@ class Pipeline:
                                          prices=library.prices, rules=self.rules, group_wait=settings.group_wait,
                                          context_for=self.evaluator.device_context, seal_key=seal_key,
                                          derived={n: [d.name for d in p.derived] for n, p in self.profiles.items()},
-                                         reopen_window=settings.reopen_window)
+                                         reopen_window=settings.reopen_window, partition=settings.partition)
         self.ingest = Ingest(self.profiles, self.registry, self.store, self.drops, settings.limits, clock,
                              settings.topic_prefix, flush_rules=self.evaluate, vendor_codes=library.vendor_codes,
                              on_sample=on_sample)
@@ -118,6 +119,7 @@ class Pipeline:
         """Time-driven rules at the gateway clock's `now` (once a second live); first, what the database could
         not take before (a full disk) is written if it can be now."""
         self.incidents.write_held()
+        self.ingest.expire_waiting(now)
         return self._record(self.evaluator.evaluate_timer(now))
 
     def _record(self, transitions: list[AlertTransition]) -> list[AlertTransition]:
@@ -149,4 +151,5 @@ def settings_from_config(config: GatewayConfig) -> PipelineSettings:
                              max_devices_per_type=config.ingest.max_devices_per_type,
                              max_meta_length=config.ingest.max_meta_length),
         min_slots=config.window.slots, initial_devices=config.window.initial_devices,
-        group_wait=config.upstream.group_wait_seconds, reopen_window=config.service.reopen_window_seconds)
+        group_wait=config.upstream.group_wait_seconds, reopen_window=config.service.reopen_window_seconds,
+        partition=(config.cluster.partition, config.cluster.partitions) if config.partitioned else None)

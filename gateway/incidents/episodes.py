@@ -35,11 +35,12 @@ class IncidentManager:
                  rules: list[Rule] | None = None, group_wait: float = 0.0,
                  context_for: Callable[[str, str], EvalContext | None] | None = None,
                  seal_key: bytes | None = None, derived: dict[str, list[str]] | None = None,
-                 reopen_window: float = 0.0) -> None:
+                 reopen_window: float = 0.0, partition: tuple[int, int] | None = None) -> None:
         self.db = db
         self.store = store
         self.registry = registry
         self.site = site
+        self.partition = partition
         self.clock = clock
         self.on_ticket = on_ticket
         self.prices = prices
@@ -157,7 +158,8 @@ class IncidentManager:
         def build_ticket(findings: list[dict[str, Any]], key: str, opened_at: float) -> dict[str, Any]:
             ticket = ticket_payload(site=self.site, device_id=device_id, appliance_type=rule.appliance,
                                     device=self.registry.get(device_id), findings=self._root_causes(findings),
-                                    fingerprint=key, opened_at=opened_at, prices=self.prices)
+                                    fingerprint=key, opened_at=opened_at, prices=self.prices,
+                                    partition=self.partition)
             return seal(ticket, self.seal_key) if self.seal_key else ticket
 
         episode = NewEpisode(rule.rule_id, rule.version, device_id, rule.diagnosis.category, transition.onset_ts,

@@ -17,6 +17,7 @@ from gateway.engine.vendor_codes import VendorCodes
 from gateway.ingest.drops import DropCounter
 from gateway.ingest.link_health import LinkHealth
 from gateway.ingest.registry import DeviceRegistry
+from gateway.ingest.waiting import WaitingForMeta
 from gateway.model import DeviceEvent
 from gateway.protocol.payload import (
     DropReason,
@@ -56,6 +57,7 @@ class Ingest:
         self.vendor_codes = vendor_codes
         self.messages = 0
         self.samples = 0
+        self.waiting = WaitingForMeta()  # samples and codes of appliances whose meta has not come yet
         self.link_health = LinkHealth()
         self._ranges = {
             name: {m.name: (m.low, m.high) for m in profile.metrics} for name, profile in profiles.items()
@@ -95,8 +97,7 @@ class Ingest:
         known = self.registry.appliance_type(device_id)
         appliance = known or sample.appliance_type
         if appliance is None:
-            self.drops.drop(device_id, DropReason.UNKNOWN_DEVICE,
-                            "no retained meta and no 'type' in the telemetry")
+            self._wait_for_meta(device_id, sample)
             return False
         ranges = self._ranges.get(appliance)
         if ranges is None or (known and sample.appliance_type not in (None, known)):
@@ -173,6 +174,22 @@ class Ingest:
             self.drops.drop(device_id, DropReason.BAD_SCHEMA, error)
             return
         self._parameters(device_id, doc.get("parameters", {}))
+        for item in self.waiting.release(device_id):  # what came before the meta, in its order
+            if isinstance(item, Sample):
+                self._sample(device_id, item)
+            else:
+                self._vendor_code(*item)
+
+    def _wait_for_meta(self, device_id: str, item: Sample | tuple[DeviceEvent, bool]) -> None:
+        for device, count in self.waiting.park(device_id, item, self.clock.now()):
+            self.drops.drop(device, DropReason.UNKNOWN_DEVICE, f"{count} message(s) dropped: too many waiting for "
+                            "the appliance's meta (no retained meta, no 'type' in the telemetry)", count)
+
+    def expire_waiting(self, now: float) -> None:
+        """What waited too long for its appliance's meta is dropped after all (once a second, from the tick)."""
+        for device, count in self.waiting.expire(now):
+            self.drops.drop(device, DropReason.UNKNOWN_DEVICE, f"{count} message(s) waited {self.waiting.seconds:.0f}"
+                            " s for a meta that did not come (no retained meta, no 'type' in the telemetry)", count)
 
     def _parameters(self, device_id: str, given: Any) -> None:
         """A meta's per-device parameters (rule constants such as a set point). Unusable ones are dropped,
@@ -229,7 +246,10 @@ class Ingest:
     def _vendor_code(self, event: DeviceEvent, active: bool) -> None:
         """A mapped code becomes a sample of its canonical fault's column; the rules take it from there."""
         device = self.registry.get(event.device_id)
-        if self.vendor_codes is None or device is None or device.meta is None:
+        if self.vendor_codes is None:
+            return
+        if device is None or device.meta is None:
+            self._wait_for_meta(event.device_id, (event, active))  # the brand says what the code means
             return
         column, ignored = self.vendor_codes.lookup(device.meta.brand, device.meta.appliance_type, event.code)
         if column is not None:

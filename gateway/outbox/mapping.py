@@ -21,13 +21,15 @@ def incident_fingerprint(site: str, device_id: str, rule_id: str, onset_ts: floa
 
 def ticket_payload(*, site: str, device_id: str, appliance_type: str, device: Device | None,
                    findings: list[dict[str, Any]], fingerprint: str, opened_at: float,
-                   prices: PriceTable | None = None) -> dict[str, Any]:
-    """The ticket for one appliance case: the lead finding names it, every finding feeds the ranked causes."""
+                   prices: PriceTable | None = None, partition: tuple[int, int] | None = None) -> dict[str, Any]:
+    """The ticket for one appliance case: the lead finding names it, every finding feeds the ranked causes.
+    `partition`: the worker's share of a partitioned fleet, named on the ticket (the key does not depend on it,
+    so the same episode found by another worker after a rebalance is still the same ticket)."""
     meta = device.meta if device else None
     first = lead(findings)
     candidates, ruled_out = rank(findings)
     items = _union(item for f in findings for item in f["service_items"])
-    return {
+    ticket = {
         "schema_version": TICKET_SCHEMA_VERSION,
         "idempotency_key": fingerprint,
         "opened_at": opened_at,
@@ -53,6 +55,9 @@ def ticket_payload(*, site: str, device_id: str, appliance_type: str, device: De
                       "observed": f["evidence"]["observed"]} for f in findings],
         "findings_detail": findings,
     }
+    if partition is not None:
+        ticket["worker"] = {"partition": partition[0], "partitions": partition[1]}
+    return ticket
 
 
 def _union(values: Iterable[str]) -> list[str]:

@@ -35,6 +35,15 @@ MINUTE = 60.0
 FLUSH_GRACE_SECONDS = 5.0
 DEVICE_CHUNK = 2048  # devices per numpy pass, to bound the temporary arrays
 UNWRITTEN_ROWS = 200_000  # minute rows kept in memory while the disk cannot take them (about 40 MB)
+# Rows are keyed by device and metric, so a minute of the whole fleet touches one page per device and metric: a
+# flush of single minutes rewrites nearly the whole file's tails each time (the soak measured a WAL as large as
+# the database). Minutes are therefore written in batches of up to BATCH_SECONDS (as long as the window still
+# holds them: at most BATCH_SHARE of what its ring holds), a device's minutes side by side on one page, in
+# transactions of WRITE_CHUNK rows in key order, which bounds the WAL.
+BATCH_SECONDS = 300.0
+BATCH_SHARE = 0.4
+WRITE_CHUNK = 4000
+JOURNAL_SIZE_LIMIT = 32 * 1024 * 1024  # the WAL file is cut back to this after a checkpoint
 Row = tuple[str, str, int, int, float, float, float, float]
 
 HOUR = 3600.0
@@ -91,9 +100,13 @@ class History:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.execute("PRAGMA busy_timeout=5000")
+            self._conn.execute(f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT}")
             self._conn.executescript(SCHEMA)
+            newest = self._conn.execute("SELECT MAX(minute) FROM history").fetchone()[0]
         except sqlite3.Error as exc:
             raise StorageError(f"cannot open the history in {self.path}: {exc}") from exc
+        # after a restart, the minutes since the last one stored are still in the windows the checkpoint restored
+        self._resume_from = -math.inf if newest is None else float(newest) + MINUTE
 
     def close(self) -> None:
         for reader in self._reader_connections:
@@ -113,17 +126,27 @@ class History:
         return conn
 
     # writing ---------------------------------------------------------------------------------------------
-    def collect(self, now: float) -> list[Row]:
-        """The rows of every minute that ended at least FLUSH_GRACE_SECONDS ago and was not flushed yet."""
+    def held_seconds(self, appliance: str) -> float:
+        """How far back the appliance type's ring reaches at its reporting interval."""
+        return self.store.windows[appliance].slots * self.intervals.get(appliance, 1.0)
+
+    def collect(self, now: float, batched: bool = False) -> list[Row]:
+        """The rows of every minute that ended at least FLUSH_GRACE_SECONDS ago and was not flushed yet;
+        `batched`: only for the types whose unflushed minutes make a batch (see BATCH_SECONDS)."""
         rows: list[Row] = []
         for appliance, window in self.store.windows.items():
             # the appliances' own time where it is ahead of the gateway clock (that clock stepped back, and the
             # appliances' timelines go on): their minutes close on their time, and the cursor never waits
             newest = float(np.nanmax(window.latest_ts[:len(window.device_ids)], initial=now))
             end = math.floor((max(now, newest) - FLUSH_GRACE_SECONDS) / MINUTE) * MINUTE
-            start = self._next_minute.get(appliance, end - MINUTE)
+            held = self.held_seconds(appliance)
+            first_start = max(self._resume_from, math.ceil((end - (1 - BATCH_SHARE) * held) / MINUTE) * MINUTE)
+            start = self._next_minute.get(appliance, min(first_start, end - MINUTE))
             if start > end + MINUTE:  # a cursor ahead of every clock: it was set before a clock stepped back
                 start = end - MINUTE
+            if batched and end - start < min(BATCH_SECONDS, max(MINUTE, BATCH_SHARE * held)):
+                self._next_minute.setdefault(appliance, start)
+                continue
             if start >= end or not window.device_ids:
                 self._next_minute[appliance] = max(start, end)
                 continue
@@ -139,22 +162,26 @@ class History:
     def write(self, rows: list[Row]) -> None:
         if not rows:
             return
+        rows = sorted(rows, key=lambda r: (r[0], r[1], r[2]))  # key order: a device's minutes share a page
         with self._lock:
             try:
-                self._conn.execute("BEGIN")
-                self._conn.executemany("INSERT OR REPLACE INTO history VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
-                self._conn.execute("COMMIT")
+                for first in range(0, len(rows), WRITE_CHUNK):  # a rewritten chunk is the same rows again
+                    self._conn.execute("BEGIN")
+                    self._conn.executemany("INSERT OR REPLACE INTO history VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                                           rows[first:first + WRITE_CHUNK])
+                    self._conn.execute("COMMIT")
             except sqlite3.Error as exc:
                 if self._conn.in_transaction:
                     self._conn.execute("ROLLBACK")
                 raise StorageError(f"history {self.path}: {exc}") from exc
         self.rows_written += len(rows)
 
-    def flush(self, now: float) -> int:
-        """Compute and write the closed minutes. Runs on a worker thread: numpy releases the GIL for the
-        heavy part and reads copies of the window's recent slots, while ingest keeps appending (it writes
-        only the newest slot; the minutes read here closed at least FLUSH_GRACE_SECONDS ago)."""
-        rows = self.collect(now)
+    def flush(self, now: float, everything: bool = False) -> int:
+        """Compute and write the closed minutes, in batches (`everything`: all of them, at stop). Runs on a
+        worker thread: numpy releases the GIL for the heavy part and reads copies of the window's recent slots,
+        while ingest keeps appending (it writes only the newest slot; the minutes read here closed at least
+        FLUSH_GRACE_SECONDS ago). Until written, a chart reads those minutes raw from the window."""
+        rows = self.collect(now, batched=not everything)
         if self.unwritten:  # minutes a full disk could not take before go first
             rows, self.unwritten = self.unwritten + rows, []
         try:

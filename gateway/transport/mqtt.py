@@ -57,6 +57,8 @@ class MqttLink:
         self._state = "new"  # new -> connected <-> down
         self.connects = 0
         self.received = 0
+        self.endpoint = config.host_port()  # the node connected to (or tried last)
+        self._attempt = 0
         self.redeliveries = Redeliveries()  # QoS 1 copies of messages taken in already: dropped, counted
         self._client = self._make_client()
 
@@ -86,16 +88,14 @@ class MqttLink:
             self._client.disconnect()
 
     def _run(self) -> None:
-        host, port = self.config.host_port()
+        """Connect, loop, and after a failure try the next node (several in `broker.url`: one cluster) after a
+        jittered, growing pause; a connection that worked resets the pause."""
+        endpoints = self.config.endpoints()
         delay = self.config.reconnect_min_seconds
-        first = True
         while not self._stop.is_set():
+            host, port = self.endpoint = endpoints[self._attempt % len(endpoints)]
             try:
-                if first:
-                    first = False
-                    self._client.connect(host, port, keepalive=self.config.keepalive_seconds)
-                else:
-                    self._client.reconnect()
+                self._client.connect(host, port, keepalive=self.config.keepalive_seconds)
                 rc = mqtt.MQTT_ERR_SUCCESS
                 while not self._stop.is_set() and rc == mqtt.MQTT_ERR_SUCCESS:
                     rc = self._client.loop(timeout=0.2)
@@ -107,6 +107,7 @@ class MqttLink:
             if self.connected:
                 delay = self.config.reconnect_min_seconds
             self._set_state(False, reason)
+            self._attempt += 1
             self._stop.wait(random.uniform(self.config.reconnect_min_seconds, delay))
             delay = min(self.config.reconnect_max_seconds, delay * 2)
 
@@ -147,7 +148,7 @@ class MqttLink:
         previous, self._state = self._state, new
         if self._on_state is not None:
             self._on_state(connected)
-        host, port = self.config.host_port()
+        host, port = self.endpoint
         if connected:
             self.connects += 1
             verb = "recovered" if previous == "down" and self.connects > 1 else "connected to"

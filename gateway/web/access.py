@@ -68,18 +68,25 @@ class Role:
 
 
 def load_or_create_token(path: Path) -> str:
-    """The owner's admin token; created (0600) the first time."""
+    """The owner's admin token; created (0600) the first time. Workers of one fleet share the file and may start
+    at once: the token is written to a file of its own and linked into place, so the file appears whole, and a
+    worker that loses the race reads the winner's."""
     try:
-        if path.exists():
-            token = path.read_text().strip()
-            if len(token) < 16:
-                raise AccessError(f"{path}: an admin token has at least 16 characters")
-            return token
-        path.parent.mkdir(parents=True, exist_ok=True)
-        token = secrets.token_urlsafe(24)
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(descriptor, "w") as handle:
-            handle.write(token + "\n")
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            draft = path.with_name(f".{path.name}.{os.getpid()}")
+            descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(descriptor, "w") as handle:
+                handle.write(secrets.token_urlsafe(24) + "\n")
+            try:
+                os.link(draft, path)
+            except FileExistsError:
+                pass  # another worker was first: its token is the one
+            finally:
+                draft.unlink()
+        token = path.read_text().strip()
+        if len(token) < 16:
+            raise AccessError(f"{path}: an admin token has at least 16 characters")
         return token
     except OSError as exc:
         raise AccessError(f"cannot read or create the admin token {path}: {exc}") from exc

@@ -168,6 +168,14 @@ def _value(value: float | None) -> str:
     return "" if value is None else f"{value:g}"
 
 
+def _partition(partition: dict[str, Any] | None) -> str:
+    """The worker's share of a partitioned fleet (docs/scaling.md); nothing for a gateway that hears everything."""
+    if not partition:
+        return ""
+    return (f"<tr><th>Partition</th><td id=\"partition\">worker {partition['partition']} of {partition['partitions']}"
+            f": the appliances on {esc(str(partition['subscription']))}</td></tr>")
+
+
 def _auth_refused(refusal: str) -> str:
     if not refusal:
         return ""
@@ -207,6 +215,7 @@ def gateway_page(status: dict[str, Any], rates: dict[str, float]) -> str:
 <tr><th>MQTT</th><td>{'connected' if status.get('mqtt_connected') else 'not connected'}
 to {esc(str(status.get('broker_url', '')))}{' (embedded)' if status.get('embedded_broker') else ''}
 as {esc(str(status.get('mqtt_client_id', '')))}</td></tr>
+{_partition(status.get('partition'))}
 <tr><th>Broker link</th><td id="broker-link">{_broker_link(status.get('broker') or {})}</td></tr>
 <tr><th>History</th><td>{status.get('history', {}).get('rows_written', 0)} minute rows written, last flush
 {status.get('history', {}).get('last_flush_ms', 0)} ms</td></tr>

@@ -122,3 +122,21 @@ def test_minutes_keep_closing_after_the_gateway_clock_steps_back(tmp_path: Path)
     assert minutes == [180], "the minute that closed on the appliances' time is flushed"
     history._next_minute["washer"] = T0 + 7200  # a cursor ahead of every clock
     assert [r[2] - int(T0) for r in history.collect(T0 + 306)] == [240]  # starts again, at the last closed minute
+
+
+def test_minutes_are_written_in_batches_while_the_window_still_holds_them(history: History) -> None:
+    """slots 600 at 1 Hz hold 10 minutes: a batch is 40 % of that, 4 minutes; until then a chart reads raw."""
+    history._next_minute["washer"] = T0
+    assert history.flush(T0 + 186) == 0, "three closed minutes are not a batch yet"
+    series = history.query("w1", ["water_level"], T0, T0 + 180, points=3)["water_level"]
+    assert series["max"] == [59.0, 119.0, 179.0], "the chart still has them, from the window"
+    assert history.flush(T0 + 186, everything=True) == 6, "at stop, everything"
+
+
+def test_a_restarted_history_resumes_after_its_newest_stored_minute(history: History, tmp_path: Path) -> None:
+    history._next_minute["washer"] = T0
+    history.write([r for r in history.collect(T0 + 186) if r[2] == int(T0)])  # minute 0 stored, then a stop
+    history.close()
+    again = History(tmp_path / "history.db", history.store, {"washer": 1.0})
+    rows = again.collect(T0 + 186)  # the windows (restored from the checkpoint) still hold minutes 1 and 2
+    assert sorted({r[2] - int(T0) for r in rows}) == [60, 120]

@@ -78,9 +78,12 @@ def test_every_kind_of_bad_input_is_counted_and_ingest_continues() -> None:
         ingest.handle(topic, payload)
     assert ingest.drops.as_dict() == {
         "bad_schema": 3, "malformed_json": 1, "non_finite": 1, "out_of_range": 1, "oversized": 1,
-        "timestamp_in_future_restamped": 1, "timestamp_too_old": 1, "unknown_appliance_type": 1, "unknown_device": 1,
+        "timestamp_in_future_restamped": 1, "timestamp_too_old": 1, "unknown_appliance_type": 1,
         "unknown_metric": 1, "unknown_topic": 1, "wrong_type": 1,
     }
+    assert ingest.waiting.count == 1, "the ghost's sample waits for a meta ..."
+    ingest.expire_waiting(NOW + 61)
+    assert ingest.drops.as_dict()["unknown_device"] == 1, "... for a minute, then it is dropped and counted"
     window = ingest.store.windows["washer"]
     column = window.metric_index["dq_out_of_range"]
     assert window.latest[window.rows["w1"], column] == 1.0  # the absurd value is gone, but its arrival is recorded
@@ -292,3 +295,26 @@ def test_old_samples_sent_after_newer_ones_never_put_the_appliance_far_ahead_of_
     assert window.latest_ts[row] <= clock.now() + PayloadLimits().max_future_seconds
     assert window.latest_ts[row] >= clock.now()  # and it never stopped advancing
     assert window.latest[row, window.metric_index["vibration"]] == pytest.approx(0.6 + 599 * 0.001)
+
+
+def test_what_an_appliance_sends_before_its_meta_is_taken_in_when_the_meta_comes() -> None:
+    """A persistent session delivers the queue before the broker re-sends the retained meta (after a restart)."""
+    ingest, _ = make()
+    ingest.handle("appliances/w9/telemetry", telemetry({"vibration": 0.1}, ts=NOW - 2))
+    ingest.handle("appliances/w9/telemetry", telemetry({"vibration": 0.2}, ts=NOW - 1))
+    assert ingest.samples == 0 and ingest.waiting.count == 2 and not ingest.drops.as_dict()
+    ingest.handle("appliances/w9/meta", b'{"type": "washer", "brand": "Haier"}')
+    assert ingest.samples == 2 and ingest.waiting.count == 0 and not ingest.drops.as_dict()
+    window = ingest.store.windows["washer"]
+    assert window.latest[window.rows["w9"], window.metric_index["vibration"]] == 0.2, "in their order"
+
+
+def test_waiting_for_a_meta_is_bounded_per_appliance() -> None:
+    from gateway.ingest.waiting import WaitingForMeta
+
+    waiting = WaitingForMeta(per_device=2, in_all=3, seconds=10)
+    assert waiting.park("a", 1, 0.0) == [] and waiting.park("a", 2, 0.0) == []
+    assert waiting.park("a", 3, 0.0) == [("a", 1)], "the oldest of a makes room"
+    assert waiting.park("b", 4, 1.0) == [] and waiting.park("c", 5, 2.0) == [("a", 1)], "in all, the oldest goes"
+    assert waiting.release("a") == [3] and waiting.count == 2
+    assert waiting.expire(11.5) == [("b", 1)] and waiting.count == 1
