@@ -345,8 +345,7 @@ def _for_partition(config: GatewayConfig) -> GatewayConfig:
                       key_file=_with_part(config.storage.key_file, part),
                       checkpoint_file=_with_part(config.storage.checkpoint_file, part))
     history = replace(config.history, database=_with_part(config.history.database, part))
-    web = replace(config.web, port=config.web.port + part if config.web.port else 0)
-    return replace(config, broker=broker, storage=storage, history=history, web=web)
+    return replace(config, broker=broker, storage=storage, history=history)
 
 
 def _with_part(path: str, part: int) -> str:

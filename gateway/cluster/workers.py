@@ -53,6 +53,7 @@ def rotated(urls: str, partition: int) -> str:
 
 
 def worker_args(config: Path | None, partition: int, partitions: int, broker: str, web_port: int) -> list[str]:
+    """Worker I's command line; its console listens on `web_port`."""
     args = [sys.executable, "-m", "gateway", "run", "--partition", str(partition), "--partitions",
             str(partitions), "--broker", rotated(broker, partition), "--web-port", str(web_port)]
     return args + (["--config", str(config)] if config else [])
@@ -61,7 +62,7 @@ def worker_args(config: Path | None, partition: int, partitions: int, broker: st
 class Cluster:
     def __init__(self, config: Path | None, partitions: int, broker: str, web_port: int, token: str) -> None:
         """`web_port`: worker I's console listens on web_port + I (its config's web.port is overridden)."""
-        self.workers = [Worker(i, worker_args(config, i, partitions, broker, web_port), web_port + i)
+        self.workers = [Worker(i, worker_args(config, i, partitions, broker, web_port + i), web_port + i)
                         for i in range(partitions)]
         self.token = token
         self._stopping = asyncio.Event()

@@ -87,8 +87,9 @@ admin_token = "{ADMIN_TOKEN}"
 """)
     urls = nats.url.split(",")
     team = Workers([GatewayProcess(config, folder / f"worker-{i}.log", "--partition", str(i), "--partitions",
-                                   str(PARTITIONS), "--broker", ",".join(urls[i:] + urls[:i]))
-                    for i in range(PARTITIONS)], [Console(web + i) for i in range(PARTITIONS)])
+                                   str(PARTITIONS), "--broker", ",".join(urls[i:] + urls[:i]),
+                                   "--web-port", str(web + i)) for i in range(PARTITIONS)],
+                   [Console(web + i) for i in range(PARTITIONS)])
     try:
         for i in range(PARTITIONS):
             await team.start(i)

@@ -20,10 +20,10 @@ def test_a_worker_subscribes_to_its_partition_and_keeps_its_own_files() -> None:
     config = config_from_dict({"broker": {"url": NODES}, "cluster": {"partition": 1, "partitions": 3},
                                "storage": {"database": "var/gw.db", "key_file": "var/gw.key"},
                                "web": {"port": 8090}})
+    assert config.web.port == 8090, "a worker's console port is its own config's (cluster passes --web-port)"
     assert subscription(config.broker.topic_prefix) == "p/1/appliances/+/+"
     assert (config.storage.database, config.storage.key_file) == ("var/gw-p1.db", "var/gw-p1.key")
     assert config.storage.checkpoint_file == "" and config.history.database == "", "beside the database"
-    assert config.web.port == 8091
     assert config.broker.endpoints() == [("10.0.0.1", 1883), ("10.0.0.2", 1884), ("10.0.0.3", 1883)]
     topic = parse_topic("p/1/appliances/ac-7/telemetry", config.broker.topic_prefix)
     assert topic is not None and topic.device_id == "ac-7"
@@ -56,7 +56,7 @@ def test_command_line_keys_are_checked_like_the_files(tmp_path: Path) -> None:
     path = tmp_path / "g.toml"
     path.write_text('[broker]\nurl = "mqtt://b"\n[web]\nport = 9000\n')
     config = load_config(path, {"cluster": {"partition": 1, "partitions": 2}, "web": {"port": 7000}})
-    assert config.web.port == 7001 and config.broker.topic_prefix == "p/1/appliances"
+    assert config.web.port == 7000 and config.broker.topic_prefix == "p/1/appliances"
     with pytest.raises(ConfigError, match=re.escape("broker.url")):
         load_config(path, {"broker": {"url": "not a url"}})
 
