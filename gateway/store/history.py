@@ -34,6 +34,7 @@ log = logging.getLogger("gateway.history")
 MINUTE = 60.0
 FLUSH_GRACE_SECONDS = 5.0
 DEVICE_CHUNK = 2048  # devices per numpy pass, to bound the temporary arrays
+CHUNK_VALUES = 2_000_000  # values per copy of a chunk's recent slots (16 MB), whatever the batch's length
 UNWRITTEN_ROWS = 200_000  # minute rows kept in memory while the disk cannot take them (about 40 MB)
 # Rows are keyed by device and metric, so a minute of the whole fleet touches one page per device and metric: a
 # flush of single minutes rewrites nearly the whole file's tails each time (the soak measured a WAL as large as
@@ -152,9 +153,11 @@ class History:
                 continue
             span = max(now, newest) - start  # back to the oldest minute to flush; a quarter more for jitter
             recent = min(window.slots, math.ceil(span / self.intervals.get(appliance, 1.0) * 1.25) + 4)
-            for first in range(0, len(window.device_ids), DEVICE_CHUNK):
+            # devices per copy: a batch reaches further back, so fewer devices at a time bound the copy's memory
+            per_chunk = max(16, min(DEVICE_CHUNK, CHUNK_VALUES // (recent * len(window.metric_names) or 1)))
+            for first in range(0, len(window.device_ids), per_chunk):
                 with self.store.lock:  # a copy of the chunk's recent slots, while no new device grows the arrays
-                    chunk = _gather(window, first, recent)
+                    chunk = _gather(window, first, recent, per_chunk)
                 rows.extend(_minutes(chunk, start, end))
             self._next_minute[appliance] = end
         return rows
@@ -293,8 +296,8 @@ class _Chunk:
     values: npt.NDArray[np.float32]  # devices x metrics x recent
 
 
-def _gather(window: TypeWindow, first: int, recent: int) -> _Chunk:
-    rows_index = np.arange(first, min(first + DEVICE_CHUNK, len(window.device_ids)))
+def _gather(window: TypeWindow, first: int, recent: int, devices: int = DEVICE_CHUNK) -> _Chunk:
+    rows_index = np.arange(first, min(first + devices, len(window.device_ids)))
     slots = (window.head[rows_index, None] - 1 - np.arange(recent)[None, :]) % window.slots  # newest first
     return _Chunk(np.array(window.device_ids, dtype=object)[rows_index],
                   np.array(window.metric_names, dtype=object),

@@ -12,6 +12,7 @@ from gateway.cluster.workers import fleet_page, rotated, worker_args
 from gateway.config import ConfigError, config_from_dict, load_config
 from gateway.outbox.mapping import ticket_payload
 from gateway.protocol.topics import parse_topic, subscription
+from gateway.web.pages import gateway_page
 
 NODES = "mqtt://10.0.0.1:1883, mqtt://10.0.0.2:1884,mqtt://10.0.0.3"
 
@@ -99,3 +100,9 @@ def test_a_workers_ticket_names_its_partition_and_not_in_its_key() -> None:
     alone = ticket_payload(site="s", device_id="d", appliance_type="washer", device=None, findings=[finding],
                            fingerprint="k", opened_at=1.0)
     assert "worker" not in alone
+
+
+def test_the_gateway_page_names_the_workers_partition() -> None:
+    page = gateway_page({"partition": {"partition": 1, "partitions": 2, "subscription": "p/1/<x>/+/+"}}, {})
+    assert 'id="partition">worker 1 of 2: the appliances on p/1/&lt;x&gt;/+/+' in page
+    assert 'id="partition"' not in gateway_page({"partition": None}, {})
