@@ -21,10 +21,11 @@ import pytest
 
 from firmware_sim.bulk_fleet import BulkFleet
 from firmware_sim.delivery_faults import GatewayProcess, until
-from firmware_sim.load_faults import ADMIN_TOKEN, Console, Publisher
+from firmware_sim.load_faults import Console, Publisher, gateway_toml
 from firmware_sim.localnet import free_port
 from firmware_sim.nats_cluster import NatsCluster
 from firmware_sim.platform import PlatformServer
+from gateway.cluster.workers import rotated
 from gateway.config import PROJECT_ROOT
 
 pytestmark = pytest.mark.e2e
@@ -60,34 +61,9 @@ class Workers:
 async def workers(folder: Path, nats: NatsCluster, platform: PlatformServer) -> AsyncIterator[Workers]:
     """Two workers sharing one config and one folder; worker i lists node i first, so they start on different
     nodes (each moves to the next node when its own goes away)."""
-    web = free_port()
-    while web + 1 == platform.port:
-        web = free_port()
-    config = folder / "gateway.toml"
-    config.write_text(f"""
-site = "fleet"
-[broker]
-url = "{nats.url}"
-reconnect_min_seconds = 0.1
-reconnect_max_seconds = 1.0
-[storage]
-database = "{folder / 'gateway.db'}"
-key_file = "{folder / 'gateway.key'}"
-[rules]
-paths = ["{PROJECT_ROOT / 'rules'}"]
-profiles = "{PROJECT_ROOT / 'rules' / 'profiles'}"
-[upstream]
-url = "{platform.url}"
-group_wait_seconds = 0.5
-retry_min_seconds = 0.1
-retry_max_seconds = 1.0
-[web]
-port = {web}
-admin_token = "{ADMIN_TOKEN}"
-""")
-    urls = nats.url.split(",")
+    config, web = gateway_toml(folder, platform.url, nats.url)  # worker i's console: web + i
     team = Workers([GatewayProcess(config, folder / f"worker-{i}.log", "--partition", str(i), "--partitions",
-                                   str(PARTITIONS), "--broker", ",".join(urls[i:] + urls[:i]),
+                                   str(PARTITIONS), "--broker", rotated(nats.url, i),
                                    "--web-port", str(web + i)) for i in range(PARTITIONS)],
                    [Console(web + i) for i in range(PARTITIONS)])
     try:
