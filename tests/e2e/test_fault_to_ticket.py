@@ -135,8 +135,8 @@ async def test_malformed_messages_are_counted_and_ingest_goes_on(
     assert gateway.status()["dropped"] == {
         "malformed_json": 1, "wrong_type": 1, "non_finite": 1, "timestamp_too_old": 1,
         "timestamp_in_future_restamped": 1, "unknown_metric": 1, "out_of_range": 1, "oversized": 1,
-        "unknown_device": 1,
     }
+    assert gateway.status()["waiting_for_meta"] == 1, "the sample of `nobody` waits a minute for its meta"
     assert gateway.ingest.samples == 3, ("the good sample got through, the one a day ahead was kept at the gateway's "
                                          "time, and the out-of-range one left its marker")
     assert gateway.internal_errors == 0

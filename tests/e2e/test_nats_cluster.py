@@ -76,11 +76,26 @@ async def workers(folder: Path, nats: NatsCluster, platform: PlatformServer) -> 
 
 
 def tickets_by_device(platform: PlatformServer) -> Counter[str]:
-    return Counter(t["device_id"] for t in platform.store.list_tickets())
+    """Drain-fault tickets per appliance: the fault raised on purpose. Silence tickets (DQ-SILENT, a washer is
+    silent after 20 s) are counted apart: the washers stop reporting when a test ends, and while a killed node's
+    JetStream leaders move, QoS 1 delivery to a connected worker can stall longer than that (seen in 2 of 5 runs
+    under load; docs/scaling.md)."""
+    return Counter(t["device_id"] for t in platform.store.list_tickets() if t["fault_code"] == "WM-DRAIN")
+
+
+def tickets_in_full(platform: PlatformServer) -> list[tuple[object, ...]]:
+    """Who got which ticket and when, for a failure's message."""
+    found = []
+    for summary in platform.store.list_tickets():
+        full = platform.store.get(summary["ticket_id"]) or {}
+        ticket = full.get("ticket", {})
+        found.append((summary["device_id"], summary["fault_code"], ticket.get("worker"),
+                      [(f["rule"], f["onset_ts"]) for f in ticket.get("findings", [])]))
+    return found
 
 
 def worker_of(platform: PlatformServer, device: str) -> int:
-    [ticket] = [t for t in platform.store.list_tickets() if t["device_id"] == device]
+    [ticket] = [t for t in platform.store.list_tickets() if t["device_id"] == device and t["fault_code"] == "WM-DRAIN"]
     full = platform.store.get(ticket["ticket_id"])
     assert full is not None
     return int(full["ticket"]["worker"]["partition"])
@@ -169,7 +184,7 @@ async def test_a_nats_node_killed_mid_stream_loses_no_ticket(tmp_path: Path, nat
         finally:
             publisher.close()
     counts = tickets_by_device(platform)
-    assert {d: counts[d] for d in LG_WASHERS} == dict.fromkeys(LG_WASHERS, 1), counts
+    assert {d: counts[d] for d in LG_WASHERS} == dict.fromkeys(LG_WASHERS, 1), tickets_in_full(platform)
     assert all(s["mqtt_connected"] for s in statuses)
     assert statuses[0]["mqtt_node"] != f"127.0.0.1:{ports[0]}", "worker 0 moved to another node"
     handled = sum(int(str(s["samples"])) for s in statuses) - len(LG_WASHERS)  # the codes are samples too
@@ -208,8 +223,7 @@ async def test_a_killed_worker_gets_what_its_appliances_sent_meanwhile(tmp_path:
             await asyncio.sleep(2.0)
         finally:
             publisher.close()
-    assert tickets_by_device(platform)[mine[0]] == 1
-    assert sum(tickets_by_device(platform).values()) == 1
+    assert tickets_by_device(platform) == {mine[0]: 1}, tickets_in_full(platform)
 
 
 async def test_the_cluster_command_supervises_its_workers_and_lists_them(tmp_path: Path, nats: NatsCluster,
