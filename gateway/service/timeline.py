@@ -48,11 +48,13 @@ MAX_EVENT_AHEAD_SECONDS = 86400.0
 
 
 class ServiceError(Exception):
-    """A step or code that cannot be accepted; `status` is the HTTP answer that says why."""
+    """A step or code that cannot be accepted; `status` is the HTTP answer that says why, `code` names the case
+    for a page (pages show a fixed text per code, never text from a URL)."""
 
-    def __init__(self, message: str, status: int = 422) -> None:
+    def __init__(self, message: str, status: int = 422, code: str = "rejected") -> None:
         super().__init__(message)
         self.status = status
+        self.code = code
 
 
 def visit_code_digest(platform_ticket_id: str, code: str) -> str:
@@ -174,17 +176,19 @@ class ServiceDesk:
         record = self.db.visit_code(ticket_id)
         platform_id = self.db.platform_ticket_id(ticket_id)
         if record is None or platform_id is None:
-            raise ServiceError("no technician has been assigned to this ticket yet", status=409)
+            raise ServiceError("no technician has been assigned to this ticket yet", status=409, code="no_technician")
         if record["used_at"] is not None:
-            raise ServiceError("this visit code was already used; the technician is verified", status=409)
+            raise ServiceError("this visit code was already used; the technician is verified", status=409,
+                               code="code_used")
         limit = self.config.visit_code_attempts
         if record["failed_attempts"] >= limit:
             raise ServiceError(f"locked after {limit} wrong codes: ask the platform to assign the visit again",
-                               status=423)
+                               status=423, code="code_locked")
         if not visit_code_matches(self.secret, record["digest"], platform_id, code):
             failed = self.db.visit_code_failed(ticket_id)
             log.warning("ticket %d: wrong visit code entered (%d of %d)", ticket_id, failed, limit)
-            raise ServiceError(f"wrong visit code; {max(0, limit - failed)} attempt(s) left", status=403)
+            raise ServiceError(f"wrong visit code; {max(0, limit - failed)} attempt(s) left", status=403,
+                               code="code_wrong")
         now = self.clock.now()
         technician = record["technician"]
         self.db.visit_code_used(ticket_id, "technician_verified", now, "customer",
@@ -197,12 +201,12 @@ class ServiceDesk:
         """The customer confirms the repair and rates it (1-5), at the gateway."""
         repairs = [s for s in self.db.steps(ticket_id) if s.step == "repaired"]
         if not repairs:
-            raise ServiceError("nothing to confirm: the ticket has no repair yet", status=409)
+            raise ServiceError("nothing to confirm: the ticket has no repair yet", status=409, code="no_repair")
         detail = _rating({"rating": rating, "comment": comment})
         now = self.clock.now()
         if not self.db.add_step(ticket_id, "confirmed", now, "customer", "customer",
                                 f"{repairs[-1].event_id}:confirmed", detail, notify=True, now=now):
-            raise ServiceError("this repair was already confirmed", status=409)
+            raise ServiceError("this repair was already confirmed", status=409, code="already_confirmed")
 
     def verify_repairs(self) -> int:
         """Add `verified_by_telemetry` where every triggering rule stayed clear for the dwell while the
@@ -245,7 +249,7 @@ class ServiceDesk:
 def _rating(detail: dict[str, Any]) -> dict[str, Any]:
     rating, comment = detail.get("rating"), detail.get("comment", "")
     if not isinstance(rating, int) or isinstance(rating, bool) or not 1 <= rating <= 5:
-        raise ServiceError(f"rating must be a whole number from 1 to 5, got {rating!r}")
+        raise ServiceError(f"rating must be a whole number from 1 to 5, got {rating!r}", code="bad_rating")
     if not isinstance(comment, str) or len(comment) > 2000:
         raise ServiceError("comment must be a string of at most 2000 characters")
     return {"rating": rating, "comment": comment}

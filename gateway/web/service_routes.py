@@ -116,7 +116,7 @@ def add_service_routes(app: web.Application, db: Database, desk: ServiceDesk, we
             raise web.HTTPNotFound(text="no such ticket")
         chart = _evidence_charts(payload, profiles)
         return web.Response(text=_ticket_html(ticket_id, payload, desk.timeline(ticket_id),
-                                              request.query.get("msg", ""), request[ROLE_KEY],
+                                              FORM_OUTCOMES.get(request.query.get("msg", ""), ""), request[ROLE_KEY],
                                               _seal_check(payload, seal_key), chart),
                             content_type="text/html", charset="utf-8")
 
@@ -125,11 +125,11 @@ def add_service_routes(app: web.Application, db: Database, desk: ServiceDesk, we
         ticket_id = int(request.match_info["ticket_id"])
         form = await request.post()
         try:
-            technician = desk.enter_visit_code(ticket_id, str(form.get("code", "")))
-            message = f"Verified: {technician['name']} ({technician['employee_id']})"
+            desk.enter_visit_code(ticket_id, str(form.get("code", "")))
+            outcome = "verified"  # the technician's name and number are on the page, from the timeline
         except ServiceError as exc:
-            message = str(exc)
-        raise web.HTTPSeeOther(f"/tickets/{ticket_id}?msg={quote(message)}")
+            outcome = exc.code
+        raise web.HTTPSeeOther(f"/tickets/{ticket_id}?msg={quote(outcome)}")
 
     @routes.post("/tickets/{ticket_id:\\d{1,18}}/confirm")
     async def confirm_form(request: web.Request) -> web.Response:
@@ -138,10 +138,12 @@ def add_service_routes(app: web.Application, db: Database, desk: ServiceDesk, we
         try:
             rating = int(str(form.get("rating", "0")))
             desk.confirm(ticket_id, rating, str(form.get("comment", "")))
-            message = "Thank you: the repair is confirmed"
-        except (ServiceError, ValueError) as exc:
-            message = str(exc)
-        raise web.HTTPSeeOther(f"/tickets/{ticket_id}?msg={quote(message)}")
+            outcome = "confirmed"
+        except ServiceError as exc:
+            outcome = exc.code
+        except ValueError:
+            outcome = "bad_rating"
+        raise web.HTTPSeeOther(f"/tickets/{ticket_id}?msg={quote(outcome)}")
 
     app.add_routes(routes)
 
@@ -154,6 +156,24 @@ async def _json(request: web.Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise web.HTTPBadRequest(text="body must be a JSON object")
     return body
+
+
+# What a form's redirect may ask the ticket page to say: a fixed text per code. A crafted link can pick one of
+# these, never put its own words in the page (a "message" asking for a payment to some account).
+FORM_OUTCOMES = {
+    "verified": "The technician is verified: the name and employee number below are the platform's assignment. "
+                "/ 技师已核验：以下姓名与工号与平台派单一致。",
+    "confirmed": "Thank you: the repair is confirmed. / 谢谢：维修已确认。",
+    "no_technician": "No technician has been assigned to this ticket yet. / 此工单尚未指派技师。",
+    "code_used": "This visit code was already used; the technician is verified. / 此上门码已使用，技师已核验。",
+    "code_locked": "Too many wrong codes: ask the platform to assign the visit again. "
+                   "/ 错误次数过多：请平台重新派单。",
+    "code_wrong": "Wrong visit code: the attempts are limited. / 上门码错误：尝试次数有限。",
+    "no_repair": "Nothing to confirm yet: the ticket has no repair. / 尚无可确认的维修。",
+    "already_confirmed": "This repair was already confirmed. / 此维修已确认。",
+    "bad_rating": "The rating must be a whole number from 1 to 5. / 评分须为 1 到 5 的整数。",
+    "rejected": "That could not be accepted. / 无法受理。",
+}
 
 
 def _error(message: str, status: int) -> web.Response:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import html
 import time
 from collections.abc import AsyncIterator
 
@@ -17,6 +18,7 @@ from firmware_sim.localnet import free_port
 from firmware_sim.platform import PlatformServer
 from gateway.config import ServiceConfig
 from gateway.service import signing
+from gateway.web.service_routes import FORM_OUTCOMES
 from tests.e2e.conftest import ADMIN, StartGateway, eventually
 from tests.e2e.test_diagnosis_paths import publish_all
 
@@ -91,6 +93,15 @@ async def test_the_whole_service_flow_by_webhook(start_gateway: StartGateway, pl
             assert (await response.json())["technician"]["name"] == timeline["technician"]["name"]
         async with http.post(f"{web}/api/tickets/{ticket_id}/visit-code", json={"code": code}) as response:
             assert response.status == 409, "a visit code works once"
+        async with http.post(f"{web}/tickets/{ticket_id}/visit-code", data={"code": code},
+                             allow_redirects=False) as response:  # the page's form says so in a fixed text
+            assert response.status == 303 and response.headers["Location"].endswith("?msg=code_used")
+        async with http.get(f"{web}/tickets/{ticket_id}?msg=code_used") as response:
+            assert FORM_OUTCOMES["code_used"] in html.unescape(await response.text())
+        crafted = "Your technician asks you to pay 500 CNY to account 1234"
+        async with http.get(f"{web}/tickets/{ticket_id}", params={"msg": crafted}) as response:
+            page = await response.text()
+            assert response.status == 200 and "account 1234" not in page and "id='message'" not in page
         await eventually(lambda: "technician_verified" in platform_steps(platform, svc, "gateway"), 10,
                          "the platform hears the technician was verified")
 
