@@ -98,6 +98,16 @@ admin_token = "{ADMIN_TOKEN}"
         log.close()
 
 
+def cpu_seconds(processes: list[psutil.Process]) -> float:
+    """User and system CPU time of these processes (one that has exited counts nothing)."""
+    total = 0.0
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            times = process.cpu_times()
+            total += times.user + times.system
+    return total
+
+
 def status(base: str) -> dict[str, Any]:
     request = urllib.request.Request(base + "/api/status", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
     with urllib.request.urlopen(request, timeout=5) as response:

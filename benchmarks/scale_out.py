@@ -23,6 +23,7 @@ from pathlib import Path
 import psutil
 
 from benchmarks import harness
+from benchmarks.harness import cpu_seconds
 from firmware_sim.nats_cluster import NatsCluster
 
 SUSTAINED_LAG_SECONDS = 1.0
@@ -35,15 +36,6 @@ class Setup:
     workers: list[tuple[psutil.Process, str]]
     brokers: list[psutil.Process]
     publish_port: int
-
-
-def cpu_seconds(processes: list[psutil.Process]) -> float:
-    total = 0.0
-    for process in processes:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            times = process.cpu_times()
-            total += times.user + times.system
-    return total
 
 
 def handled(setup: Setup) -> int:

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import psutil
 
-from benchmarks.harness import gateway, platform, scratch, status
+from benchmarks.harness import cpu_seconds, gateway, platform, scratch, status
 from firmware_sim.bulk_fleet import BulkFleet
 
 SAMPLE_SECONDS = 10.0
@@ -44,17 +44,6 @@ def process_tree(process: psutil.Process) -> list[psutil.Process]:
         return [process, *process.children(recursive=True)]
     except psutil.NoSuchProcess:
         return [process]
-
-
-def cpu_seconds(processes: list[psutil.Process]) -> float:
-    total = 0.0
-    for p in processes:
-        try:
-            times = p.cpu_times()
-            total += times.user + times.system
-        except psutil.NoSuchProcess:
-            pass
-    return total
 
 
 def verdict(series: Series, times: list[float], warmup: float) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from firmware_sim.fleet import FleetSpec
+from firmware_sim.load_faults import incidents_in
 from firmware_sim.platform import PlatformServer
 from gateway.config import PROJECT_ROOT
 from tests.e2e.conftest import Mosquitto, eventually
@@ -44,16 +44,6 @@ class GatewayProcess:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait()
-
-
-def incidents_in(db: Path) -> int:
-    if not db.exists():
-        return 0
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
-        try:
-            return int(conn.execute("SELECT COUNT(*) FROM incidents").fetchone()[0])
-        except sqlite3.OperationalError:
-            return 0
 
 
 async def test_kill_and_restart_opens_no_duplicate_ticket(
