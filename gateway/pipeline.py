@@ -120,7 +120,13 @@ class Pipeline:
         not take before (a full disk) is written if it can be now."""
         self.incidents.write_held()
         self.ingest.expire_waiting(now)
-        return self._record(self.evaluator.evaluate_timer(now))
+        spells = self.evaluator.deaf_spells
+        transitions = self.evaluator.evaluate_timer(now)
+        if self.evaluator.deaf_spells != spells:
+            log.warning("%d appliances fell quiet at once although the broker link is up: the gateway treats it "
+                        "as its own deafness and counts no appliance silent until a message arrives",
+                        self.evaluator.deaf)
+        return self._record(transitions)
 
     def _record(self, transitions: list[AlertTransition]) -> list[AlertTransition]:
         if transitions:

@@ -109,6 +109,7 @@ def _restore(data: Any, header: dict[str, Any], store: WindowStore, evaluator: E
         for i, array in enumerate(window.arrays()):
             array[rows] = data[f"window/{appliance}/{i}"]
         window.dirty[rows] = False
+        window.newest_ts = max(window.newest_ts, float(np.nanmax(window.latest_ts[rows], initial=-np.inf)))
         rows_by_type[appliance] = rows
         devices += rows.size
     resumed = 0

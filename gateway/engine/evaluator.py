@@ -21,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from gateway.engine.columns import BuiltinColumn, Online, RecentEvents, Silence, Stale, TypicalGap, Unchanged
+from gateway.engine.deafness import quiet_together
 from gateway.engine.expr import CompiledExpr, FloatArray, WindowView, carry_forward
 from gateway.engine.rules import Rule
 from gateway.latency import FAST_BUCKETS, Histogram
@@ -300,6 +301,8 @@ class Evaluator:
         # Since when appliances could be heard (gateway clock); math.inf while the broker link is down. Set by
         # the live gateway from its MQTT link's state (a plain float: written on one thread, read on another).
         self.hearing_since = -math.inf
+        self.deaf = 0  # appliances fallen quiet together while the link is up (0: the fleet is heard)
+        self.deaf_spells = 0
         self.rules_by_type: dict[str, list[Rule]] = {}
         self.timer_rules_by_type: dict[str, list[Rule]] = {}
         for rule in rules:
@@ -366,10 +369,19 @@ class Evaluator:
 
     def evaluate_timer(self, now: float) -> list[AlertTransition]:
         """Time-driven rules over every known device of each type, at the gateway clock's `now`. Nothing while
-        the gateway cannot hear its appliances: silence it cannot hear proves nothing either way."""
+        the gateway cannot hear its appliances (its link is down, or the whole fleet fell quiet at once):
+        silence it cannot hear proves nothing either way."""
         transitions: list[AlertTransition] = []
         if self.hearing_since == math.inf:
             return transitions
+        quiet = quiet_together(self.store.windows.values(), now)
+        if quiet:  # the whole fleet at once: the path to the gateway, not the appliances (see deafness.py)
+            self.deaf_spells += not self.deaf
+            self.deaf = quiet
+            return transitions
+        if self.deaf:  # heard again: each appliance's silence counts from now, as after a broker outage
+            self.deaf = 0
+            self.hearing_since = now
         for appliance, rules in self.timer_rules_by_type.items():
             window = self.store.windows[appliance]
             count = len(window.device_ids)

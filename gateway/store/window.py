@@ -68,6 +68,7 @@ class TypeWindow:
         self._event_columns = {self.metric_index[name] for name in event_columns}
         self.interval = interval
         self.silence_limit = silence_limit
+        self.newest_ts = -math.inf  # the newest sample time of any device of the type (a cheap "heard lately")
         self.max_gap = max_gap
         self.periodic_columns = np.array([i for name, i in self.metric_index.items() if name not in sporadic],
                                          dtype=np.intp)
@@ -164,6 +165,8 @@ class TypeWindow:
             self.changed_observed[row, index[previous != values]] = observed  # NaN != x: a first value changes
             latest[index] = values
             self.latest_ts[row] = ts
+            if ts > self.newest_ts:
+                self.newest_ts = ts
             self.latest_metric_ts[row, index] = ts
             self.reported_observed[row, index] = observed
         self.dirty[row] = True

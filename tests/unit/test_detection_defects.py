@@ -155,3 +155,57 @@ def test_silence_the_gateway_cannot_hear_is_no_appliance_fault(pipeline) -> None
     assert "water_heater_silent" not in fired(seen)
     running.tick(back + 1.5 * limit)  # and then it really is silent
     assert "water_heater_silent" in fired(seen)
+
+
+def report_together(running: Pipeline, clock: FakeClock, devices: list[str], start: float, count: int,
+                    interval: float) -> float:
+    """`devices` (water heaters) each report `count` times, `interval` apart; the time of the last report."""
+    ts = start
+    for i in range(count):
+        ts = start + i * interval
+        for device in devices:
+            feed(running, clock, f"appliances/{device}/telemetry", {"ts": ts, "metrics": {"tank_temperature": 55.0}},
+                 ts)
+    return ts
+
+
+def test_a_whole_fleet_falling_quiet_at_once_is_the_gateway_deaf_not_its_appliances(pipeline) -> None:  # type: ignore[no-untyped-def]
+    """A broker node that died stalled QoS 1 delivery to a worker whose link stayed up: every washer was then
+    "silent" and got a false ticket. Several appliances on schedule until the same moment and all overdue
+    since is the path to the gateway; silence counts again from the next message, and an appliance that
+    really stopped is still found then."""
+    running, clock, seen = pipeline
+    profile = LIBRARY.profiles["water_heater"]
+    interval = profile.interval_seconds
+    limit = interval * profile.offline_after_intervals
+    devices = [f"wh-{i}" for i in range(4)]
+    for device in devices:
+        feed(running, clock, f"appliances/{device}/meta", {"type": "water_heater"}, T0)
+    last = report_together(running, clock, devices, T0, 30, interval)
+    for t in range(1, 41):  # nothing from anyone for four silence limits, on a link that is up
+        running.tick(last + t * limit / 10)
+    assert "water_heater_silent" not in fired(seen)
+    assert running.evaluator.deaf == len(devices) and running.evaluator.deaf_spells == 1
+    back = last + 4 * limit + 1  # the stall ends: three of the four report again; wh-3 had stopped for real
+    report_together(running, clock, devices[:3], back, int(1.5 * limit / interval), interval)
+    assert running.evaluator.deaf == 0
+    silent = [t.device_id for t in seen if t.rule.rule_id == "water_heater_silent" and t.kind.value == "firing"]
+    assert silent == ["wh-3"]
+
+
+def test_one_appliance_falling_silent_while_the_others_report_is_found_at_its_limit(pipeline) -> None:  # type: ignore[no-untyped-def]
+    """The deafness test must not hide an appliance that stops alone: it is silent at its own limit."""
+    running, clock, seen = pipeline
+    profile = LIBRARY.profiles["water_heater"]
+    interval = profile.interval_seconds
+    limit = interval * profile.offline_after_intervals
+    devices = [f"wh-{i}" for i in range(4)]
+    for device in devices:
+        feed(running, clock, f"appliances/{device}/meta", {"type": "water_heater"}, T0)
+    last = report_together(running, clock, devices, T0, 30, interval)
+    steps = int(2 * limit / interval)
+    report_together(running, clock, devices[1:], last + interval, steps, interval)
+    onsets = [t.onset_ts - last for t in seen if t.rule.rule_id == "water_heater_silent" and t.kind.value == "firing"]
+    assert [t.device_id for t in seen if t.rule.rule_id == "water_heater_silent"] == ["wh-0"]
+    assert running.evaluator.deaf_spells == 0
+    assert onsets and onsets[0] <= limit + interval
