@@ -46,7 +46,7 @@ COMPONENT_FAULTS: dict[str, dict[str, Expectation]] = {
     "water_heater": {
         "element_burnout": _e("WH-ELEM-01", "Heating element burnt out"),
         "scale_build_up": _e("WH-MNT-SCALE", "Limescale"),
-        "thermostat_stuck_closed": _e("WH-TEMP-01", "Thermostat stuck closed"),
+        "thermostat_stuck_closed": _e("WH-TEMP-01 WH-THERMO-01", "Thermostat stuck closed"),
         "thermostat_failed_open": _e("WH-THERMO-02", "Thermostat failed open"),
     },
     "dishwasher": {
