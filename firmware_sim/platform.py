@@ -17,6 +17,7 @@ import random
 import secrets
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -142,8 +143,12 @@ def validate_ticket(body: Any) -> str | None:
 
 class PlatformServer:
     def __init__(self, db_path: str | Path, host: str = "127.0.0.1", port: int = 0, token: str = "",
-                 webhook_url: str = "", webhook_secret: str = "", seed: int | None = None) -> None:
+                 webhook_url: str = "", webhook_secret: str = "", seed: int | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        """`clock`: the time the platform stamps its steps with (the demo's simulated clock, which the gateway and
+        the appliances keep too, so that one service timeline is in one order); signatures keep the wall clock."""
         self.store = PlatformStore(db_path)
+        self.clock = clock
         self.host, self.port, self.token = host, port, token
         self.webhook_url, self.webhook_secret = webhook_url, webhook_secret
         self.faults = FaultPlan()
@@ -222,7 +227,7 @@ class PlatformServer:
         problem = validate_ticket(body)
         if problem:
             return web.json_response({"error": problem}, status=422)
-        ticket, created = self.store.create(key, body, time.time())
+        ticket, created = self.store.create(key, body, self.clock())
         if not created:
             self.duplicates += 1
         if self.faults.delay_seconds:  # a slow platform: the ticket is stored, the answer takes its time
@@ -288,7 +293,7 @@ class PlatformServer:
         elif step == "confirmed":
             detail.setdefault("rating", 5)
         event = {"event_id": f"{ticket_id}-{step}-{count + 1}", "ticket_id": ticket_id, "step": step,
-                 "at": time.time(), "actor": "customer" if step == "confirmed" else "platform", "detail": detail}
+                 "at": self.clock(), "actor": "customer" if step == "confirmed" else "platform", "detail": detail}
         self.store.add_step(ticket_id, event, "platform")
         answer["event"] = event
         answer["webhook"] = await self._push(event)

@@ -219,7 +219,7 @@ class Gateway:
         context = WebContext(self.registry, self.db, self.status, Access(self.admin_token(), self.seal_key, self.db,
                                                                          self.config.web.technician_link_days),
                              self.profiles, self.store, self.history, self.service,
-                             self.config.service.webhook_secret, self.seal_key, self.readers)
+                             self.config.service.webhook_secret, self.seal_key, self.readers, self.clock)
         runner = web.AppRunner(create_app(context), access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, self.config.web.host, self.config.web.port)
@@ -338,6 +338,7 @@ class Gateway:
             "rule_pass_ms": round(self.evaluator.last_pass_seconds * 1000, 3),
             "internal_errors": self.internal_errors,
             "clock_steps": self.pipeline.clock_steps,
+            "fleet_quiet": {"now": self.evaluator.deaf, "spells": self.evaluator.deaf_spells},
             "checkpoint": self.checkpointer.snapshot(),
             "pipeline_alive": self.pipeline_thread.alive,
             "ingest_queue": len(self.handoff),

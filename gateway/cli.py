@@ -58,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--web-port", type=int, default=8080)
     demo.add_argument("--platform-port", type=int, default=8081)
     demo.add_argument("--broker-port", type=int, default=1883)
+    demo.add_argument("--wait-for-you", type=float, default=60.0, metavar="SECONDS",
+                      help="how long the demo leaves each of your steps (the visit code, the confirmation) to you "
+                           "before it takes it itself")
 
     cluster = commands.add_parser(
         "cluster", help="run N gateway workers, one per partition of a NATS cluster, and a fleet view",
@@ -109,6 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     ticket.add_argument("ticket_id", type=int, help="the local ticket id (see the web page or `outbox list`)")
     ticket.add_argument("value", nargs="?", help="visit-code: the code the technician shows; confirm: rating 1-5")
     ticket.add_argument("--comment", default="", help="confirm: a comment")
+    ticket.add_argument("--without-verification", default="", metavar="REASON",
+                        help="confirm before the telemetry has verified the repair, and why (kept in the timeline)")
     ticket.add_argument("--config", type=Path)
 
     sim = commands.add_parser("sim", help="run a simulated appliance fleet against a broker")
@@ -315,7 +320,7 @@ def _demo(args: argparse.Namespace) -> int:
         logging.getLogger(quiet).setLevel(logging.WARNING)
     options = DemoOptions(duration=args.duration, data_dir=args.data_dir, web_port=args.web_port,
                           platform_port=args.platform_port, broker_port=args.broker_port,
-                          time_scale=args.time_scale,
+                          time_scale=args.time_scale, wait_for_you=args.wait_for_you,
                           fleet=FleetSpec(fault_after_seconds=args.fault_after))
     return asyncio.run(run_demo(options))
 
@@ -462,7 +467,7 @@ def _ticket(args: argparse.Namespace) -> int:
                   f"{technician['photo_sha256']}")
             return 0
         if args.action == "confirm":
-            desk.confirm(args.ticket_id, int(args.value or 0), args.comment)
+            desk.confirm(args.ticket_id, int(args.value or 0), args.comment, args.without_verification)
             print(f"ticket {args.ticket_id}: repair confirmed; a running gateway tells the platform")
             return 0
         timeline = desk.timeline(args.ticket_id)
@@ -471,7 +476,9 @@ def _ticket(args: argparse.Namespace) -> int:
               f"{payload.get('appliance', {}).get('device_id', '?')}; state {timeline['state']}")
         for step in timeline["steps"]:
             stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(step["at"]))
-            print(f"  {stamp}  {step['title']['en']:<34} {step['actor']:<9} {step['source']}")
+            unverified = step["detail"].get("without_verification") if step["step"] == "confirmed" else None
+            print(f"  {stamp}  {step['title']['en']:<34} {step['actor']:<9} {step['source']}"
+                  + (f"  (before the telemetry verified the repair: {unverified})" if unverified else ""))
         for flag in timeline["charge_flags"]:
             print(f"  {'note' if flag['explained'] else 'FLAG'}: {flag['problem']}")
         return 0

@@ -104,6 +104,8 @@ class ServiceDesk:
                 detail = self._repair(ticket_id, detail)
             elif step == "confirmed":
                 detail = _rating(detail)
+                if not repair_verified(self.db.steps(ticket_id)):  # the platform's customer may confirm early
+                    detail["before_verification"] = True
         except ServiceError:
             self.events_rejected += 1
             raise
@@ -197,12 +199,24 @@ class ServiceDesk:
                  technician["employee_id"])
         return dict(technician)
 
-    def confirm(self, ticket_id: int, rating: object, comment: object = "") -> None:
-        """The customer confirms the repair and rates it (1-5), at the gateway."""
-        repairs = [s for s in self.db.steps(ticket_id) if s.step == "repaired"]
+    def confirm(self, ticket_id: int, rating: object, comment: object = "", without_verification: object = "") -> None:
+        """The customer confirms the repair and rates it (1-5), at the gateway: once the telemetry has verified it,
+        or before that only with a reason (`without_verification`), which the step keeps, so that nobody confirms
+        a repair the appliance has not shown to hold by accident."""
+        steps = self.db.steps(ticket_id)
+        repairs = [s for s in steps if s.step == "repaired"]
         if not repairs:
             raise ServiceError("nothing to confirm: the ticket has no repair yet", status=409, code="no_repair")
+        if any(s.step == "confirmed" and s.event_id == f"{repairs[-1].event_id}:confirmed" for s in steps):
+            raise ServiceError("this repair was already confirmed", status=409, code="already_confirmed")
         detail = _rating({"rating": rating, "comment": comment})
+        if not isinstance(without_verification, str) or len(without_verification) > 500:
+            raise ServiceError("the reason for confirming without verification is a text of at most 500 characters")
+        if not repair_verified(steps):
+            if not without_verification.strip():
+                raise ServiceError("the telemetry has not verified the repair yet: wait for it, or confirm without "
+                                   "verification and say why", status=409, code="not_verified")
+            detail["without_verification"] = without_verification.strip()
         now = self.clock.now()
         if not self.db.add_step(ticket_id, "confirmed", now, "customer", "customer",
                                 f"{repairs[-1].event_id}:confirmed", detail, notify=True, now=now):
@@ -237,6 +251,10 @@ class ServiceDesk:
         return {
             "ticket_id": ticket_id,
             "state": steps[-1].step if steps else "unknown",
+            "repaired": any(s.step == "repaired" for s in steps),
+            "verified": repair_verified(steps),
+            "confirmed": repair_confirmed(steps),
+            "closed": closed(steps),
             "steps": [_step_view(s) for s in steps],
             "technician": code["technician"] if code else None,
             "visit_code": None if code is None else {
@@ -244,6 +262,31 @@ class ServiceDesk:
                 "attempts_left": max(0, self.config.visit_code_attempts - code["failed_attempts"])},
             "charge_flags": flags,
         }
+
+
+def repair_verified(steps: list[Step]) -> bool:
+    """Whether the telemetry verified the newest repair (a return of the fault since undoes it)."""
+    for step in reversed(steps):
+        if step.step == "verified_by_telemetry":
+            return True
+        if step.step in ("repaired", "reopened"):
+            return False
+    return False
+
+
+def repair_confirmed(steps: list[Step]) -> bool:
+    """Whether the customer confirmed the newest repair."""
+    for step in reversed(steps):
+        if step.step == "confirmed":
+            return True
+        if step.step in ("repaired", "reopened"):
+            return False
+    return False
+
+
+def closed(steps: list[Step]) -> bool:
+    """Confirmed by the customer, and the fault has not returned since: nothing more for a technician to do."""
+    return bool(steps) and steps[-1].step == "confirmed"
 
 
 def _rating(detail: dict[str, Any]) -> dict[str, Any]:

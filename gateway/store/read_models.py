@@ -54,19 +54,46 @@ class ReadModels(Connection):
         keys = ("incident_id", "rule_id", "device_id", "ticket_id", "onset_ts", "detected_ts", "state")
         return [dict(zip(keys, r, strict=True)) for r in rows]
 
-    def tickets(self, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
-        """Newest tickets with their delivery state, for the web page and the demo summary."""
+    def tickets(self, limit: int = 100, offset: int = 0, state: str = "") -> list[dict[str, Any]]:
+        """Newest tickets with their delivery and service state, for the web pages and the demo summary.
+        `state`: only tickets whose newest service step is this one; "open": every ticket the customer has not
+        confirmed (a repaired ticket stays open until then, whether or not its incident still fires)."""
+        where, params = self._state_filter(state)
         rows = self._conn.execute(
-            "SELECT t.ticket_id, t.payload, o.state, o.attempts, o.platform_ticket_id, o.last_error, "
-            "EXISTS (SELECT 1 FROM incidents i WHERE i.ticket_id=t.ticket_id AND i.state='firing'), t.late_findings "
-            "FROM tickets t JOIN delivery o USING (ticket_id) ORDER BY t.ticket_id DESC LIMIT ? OFFSET ?",
-            (limit, offset)).fetchall()
+            f"SELECT * FROM (SELECT t.ticket_id, t.payload, o.state, o.attempts, o.platform_ticket_id, o.last_error, "
+            "EXISTS (SELECT 1 FROM incidents i WHERE i.ticket_id=t.ticket_id AND i.state='firing'), t.late_findings, "
+            f"{_NEWEST_STEP} AS step, {_NEWEST_STEP_AT} FROM tickets t JOIN delivery o USING (ticket_id)) {where} "
+            "ORDER BY ticket_id DESC LIMIT ? OFFSET ?", (*params, limit, offset)).fetchall()
         return [
             {"ticket_id": r[0], "payload": orjson.loads(r[1]), "delivery": r[2], "attempts": r[3],
              "platform_ticket_id": r[4], "last_error": r[5], "incident_state": "firing" if r[6] else "resolved",
-             **_late(orjson.loads(r[7]))}
+             "service_state": r[8] or "unknown", "service_state_at": r[9], **_late(orjson.loads(r[7]))}
             for r in rows
         ]
+
+    def ticket_count(self, state: str = "") -> int:
+        where, params = self._state_filter(state)
+        row = self._conn.execute(f"SELECT COUNT(*) FROM (SELECT {_NEWEST_STEP} AS step FROM tickets t) {where}",
+                                 params).fetchone()
+        return int(row[0])
+
+    def ticket_states(self) -> dict[str, int]:
+        """How many tickets are in each service state (their newest step)."""
+        rows = self._conn.execute(f"SELECT step, COUNT(*) FROM (SELECT {_NEWEST_STEP} AS step FROM tickets t) "
+                                  "GROUP BY step").fetchall()
+        return {str(r[0] or "unknown"): int(r[1]) for r in rows}
+
+    @staticmethod
+    def _state_filter(state: str) -> tuple[str, tuple[str, ...]]:
+        if state == "open":
+            return "WHERE COALESCE(step, '') != 'confirmed'", ()
+        if state:
+            return "WHERE step = ?", (state,)
+        return "", ()
+
+
+_NEWEST_STEP = ("(SELECT s.step FROM ticket_steps s WHERE s.ticket_id=t.ticket_id ORDER BY s.step_id DESC LIMIT 1)")
+_NEWEST_STEP_AT = ("(SELECT s.at FROM ticket_steps s WHERE s.ticket_id=t.ticket_id ORDER BY s.step_id DESC LIMIT 1)")
 
 
 def _late(findings: list[dict[str, Any]]) -> dict[str, Any]:

@@ -51,15 +51,17 @@ class TimelineRows(Connection):
         return [(int(r[0]), str(r[1])) for r in rows]
 
     def awaiting_verification(self) -> list[dict[str, Any]]:
-        """Tickets whose newest step is `repaired`, with what telemetry verification needs to decide."""
+        """Tickets whose newest repair the telemetry has not verified yet and whose fault has not returned since
+        (a confirmation on the platform before it does not end the wait), with what verification needs to decide."""
         rows = self._conn.execute(
             "SELECT t.ticket_id, t.device_id, s.at, s.event_id, "
             "(SELECT COUNT(*) FROM incidents i WHERE i.ticket_id=t.ticket_id AND i.state='firing'), "
             "(SELECT MAX(resolved_ts) FROM incidents i WHERE i.ticket_id=t.ticket_id), "
             "(SELECT json_group_array(DISTINCT rule_id) FROM incidents i WHERE i.ticket_id=t.ticket_id) "
             "FROM tickets t JOIN ticket_steps s ON s.ticket_id=t.ticket_id "
-            "WHERE s.step_id=(SELECT MAX(step_id) FROM ticket_steps x WHERE x.ticket_id=t.ticket_id) "
-            "AND s.step='repaired'").fetchall()
+            "WHERE s.step_id=(SELECT MAX(step_id) FROM ticket_steps x WHERE x.ticket_id=t.ticket_id "
+            "AND x.step='repaired') AND NOT EXISTS (SELECT 1 FROM ticket_steps y WHERE y.ticket_id=t.ticket_id "
+            "AND y.step_id>s.step_id AND y.step IN ('verified_by_telemetry', 'reopened'))").fetchall()
         return [{"ticket_id": r[0], "device_id": r[1], "repaired_at": r[2], "repair_event": r[3], "firing": r[4],
                  "last_resolved": r[5], "rules": orjson.loads(r[6])} for r in rows]
 

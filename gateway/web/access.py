@@ -199,11 +199,16 @@ async def access_control(request: web.Request,
                 if role.name == "admin" and "token" in request.query:
                     response.set_cookie(SESSION_COOKIE, access.session_value(), httponly=True, samesite="Strict")
     except web.HTTPException as exc:
-        log.info("%s %s %s -> %d", who, request.method, logged_path(request), exc.status)
+        log.log(_access_level(exc.status), "%s %s %s -> %d", who, request.method, logged_path(request), exc.status)
         raise
-    log.info("%s %s %s -> %d (%.0f ms)", who, request.method, logged_path(request), response.status,
-             (time.perf_counter() - started) * 1000)
+    log.log(_access_level(response.status), "%s %s %s -> %d (%.0f ms)", who, request.method, logged_path(request),
+            response.status, (time.perf_counter() - started) * 1000)
     return response
+
+
+def _access_level(status: int) -> int:
+    """The access log is at DEBUG (a console polls every few seconds); refusals and errors at INFO."""
+    return logging.INFO if status >= 400 else logging.DEBUG
 
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

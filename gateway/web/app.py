@@ -9,27 +9,38 @@ import contextlib
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import numpy as np
 import orjson
 from aiohttp import web
 
+from gateway.clock import Clock, SystemClock
 from gateway.config import SHIPPED_ROOT
 from gateway.engine.profiles import Profile
 from gateway.ingest.registry import DeviceRegistry
-from gateway.service.timeline import ServiceDesk
+from gateway.service.timeline import STEP_TITLES, ServiceDesk
 from gateway.store.db import Database
 from gateway.store.history import History
 from gateway.store.readers import Readers
 from gateway.store.window import WindowStore
 from gateway.web import pages
 from gateway.web.access import ACCESS_KEY, ROLE_KEY, Access, access_control, security_headers
-from gateway.web.charts import Marker, chart_svg
+from gateway.web.charts import Threshold
+from gateway.web.device_charts import (
+    RANGES,
+    breaks,
+    device_charts,
+    first_data,
+    ordered_metrics,
+    resolve_span,
+    rule_limits,
+)
 from gateway.web.errors import json_errors
 from gateway.web.metrics import prometheus_text
 from gateway.web.service_routes import add_service_routes
+from gateway.web.units import metric_label
 
 StatusSource = Callable[[], dict[str, Any]]
 T = TypeVar("T")
@@ -52,6 +63,7 @@ class WebContext:
     webhook_secret: str = ""
     seal_key: bytes | None = None
     readers: Readers | None = None  # read-only connections off the event loop; None: queries use `db`
+    clock: Clock = field(default_factory=SystemClock)  # the gateway's: "now" on the pages is the gateway's now
 
     async def query(self, fn: Callable[[Database], T]) -> T:
         """A read-only query, on a worker thread with its own connection where the context has readers."""
@@ -78,12 +90,24 @@ def create_app(context: WebContext) -> web.Application:
     async def index(request: web.Request) -> web.Response:
         filters = {k: request.query.get(k, "") for k in ("type", "state", "q")}
         offset, limit = page_of(request, PAGE_DEVICES)
-        all_tickets = await context.query(lambda db: db.tickets())
-        open_tickets = [t for t in all_tickets if t["incident_state"] == "firing"]
+        open_tickets = await context.query(lambda db: db.tickets(OPEN_TICKETS_SHOWN, 0, "open"))
         counts = await context.query(lambda db: db.open_counts())
         matching = _devices(context, filters, counts)
+        matching.sort(key=lambda d: d["open_incidents"] == 0)  # faulty appliances first (the sort is stable)
+        faulty = [d for d, (incidents, _) in sorted(counts.items()) if incidents]
         return _html(pages.devices_page(matching[offset:offset + limit], open_tickets, context.status(), filters,
-                                        sorted(context.profiles), pages.Page(offset, limit, len(matching))))
+                                        sorted(context.profiles), pages.Page(offset, limit, len(matching)),
+                                        faulty, context.clock.now()))
+
+    @routes.get("/tickets")
+    async def tickets_page(request: web.Request) -> web.Response:
+        state = request.query.get("state", "open")
+        if state not in ("", "open", *STEP_TITLES):
+            raise web.HTTPBadRequest(text=f"state is one of open, {', '.join(STEP_TITLES)} (or empty for all)")
+        offset, limit = page_of(request, PAGE_TICKETS)
+        found, total, states = await context.query(
+            lambda db: (db.tickets(limit, offset, state), db.ticket_count(state), db.ticket_states()))
+        return _html(pages.tickets_page(found, states, state, pages.Page(offset, limit, total), context.clock.now()))
 
     @routes.get("/api/devices")
     async def devices(request: web.Request) -> web.Response:
@@ -95,7 +119,7 @@ def create_app(context: WebContext) -> web.Application:
     @routes.get("/api/devices/{device_id}")
     async def device(request: web.Request) -> web.Response:
         found = _device(context, request.match_info["device_id"])
-        since = time.time() - 30 * 86400
+        since = context.clock.now() - 30 * 86400
         incidents, steps = await context.query(lambda db: db.device_marks(found["device_id"], since))
         return web.json_response({**found, "latest": _latest(context, found["device_id"]), "incidents": incidents,
                                   "steps": steps})
@@ -104,7 +128,7 @@ def create_app(context: WebContext) -> web.Application:
     async def history(request: web.Request) -> web.Response:
         found = _device(context, request.match_info["device_id"])
         try:
-            end = float(request.query.get("to", time.time()))
+            end = float(request.query.get("to", context.clock.now()))
             start = float(request.query.get("from", end - 3600))
             points = int(request.query.get("points", HISTORY_POINTS))
         except ValueError:
@@ -120,26 +144,40 @@ def create_app(context: WebContext) -> web.Application:
         series = await context.off_loop(lambda: history.query(found["device_id"], metrics, start, end, points))
         return web.json_response({"device_id": found["device_id"], "from": start, "to": end, "series": series})
 
+    async def charts_of(found: dict[str, Any], span_name: str) -> tuple[str, str, list[dict[str, Any]],
+                                                                         dict[str, list[Threshold]]]:
+        """(charts, the span drawn, the device's incidents, the open incidents' limits per metric)."""
+        now = context.clock.now()
+        device_id = found["device_id"]
+        profile = context.profiles.get(found["type"] or "")
+        history = context.history
+        incidents, _ = await context.query(lambda db: db.device_marks(device_id, now - 30 * 86400))
+        open_tickets = {i["ticket_id"] for i in incidents if i["state"] == "firing" and i["ticket_id"]}
+        payloads = await context.query(lambda db: [p for t in sorted(open_tickets)
+                                                   if (p := db.ticket_payload(t)) is not None])
+        limits = rule_limits(payloads)
+        if profile is None or history is None:
+            return "<p>No charts: unknown appliance type or history turned off.</p>", span_name, incidents, limits
+        first = await context.off_loop(lambda: first_data(history, device_id, profile, now)) \
+            if span_name not in RANGES else None
+        span = resolve_span(span_name, now, first, incidents)
+        marks = await context.query(lambda db: db.device_marks(device_id, span.start))
+        charts = await context.off_loop(lambda: device_charts(history, profile, device_id, span, marks, limits))
+        return charts, span.name, incidents, limits
+
     @routes.get("/devices/{device_id}")
     async def device_page(request: web.Request) -> web.Response:
         found = _device(context, request.match_info["device_id"])
-        range_name = request.query.get("range", "1h")
-        range_name = range_name if range_name in pages.RANGES else "1h"
-        end = time.time()
-        marks = await context.query(lambda db: db.device_marks(found["device_id"], end - pages.RANGES[range_name]))
+        charts, span, incidents, limits = await charts_of(found, request.query.get("range", "fit"))
         base = f"/devices/{found['device_id']}"
-        charts = await context.off_loop(lambda: _charts(context, found, range_name, end, marks))
-        return _html(pages.device_page(found, _latest(context, found["device_id"]), charts, range_name, marks[0],
-                                       base))
+        return _html(pages.device_page(found, _latest(context, found["device_id"], limits), charts, span,
+                                       incidents, base, context.clock.now()))
 
     @routes.get("/devices/{device_id}/charts")
-    async def device_charts(request: web.Request) -> web.Response:
+    async def device_charts_part(request: web.Request) -> web.Response:
         found = _device(context, request.match_info["device_id"])
-        range_name = request.query.get("range", "1h")
-        range_name = range_name if range_name in pages.RANGES else "1h"
-        end = time.time()
-        marks = await context.query(lambda db: db.device_marks(found["device_id"], end - pages.RANGES[range_name]))
-        return _html(await context.off_loop(lambda: _charts(context, found, range_name, end, marks)))
+        charts, _, _, _ = await charts_of(found, request.query.get("range", "fit"))
+        return _html(charts)
 
     @routes.get("/gateway")
     async def gateway_page(request: web.Request) -> web.Response:
@@ -162,7 +200,7 @@ def create_app(context: WebContext) -> web.Application:
         admin = request[ROLE_KEY].name == "admin"
         with contextlib.suppress(ConnectionResetError, asyncio.CancelledError):
             while True:
-                data: dict[str, Any] = {"time": time.time()}
+                data: dict[str, Any] = {"time": context.clock.now()}
                 if admin:
                     status = context.status()
                     data.update({k: v for k, v in status.items() if isinstance(v, int | float | bool)})
@@ -211,6 +249,7 @@ def _html(text: str) -> web.Response:
 
 PAGE_DEVICES = 200  # rows of a list page (and of the API without ?limit): 20,000 appliances made / 8.6 MB
 PAGE_TICKETS = 100
+OPEN_TICKETS_SHOWN = 20  # on the appliance list; /tickets has them all
 MAX_PAGE = 1000
 MAX_OFFSET = 10**9  # SQLite takes 64-bit integers only: a 23-digit offset was an OverflowError
 
@@ -260,35 +299,27 @@ def _device(context: WebContext, device_id: str) -> dict[str, Any]:
             "online": device.online, "last_seen": device.last_seen}
 
 
-def _latest(context: WebContext, device_id: str) -> list[dict[str, Any]]:
+def _latest(context: WebContext, device_id: str,
+            limits: dict[str, list[Threshold]] | None = None) -> list[dict[str, Any]]:
+    """The latest value of every metric, the ones an open incident's rule compared first, each marked where it
+    breaks that rule's limit or lies outside the sensor's valid range."""
     window = context.store.window_of(device_id)
     profile = context.profiles.get(window.appliance) if window else None
     if window is None or profile is None:
         return []
     row = window.rows[device_id]
+    limits = limits or {}
+    specs = {m.name: m for m in profile.metrics}
     out = []
-    for spec in profile.metrics:
+    for name in ordered_metrics(profile, limits):
+        spec = specs[name]
         column = window.metric_index[spec.name]
         value, ts = float(window.latest[row, column]), float(window.latest_metric_ts[row, column])
         known = not np.isnan(value)
-        out.append({"metric": spec.name, "value": value if known else None, "unit": spec.unit,
-                    "low": spec.low, "high": spec.high, "ts": ts if known else None,
-                    "in_range": not known or spec.low <= value <= spec.high})
+        broken = breaks(value if known else None, limits.get(name, []))
+        out.append({"metric": spec.name, "label": metric_label(profile, name), "value": value if known else None,
+                    "unit": spec.unit, "low": spec.low, "high": spec.high, "ts": ts if known else None,
+                    "in_range": not known or spec.low <= value <= spec.high,
+                    "breaks": None if broken is None else {"op": broken.op, "limit": broken.value,
+                                                           "rule": broken.rule}})
     return out
-
-
-def _charts(context: WebContext, device: dict[str, Any], range_name: str, end: float,
-            marks: tuple[list[dict[str, Any]], list[dict[str, Any]]]) -> str:
-    """Every metric's chart over the range ending at `end`, with the device's incidents and steps marked."""
-    profile = context.profiles.get(device["type"] or "")
-    if profile is None or context.history is None:
-        return "<p>No charts: unknown appliance type or history turned off.</p>"
-    start = end - pages.RANGES[range_name]
-    series = context.history.query(device["device_id"], [m.name for m in profile.metrics], start, end,
-                                   HISTORY_POINTS)
-    incidents, steps = marks
-    markers = [Marker(i["onset_ts"], "incident", f"{i['rule_id']} began") for i in incidents] + \
-              [Marker(s["at"], "step", s["step"].replace("_", " ")) for s in steps
-               if s["step"] not in ("detected", "diagnosed")]
-    return "".join(chart_svg(m.name, m.unit, series[m.name], start, end, (m.low, m.high), markers)
-                   for m in profile.metrics if series[m.name]["ts"])

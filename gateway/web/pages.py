@@ -9,7 +9,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-from gateway.web.charts import CHART_CSS
+from gateway.service.timeline import STEP_TITLES
+from gateway.web.charts import CHART_CSS, TAP_SCRIPT
+from gateway.web.units import unit_text, with_unit
 
 esc = html.escape
 
@@ -22,6 +24,12 @@ td,th{border-bottom:1px solid #ddd;padding:.3rem .5rem;text-align:left;vertical-
 .on{color:#2e7d32}.off{color:#c62828}.warn{color:#c62828}.ok{color:#555}.stat{color:#555}
 .msg{background:#eef;padding:.5rem}li{margin:.3rem 0}form.filters{display:flex;gap:.5rem;flex-wrap:wrap;margin:.5rem 0}
 .ranges a{margin-right:.8rem}.valid-ok{color:#2e7d32}.valid-bad{color:#c62828;font-weight:600}
+.banner{background:#ffebee;border-left:.3rem solid #c62828;padding:.5rem .8rem;margin:.5rem 0}
+tr.faulty td:first-child{border-left:.3rem solid #c62828}code{overflow-wrap:anywhere}
+@media (max-width:40rem){table.cards,table.cards tbody,table.cards tr,table.cards td{display:block;width:auto}
+table.cards tr:first-child{display:none}table.cards tr{border:1px solid #ddd;border-radius:.4rem;margin:.5rem 0;
+padding:.3rem}table.cards td{border:0;padding:.15rem .3rem}
+table.cards td[data-label]::before{content:attr(data-label) ": ";color:#555}}
 """ + CHART_CSS
 
 LIVE_SCRIPT = """<script>
@@ -40,7 +48,7 @@ LIVE_SCRIPT = """<script>
 
 
 def page(title: str, body: str, live: bool = True, nav: bool = True) -> str:
-    links = ('<a href="/">Appliances</a><a href="/gateway">Gateway</a>' if nav else "")
+    links = ('<a href="/">Appliances</a><a href="/tickets">Tickets</a><a href="/gateway">Gateway</a>' if nav else "")
     return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" '
             f'content="width=device-width, initial-scale=1"><title>{esc(title)}</title><style>{CSS}</style>'
             f'</head><body><header><span>Appliance gateway</span>{links}</header><main>{body}</main>'
@@ -79,26 +87,48 @@ class Page:
         return f"<p class='pages'>Showing {shown} {before} {after}</p>"
 
 
+# Keeps "last seen" moving between page loads: each cell carries its epoch, the page the server's clock.
+AGO_SCRIPT = """<script>
+(function(){
+  var table=document.querySelector('[data-now]'); if(!table){return;}
+  var skew=parseFloat(table.getAttribute('data-now'))-Date.now()/1000;
+  function ago(s){s=Math.max(0,Math.floor(s));return s<120?s+' s ago':s<7200?Math.floor(s/60)+' min ago':
+    Math.floor(s/3600)+' h ago';}
+  function tick(){var now=Date.now()/1000+skew;
+    document.querySelectorAll('[data-seen]').forEach(function(el){el.textContent=ago(now-parseFloat(
+      el.getAttribute('data-seen')));});}
+  setInterval(tick,5000);
+})();
+</script>"""
+
+
 def devices_page(devices: list[dict[str, Any]], tickets: list[dict[str, Any]], status: dict[str, Any],
-                 filters: dict[str, str], types: list[str], paging: Page | None = None) -> str:
+                 filters: dict[str, str], types: list[str], paging: Page | None = None,
+                 faulty: list[str] | None = None, now: float | None = None) -> str:
+    """Appliances (faulty ones first, with a banner naming them) and the tickets not yet confirmed; on a phone
+    each row is a card, so nothing needs a sideways scroll."""
     rows = "".join(
-        f"<tr data-device='{esc(d['device_id'])}'><td><a href='/devices/{esc(d['device_id'])}'>{esc(d['device_id'])}"
-        f"</a></td><td>{esc(d['type'] or '?')}</td><td>{esc((d['brand'] or '') + ' ' + (d['model'] or ''))}</td>"
-        f"<td class='{_state_class(d['online'])}'>{_state(d['online'])}</td>"
-        f"<td>{ago(d['last_seen'])}</td><td>{d['open_incidents']}</td><td>{d['open_tickets']}</td></tr>"
+        f"<tr data-device='{esc(d['device_id'])}'{' class=faulty' if d['open_incidents'] else ''}>"
+        f"<td data-label='Appliance'><a href='/devices/{esc(d['device_id'])}'>{esc(d['device_id'])}</a></td>"
+        f"<td data-label='Type'>{esc(d['type'] or '?')}</td>"
+        f"<td data-label='Brand / model'>{esc((d['brand'] or '') + ' ' + (d['model'] or ''))}</td>"
+        f"<td data-label='State' class='{_state_class(d['online'])}'>{_state(d['online'])}</td>"
+        f"<td data-label='Last seen'{_seen(d['last_seen'])}>{ago(d['last_seen'], now)}</td>"
+        f"<td data-label='Open incidents' class='{'warn' if d['open_incidents'] else ''}'>{d['open_incidents']}</td>"
+        f"<td data-label='Open tickets'>{d['open_tickets']}</td></tr>"
         for d in devices) or "<tr><td colspan=7>No appliance matches.</td></tr>"
-    ticket_rows = "".join(
-        f"<tr><td><a href='/tickets/{t['ticket_id']}'>{t['ticket_id']}</a></td>"
-        f"<td>{esc(t['payload']['appliance']['device_id'])}</td><td>{esc(t['payload']['fault']['code'])}</td>"
-        f"<td>{esc(t['payload']['fault']['title']['en'])}<br>{esc(t['payload']['fault']['title']['zh'])}</td>"
-        f"<td>{esc(t['payload']['fault']['severity'])}</td><td>{esc(t['payload']['probable_causes'][0]['cause'])}"
-        f"</td><td>{esc(t['delivery'])}</td></tr>"
-        for t in tickets) or "<tr><td colspan=7>No open tickets.</td></tr>"
+    ticket_rows = "".join(_ticket_row(t, now) for t in tickets) or "<tr><td colspan=6>No open tickets.</td></tr>"
+    banner = ""
+    if faulty:
+        names = ", ".join(f"<a href='/devices/{esc(d)}'>{esc(d)}</a>" for d in faulty[:10])
+        more = f" and {len(faulty) - 10} more" if len(faulty) > 10 else ""
+        banner = (f"<p class='banner' id='faulty'><b>{len(faulty)} appliance{'s' if len(faulty) > 1 else ''} "
+                  f"with a fault now</b> / {len(faulty)} 台设备有故障: {names}{more}</p>")
     type_options = "".join(f"<option{' selected' if filters.get('type') == t else ''}>{esc(t)}</option>"
                            for t in types)
     state_options = "".join(f"<option{' selected' if filters.get('state') == s else ''}>{s}</option>"
                             for s in ("online", "offline", "faulty"))
-    body = f"""<h1>Appliances</h1>
+    body = f"""<h1>Appliances</h1>{banner}
 <p class="stat"><span data-live="devices">{status.get('devices', 0)}</span> appliances,
 <span data-live="online">{status.get('online', 0)}</span> online, <span data-live="messages">{status.get('messages', 0)}
 </span> messages, <span data-live="open_incidents">{status.get('open_incidents', 0)}</span> open incidents,
@@ -107,42 +137,91 @@ def devices_page(devices: list[dict[str, Any]], tickets: list[dict[str, Any]], s
 <form class="filters" method="get"><select name="type"><option value="">all types</option>{type_options}</select>
 <select name="state"><option value="">any state</option>{state_options}</select>
 <input name="q" value="{esc(filters.get('q', ''))}" placeholder="id, brand or model"><button>Filter</button></form>
-<div class="scroll"><table id="devices"><tr><th>Appliance</th><th>Type</th><th>Brand / model</th><th>State</th>
-<th>Last seen</th><th>Open incidents</th><th>Open tickets</th></tr>{rows}</table></div>
+<div class="scroll"><table id="devices" class="cards" data-now="{now or time.time():.0f}"><tr><th>Appliance</th>
+<th>Type</th><th>Brand / model</th><th>State</th><th>Last seen</th><th>Open incidents</th><th>Open tickets</th></tr>
+{rows}</table></div>
 {paging.links(filters) if paging else ""}
-<h2>Open tickets</h2><div class="scroll"><table id="tickets"><tr><th>#</th><th>Appliance</th><th>Code</th>
-<th>Fault</th><th>Severity</th><th>Most likely cause</th><th>Delivery</th></tr>{ticket_rows}</table></div>"""
+<h2>Open tickets</h2><p class="stat">Every ticket until its customer confirms the repair.
+<a href="/tickets">All tickets</a></p>
+<div class="scroll">{_ticket_table(ticket_rows)}</div>{AGO_SCRIPT}"""
     return page("Appliances", body)
 
 
-RANGES = {"1h": 3600.0, "24h": 86400.0, "30d": 30 * 86400.0}
+def tickets_page(tickets: list[dict[str, Any]], states: dict[str, int], state: str, paging: Page,
+                 now: float | None = None) -> str:
+    """Every ticket, newest first, filtered by its service state ("open": until the customer confirms)."""
+    options = [("open", "open (not yet confirmed)", sum(n for s, n in states.items() if s != "confirmed")),
+               ("", "all", sum(states.values()))] + \
+        [(s, f"{STEP_TITLES[s][0]} / {STEP_TITLES[s][1]}", states[s]) for s in STEP_TITLES if s in states]
+    select = "".join(f"<option value='{esc(value)}'{' selected' if value == state else ''}>{esc(text)} ({count})"
+                     f"</option>" for value, text, count in options)
+    rows = "".join(_ticket_row(t, now) for t in tickets) or "<tr><td colspan=6>No ticket in this state.</td></tr>"
+    body = f"""<h1>Tickets / 工单</h1>
+<form class="filters" method="get"><label>State <select name="state">{select}</select></label>
+<button>Show</button></form>
+<div class="scroll">{_ticket_table(rows)}</div>{paging.links({"state": state})}"""
+    return page("Tickets", body, live=False)
 
 
-def device_page(device: dict[str, Any], latest: list[dict[str, Any]], charts: str, range_name: str,
-                incidents: list[dict[str, Any]], base: str) -> str:
-    latest_rows = "".join(
-        f"<tr><td>{esc(m['metric'])}</td><td class='{'valid-ok' if m['in_range'] else 'valid-bad'}'>"
-        f"{_value(m['value'])}</td><td>{esc(m['unit'])}</td><td>{m['low']:g} to {m['high']:g}</td>"
-        f"<td>{ago(m['ts'])}</td></tr>"
-        for m in latest)
+def state_words(step: str) -> str:
+    """A service state as people say it, in English and Chinese (`technician_assigned` is a database word)."""
+    en, zh = STEP_TITLES.get(step, (step.replace("_", " "), ""))
+    return f"{en} / {zh}" if zh else en
+
+
+def _ticket_table(rows: str) -> str:
+    return (f"<table id='tickets' class='cards'><tr><th>#</th><th>Appliance</th><th>Fault</th><th>State</th>"
+            f"<th>Most likely cause</th><th>Delivery</th></tr>{rows}</table>")
+
+
+def _ticket_row(ticket: dict[str, Any], now: float | None) -> str:
+    payload = ticket["payload"]
+    fault = payload["fault"]
+    causes = payload.get("probable_causes") or [{}]
+    when = ticket.get("service_state_at")
+    return (f"<tr data-ticket='{ticket['ticket_id']}' data-state='{esc(ticket.get('service_state', ''))}'>"
+            f"<td data-label='Ticket'><a href='/tickets/{ticket['ticket_id']}'>{ticket['ticket_id']}</a></td>"
+            f"<td data-label='Appliance'>{esc(payload['appliance']['device_id'])}</td>"
+            f"<td data-label='Fault'>{esc(fault['title']['en'])} / {esc(fault['title']['zh'])} "
+            f"<small>{esc(fault['code'])}, {esc(fault['severity'])}</small></td>"
+            f"<td data-label='State'>{esc(state_words(ticket.get('service_state', '')))}"
+            f"{f' <small>{ago(when, now)}</small>' if when else ''}</td>"
+            f"<td data-label='Most likely cause'>{esc(str(causes[0].get('cause', '')))}</td>"
+            f"<td data-label='Delivery'>{esc(ticket['delivery'])}</td></tr>")
+
+
+def _seen(ts: float | None) -> str:
+    return "" if ts is None else f" data-seen='{ts:.0f}'"
+
+
+def device_page(device: dict[str, Any], latest: list[dict[str, Any]], charts: str, span: str,
+                incidents: list[dict[str, Any]], base: str, now: float | None = None) -> str:
+    """One appliance: its incidents, its charts over a span that fits the data (the metrics an open incident's
+    rule compared first, with the rule's limit), and its latest values, red where one breaks a rule."""
+    latest_rows = "".join(_latest_row(m, now) for m in latest)
     incident_rows = "".join(
-        f"<li>{esc(i['rule_id'])}: since {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(i['onset_ts']))}"
-        f" ({esc(i['state'])}) <a href='/tickets/{i['ticket_id']}'>ticket {i['ticket_id']}</a></li>"
+        f"<li class='{'warn' if i['state'] == 'firing' else ''}'>{esc(i['rule_id'].replace('_', ' '))}: since "
+        f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(i['onset_ts']))} "
+        f"({'firing now' if i['state'] == 'firing' else 'resolved'})"
+        + (f" <a href='/tickets/{i['ticket_id']}'>ticket {i['ticket_id']}</a>" if i["ticket_id"] else "") + "</li>"
         for i in incidents) or "<li>none</li>"
-    ranges = "".join(f"<a href='{base}?range={name}'{' aria-current=page' if name == range_name else ''}>"
-                     f"{'<b>' + name + '</b>' if name == range_name else name}</a>" for name in RANGES)
+    ranges = "".join(f"<a href='{base}?range={name}'{' aria-current=page' if name == span else ''}>"
+                     f"{'<b>' + esc(label) + '</b>' if name == span else esc(label)}</a>"
+                     for name, label in (("fit", "fit the data"), ("15m", "15 min"), ("1h", "1 h"), ("24h", "24 h"),
+                                         ("30d", "30 d"), ("incident", "around the incident")))
     body = f"""<h1>{esc(device['device_id'])}</h1>
 <p>{esc(device['type'] or '?')} · {esc(device['brand'] or '')} {esc(device['model'] or '')} · serial
 {esc(device['serial'] or '?')} · firmware {esc(device['firmware'] or '?')} ·
 <span class="{_state_class(device['online'])}">{_state(device['online'])}</span>, last seen
-{ago(device['last_seen'])}</p>
+{ago(device['last_seen'], now)}</p>
 <h2>Incidents</h2><ul id="incidents">{incident_rows}</ul>
 <h2>Charts</h2><p class="ranges">{ranges}</p>
-<div id="charts" data-src="{base}/charts?range={range_name}">{charts}</div>
-<p class="stat">Shaded green: the metric's valid range. Red line: an incident's onset. Dashed purple: a service
-step.</p>
-<h2>Latest values</h2><div class="scroll"><table id="latest"><tr><th>Metric</th><th>Value</th><th>Unit</th>
-<th>Valid range</th><th>Updated</th></tr>{latest_rows}</table></div>
+<p class="stat">Red dashed line: a rule's limit, and the line in red where it breaks it. Grey: outside the
+sensor's valid range. Numbered markers: incidents (red) and service steps (purple), named under each chart. Tap a
+chart to read a value.</p>
+<div id="charts" class="charts" data-src="{base}/charts?range={esc(span)}">{charts}</div>
+<h2>Latest values</h2><table id="latest" class="cards"><tr><th>Metric</th><th>Value</th>
+<th>Valid range</th><th>Updated</th></tr>{latest_rows}</table>
 <script>
 var lastRefresh=Date.now();
 window.refreshLive=function(){{
@@ -151,8 +230,30 @@ window.refreshLive=function(){{
   fetch(box.getAttribute('data-src'),{{credentials:'same-origin'}}).then(function(r){{return r.ok?r.text():null;}})
     .then(function(t){{if(t){{box.innerHTML=t;}}}});
 }};
-</script>"""
+</script>{TAP_SCRIPT}"""
     return page(device["device_id"], body)
+
+
+def _latest_row(metric: dict[str, Any], now: float | None) -> str:
+    unit = metric["unit"]
+    broken = metric.get("breaks")
+    if broken:
+        verdict = (f"<span class='valid-bad'>breaks its rule: {esc(broken['op'])} "
+                   f"{esc(with_unit(broken['limit'], unit))}</span>")
+    elif not metric["in_range"]:
+        verdict = "<span class='valid-bad'>outside the sensor's valid range</span>"
+    else:
+        verdict = ""
+    value_class = "valid-bad" if broken or not metric["in_range"] else ""
+    return (f"<tr data-metric='{esc(metric['metric'])}'{' class=faulty' if broken else ''}>"
+            f"<td data-label='Metric'>{esc(metric.get('label') or metric['metric'])}</td>"
+            f"<td data-label='Value' class='{value_class}'>{esc(with_unit(metric['value'], unit))} {verdict}</td>"
+            f"<td data-label='Valid range'>{_number_text(metric['low'])} to {_number_text(metric['high'])} "
+            f"{esc(unit_text(unit))}</td><td data-label='Updated'>{ago(metric['ts'], now)}</td></tr>")
+
+
+def _number_text(value: float) -> str:
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:g}"
 
 
 def _state(online: bool | None) -> str:
@@ -162,10 +263,6 @@ def _state(online: bool | None) -> str:
 
 def _state_class(online: bool | None) -> str:
     return "on" if online else "off" if online is False else "stat"
-
-
-def _value(value: float | None) -> str:
-    return "" if value is None else f"{value:g}"
 
 
 def _partition(partition: dict[str, Any] | None) -> str:

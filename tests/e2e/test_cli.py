@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
+import sqlite3
 import subprocess
 import sys
 import time
@@ -23,12 +25,25 @@ def cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
                           timeout=timeout, cwd=PROJECT_ROOT)
 
 
-def test_demo_opens_a_diagnosed_ticket_and_prints_it(tmp_path: Path) -> None:
-    result = cli("demo", "--duration", "25", "--time-scale", "10", "--fault-after", "5", "--data-dir",
-                 str(tmp_path), "--web-port", "0", "--platform-port", "0", "--broker-port", "0", timeout=90)
+def test_demo_opens_a_diagnosed_ticket_walks_its_service_in_order_and_prints_it(tmp_path: Path) -> None:
+    """At --time-scale 5 the timeline was out of order (detected after the ticket opened) and the repair was never
+    verified: the simulated appliances and the wall clock of the gateway and the platform were mixed."""
+    result = cli("demo", "--duration", "45", "--time-scale", "5", "--fault-after", "5", "--wait-for-you", "1",
+                 "--data-dir", str(tmp_path), "--web-port", "0", "--platform-port", "0", "--broker-port", "0",
+                 timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout
-    assert re.search(r"web console:       http://127.0.0.1:\d+/\?token=\S{16,}", out), out[:2000]
+    token = re.search(r"web console:       http://127.0.0.1:\d+/\?token=(\S{16,})", out)
+    assert token, out[:2000]
+    assert re.search(rf"enter their visit code \d{{6}} at http://127.0.0.1:\d+/tickets/1\?token={token.group(1)}\n",
+                     out), "the visit-code link signs the owner in"
+    assert "service  repair verified by telemetry; confirmed by the customer, rating 5" in out, out[-3000:]
+    with sqlite3.connect(tmp_path / "gateway.db") as db:
+        steps = db.execute("SELECT step, at FROM ticket_steps WHERE ticket_id=1 ORDER BY step_id").fetchall()
+    assert [s for s, _ in steps] == ["detected", "diagnosed", "ticket_opened", "accepted", "technician_assigned",
+                                     "technician_verified", "repaired", "verified_by_telemetry", "confirmed"]
+    assert all(a <= b for (_, a), (_, b) in itertools.pairwise(steps)), steps
+    assert " INFO    gateway.web" not in result.stderr, "the console's access log is at DEBUG"
     assert "The service platform received 1 ticket(s)." in out, out[-3000:]
     assert "AC-CND-01 Condenser airflow loss" in out
     causes = re.findall(r"^  cause +\d+% (.+?):", out, flags=re.M)
@@ -328,10 +343,14 @@ async def test_a_service_walk_from_the_command_line(tmp_path: Path) -> None:
         async with aiohttp.ClientSession() as http:
             assert await follower.poll_once(http) == 1
         code, out = await run("ticket", "confirm", "1", "5", "--config", str(config))
+        assert code == 1 and "has not verified the repair yet" in out, out  # confirmation waits for the telemetry
+        code, out = await run("ticket", "confirm", "1", "5", "--without-verification", "the owner saw it run",
+                              "--config", str(config))
         assert code == 0, out
         code, out = await run("ticket", "show", "1", "--config", str(config))
         assert code == 0, out
         for text in ("Technician verified on site", "Repaired", "Confirmed by the customer",
+                     "before the telemetry verified the repair: the owner saw it run",
                      "FLAG: ac_inverter_board was charged (800) but not diagnosed"):
             assert text in out, out
     finally:

@@ -20,7 +20,7 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
 from firmware_sim.platform import PlatformServer
-from gateway.config import PROJECT_ROOT
+from gateway.config import PROJECT_ROOT, ServiceConfig
 from gateway.web.access import Access
 from tests.e2e.conftest import ADMIN, ADMIN_TOKEN, RunningGateway, StartGateway, eventually
 from tests.e2e.test_diagnosis_paths import publish_all
@@ -74,8 +74,9 @@ def ac_half_hour(now: float) -> list[tuple[str, bytes, bool]]:
     return messages
 
 
-async def faulty_ac(start_gateway: StartGateway, platform: PlatformServer) -> tuple[RunningGateway, int]:
-    running = await start_gateway()
+async def faulty_ac(start_gateway: StartGateway, platform: PlatformServer,
+                    service: ServiceConfig | None = None) -> tuple[RunningGateway, int]:
+    running = await start_gateway(**({"service": service} if service else {}))
     await publish_all(running.broker_host, running.broker_port, ac_half_hour(time.time()))
     await eventually(lambda: len(platform.store.list_tickets()) == 1, 20, "the condenser ticket is delivered")
     return running, running.gateway.db.tickets()[0]["ticket_id"]
@@ -99,10 +100,10 @@ def owner_pages(browser: webdriver.Chrome, base: str) -> None:
     points = chart.find_element(By.CSS_SELECTOR, "polyline.line").get_attribute("points") or ""
     assert int(chart.get_attribute("data-points") or 0) >= 100 and len(points.split()) >= 100
     assert chart.find_elements(By.CSS_SELECTOR, "line.incident"), "the incident's onset is marked"
-    assert chart.find_elements(By.CSS_SELECTOR, "rect.valid"), "the valid range is shaded"
+    assert chart.find_elements(By.CSS_SELECTOR, "line.threshold"), "the rule's limit is drawn"
     assert "kPa" in (chart.get_attribute("aria-label") or "")
-    assert "condenser_airflow_loss" in text_of(browser, "#incidents")
-    assert "discharge_pressure" in text_of(browser, "#latest")
+    assert "condenser airflow loss" in text_of(browser, "#incidents")
+    assert "High-side gauge pressure" in text_of(browser, "#latest")
     browser.save_screenshot(str(ARTIFACTS / "device-page.png"))
 
     browser.get(f"{base}/?type=air_conditioner")  # the session cookie from ?token= signs the owner in

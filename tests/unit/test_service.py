@@ -209,19 +209,57 @@ def test_the_fault_back_within_the_window_reopens_after_it_a_new_ticket(desk) ->
     assert action is CaseAction.NEW_TICKET and later != ticket_id
 
 
-def test_confirmation_needs_a_repair_and_a_rating(desk) -> None:  # type: ignore[no-untyped-def]
-    db, service, clock, _ = desk
+def verified(db: Database, service: ServiceDesk, clock: FakeClock, appliance: Any, at: float) -> None:
+    """The rule clears and the appliance reports normally for the dwell: the telemetry verifies the repair."""
+    db.resolve_incident("fan", "ac-1", at - 700)
+    clock.set(at)
+    appliance.last_seen = at - 1
+    assert service.verify_repairs() == 1
+
+
+def test_confirmation_needs_a_repair_its_verification_and_a_rating(desk) -> None:  # type: ignore[no-untyped-def]
+    """`ticket confirm` was accepted right after "repaired", and verification never came after it: a customer
+    confirms what the telemetry has shown to hold, or says why not."""
+    db, service, clock, appliance = desk
     ticket_id, _ = open_case(db, "k1", NOW)
     deliver(db)
     with pytest.raises(ServiceError, match="no repair yet"):
         service.confirm(ticket_id, 5)
     repaired(clock, service, NOW + 100)
+    with pytest.raises(ServiceError, match="not verified the repair yet") as refused:
+        service.confirm(ticket_id, 5)
+    assert refused.value.code == "not_verified" and refused.value.status == 409
+    verified(db, service, clock, appliance, NOW + 1500)
     with pytest.raises(ServiceError, match="rating must be"):
         service.confirm(ticket_id, "5")
     service.confirm(ticket_id, 5, "quick and tidy")
     with pytest.raises(ServiceError, match="already confirmed"):
         service.confirm(ticket_id, 4)
     assert db.tickets_to_follow() == [], "a confirmed ticket is no longer polled"
+
+
+def test_confirming_before_verification_says_why_and_verification_still_comes(desk) -> None:  # type: ignore[no-untyped-def]
+    db, service, clock, appliance = desk
+    ticket_id, _ = open_case(db, "k1", NOW)
+    deliver(db)
+    repaired(clock, service, NOW + 100)
+    with pytest.raises(ServiceError, match="at most 500"):
+        service.confirm(ticket_id, 4, "", "x" * 501)
+    service.confirm(ticket_id, 4, "", "moving out today")
+    confirmed = service.timeline(ticket_id)["steps"][-1]
+    assert confirmed["step"] == "confirmed" and confirmed["detail"]["without_verification"] == "moving out today"
+    assert service.timeline(ticket_id)["closed"]
+    verified(db, service, clock, appliance, NOW + 1500)
+    assert service.timeline(ticket_id)["steps"][-1]["step"] == "verified_by_telemetry"
+
+
+def test_a_platform_confirmation_before_verification_is_marked_so(desk) -> None:  # type: ignore[no-untyped-def]
+    db, service, clock, _ = desk
+    ticket_id, _ = open_case(db, "k1", NOW)
+    deliver(db)
+    repaired(clock, service, NOW + 100)
+    service.apply_platform_event(event("confirmed", {"rating": 5}, at=NOW + 200), "webhook")
+    assert service.timeline(ticket_id)["steps"][-1]["detail"]["before_verification"] is True
 
 
 def test_webhook_signatures() -> None:

@@ -8,12 +8,15 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from gateway.config import GatewayConfig
+from gateway.engine.library import load_library
 from gateway.incidents.cases import open_incident
 from gateway.latency import FAST_BUCKETS, Histogram
 from gateway.model import CasePolicy, NewEpisode
 from gateway.store.db import Database
 from gateway.web.access import Access, Role, allowed, load_or_create_token
-from gateway.web.charts import Marker, chart_svg
+from gateway.web.charts import Marker, Threshold, chart_svg
+from gateway.web.device_charts import Span, breaks, ordered_metrics, resolve_span, rule_limits
 from gateway.web.metrics import prometheus_text
 
 KEY = b"k" * 32
@@ -63,16 +66,60 @@ def test_the_admin_token_file_is_created_private_and_reused(tmp_path: Path) -> N
     assert load_or_create_token(path) == token
 
 
-def test_a_chart_draws_its_points_band_valid_range_and_markers() -> None:
+def test_a_chart_draws_its_points_band_invalid_range_and_named_markers() -> None:
     series = {"ts": [10.0, 20.0, 30.0], "mean": [1.0, None, 3.0], "min": [0.5, None, 2.0], "max": [1.5, None, 4.0]}
-    svg = chart_svg("discharge_pressure", "kPa", series, 0.0, 40.0, (0.0, 3.5),
-                    [Marker(25.0, "incident", "fault began"), Marker(99.0, "step", "outside the range")])
-    assert 'data-points="2"' in svg and 'aria-label="discharge_pressure (kPa)"' in svg
+    svg = chart_svg("High-side gauge pressure", "kPa", series, 0.0, 40.0, (0.0, 3.5),
+                    [Marker(25.0, "incident", "fault began"), Marker(99.0, "step", "outside the range")],
+                    metric="discharge_pressure")
+    assert 'data-points="2"' in svg and 'aria-label="High-side gauge pressure (kPa)"' in svg
+    assert 'data-metric="discharge_pressure"' in svg
     assert len(re.search(r'polyline class="line" points="([^"]*)"', svg).group(1).split()) == 2  # type: ignore[union-attr]
     assert svg.count('class="incident"') == 1 and 'class="step"' not in svg
-    assert '<rect class="valid"' in svg and '<polygon class="band"' in svg
+    assert "<li class='incident'><b>1</b> fault began" in svg, "a marker is named in words, not only in a tooltip"
+    assert '<rect class="invalid"' in svg, "above 3.5 is outside the valid range: shaded"
+    assert '<polygon class="band"' in svg and 'preserveAspectRatio="none"' not in svg
     empty = chart_svg("x", "", {"ts": [], "mean": [], "min": [], "max": []}, 0.0, 1.0, None, [])
     assert "no data in this range" in empty and 'data-points="0"' in empty
+
+
+def test_a_chart_draws_the_rules_limit_with_its_value_and_the_breaking_part_in_red() -> None:
+    series = {"ts": [0.0, 10.0, 20.0], "mean": [3500.0, 3900.0, 4029.0], "min": [3500.0, 3900.0, 4029.0],
+              "max": [3500.0, 3900.0, 4029.0]}
+    svg = chart_svg("High-side gauge pressure", "kPa", series, 0.0, 20.0, (0.0, 6000.0), [],
+                    [Threshold(3800.0, ">", "condenser_airflow_loss")], "discharge_pressure")
+    assert '<line class="threshold"' in svg and "limit &gt; 3,800 kPa" in svg
+    assert 'class="line breaking" clip-path="url(#beyond-' in svg
+    low = chart_svg("Coil", "degC", {"ts": [0.0, 1.0], "mean": [5.0, 6.0], "min": [5.0, 6.0], "max": [5.0, 6.0]},
+                    0.0, 1.0, None, [], [Threshold(-1.0, "<")], "coil")
+    assert "limit &lt; -1 °C" in low, "the limit is drawn even where the values are far from it"
+
+
+def test_a_boolean_is_a_state_timeline_not_a_line() -> None:
+    series = {"ts": [0.0, 10.0, 20.0, 30.0], "mean": [0.0, 1.0, 1.0, 0.0], "min": [0.0, 1.0, 1.0, 0.0],
+              "max": [0.0, 1.0, 1.0, 0.0]}
+    svg = chart_svg("Compressor running", "bool", series, 0.0, 40.0, (0.0, 1.0), [], [], "compressor_on")
+    assert 'data-kind="state"' in svg and 'class="line"' not in svg
+    assert svg.count('<rect class="state') == 3 and ">on</text>" in svg
+
+
+def test_the_default_span_fits_the_data_and_around_the_incident_spans_it() -> None:
+    now = 100_000.0
+    assert resolve_span("fit", now, now - 240, []) == Span("fit", now - 300, now), "4 min of data: 5 min drawn"
+    assert resolve_span("fit", now, now - 7200, []).start == now - 7230
+    assert resolve_span("1h", now, None, []) == Span("1h", now - 3600, now)
+    incident = {"onset_ts": now - 5000, "state": "resolved", "resolved_ts": now - 4000}
+    assert resolve_span("incident", now, None, [incident]) == Span("incident", now - 6800, now - 2200)
+    assert resolve_span("incident", now, now - 60, []).name == "fit", "no incident: fit the data"
+
+
+def test_a_value_breaking_an_open_incidents_limit_is_found_and_those_metrics_come_first() -> None:
+    payload = {"evidence": {"rule": {"id": "fan"}, "observed": [
+        {"quantity": "outdoor_fan_speed", "op": "<", "threshold": 100.0, "value": 0.0}]}}
+    limits = rule_limits([payload])
+    assert breaks(0.0, limits["outdoor_fan_speed"]) == Threshold(100.0, "<", "fan")
+    assert breaks(800.0, limits["outdoor_fan_speed"]) is None
+    profile = load_library(GatewayConfig()).profiles["air_conditioner"]
+    assert ordered_metrics(profile, limits)[0] == "outdoor_fan_speed"
 
 
 def test_metrics_parse_as_prometheus_with_exact_values_and_histograms() -> None:
