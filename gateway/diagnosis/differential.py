@@ -23,8 +23,11 @@ def rank(findings: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dic
         weight = SEVERITY_WEIGHT.get(finding["severity"], 1.0)
         for excluded in finding.get("ruled_out", []):
             ruled_out.setdefault(excluded["cause"], {"cause": excluded["cause"], "because": [],
-                                                     "rules": []})
+                                                     "rules": [], "metrics": []})
             entry = ruled_out[excluded["cause"]]
+            for metric in excluded.get("metrics", []):  # findings of older versions name none
+                if metric not in entry["metrics"]:
+                    entry["metrics"].append(metric)
             if excluded["because"] not in entry["because"]:
                 entry["because"].append(excluded["because"])
             if finding["rule"] not in entry["rules"]:

@@ -40,10 +40,10 @@ def _number(value: float) -> float | None:
 
 
 def build_finding(transition: AlertTransition, evidence: dict[str, Any],
-                  ruled_out: list[tuple[str, str]]) -> dict[str, Any]:
+                  ruled_out: list[tuple[str, str, list[str]]]) -> dict[str, Any]:
     """What one rule concluded about one appliance, with its evidence; tickets are built from findings."""
     rule, diagnosis = transition.rule, transition.rule.diagnosis
-    excluded = {cause for cause, _ in ruled_out}
+    excluded = {cause for cause, _, _ in ruled_out}
     return {
         "rule": rule.rule_id,
         "code": diagnosis.code,
@@ -53,7 +53,8 @@ def build_finding(transition: AlertTransition, evidence: dict[str, Any],
         "category": diagnosis.category,
         "causes": [{"cause": c.cause, "likelihood": c.likelihood, "reason": c.reason}
                    for c in diagnosis.causes if c.cause not in excluded],
-        "ruled_out": [{"cause": cause, "because": because} for cause, because in ruled_out],
+        "ruled_out": [{"cause": cause, "because": because, "metrics": metrics}
+                      for cause, because, metrics in ruled_out],
         "checks": list(diagnosis.checks),
         "parts": list(diagnosis.parts),
         "service_items": list(diagnosis.service_items),

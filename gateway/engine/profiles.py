@@ -34,6 +34,8 @@ class MetricSpec:
     flatline_after: float | None = None  # seconds without any change that mean a stuck sensor
     max_step: float | None = None  # largest plausible change per reporting interval (more over longer gaps)
     sporadic: bool = False  # reported only when something happens (a vendor code): never expected to repeat
+    zh: str = ""  # the metric's name in Chinese, for the pages
+    states: tuple[tuple[float, str], ...] = ()  # an enum's values and their names (0 off, 3 cool ...)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +46,7 @@ class DerivedSpec:
     expr: CompiledExpr
     unit: str
     description: str
+    zh: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,8 +205,8 @@ def _is_number(value: Any) -> bool:
 
 def _derived(name: str, spec: Any, units: dict[str, str], source: str) -> DerivedSpec:
     where = f"{source}: derived metric '{name}'"
-    if not isinstance(spec, dict) or set(spec) - {"expr", "unit", "description"} or "expr" not in spec:
-        raise ProfileError(f"{where} is a mapping with expr, unit and description")
+    if not isinstance(spec, dict) or set(spec) - {"expr", "unit", "description", "zh"} or "expr" not in spec:
+        raise ProfileError(f"{where} is a mapping with expr, and optionally unit, description and zh")
     if name in units:
         raise ProfileError(f"{where} has the name of a reported metric")
     try:
@@ -212,14 +215,15 @@ def _derived(name: str, spec: Any, units: dict[str, str], source: str) -> Derive
         raise ProfileError(f"{where}: bad expr: {exc}") from None
     if compiled.windows:
         raise ProfileError(f"{where}: a derived metric is computed from latest values; it cannot read a window")
-    return DerivedSpec(name, compiled, str(spec.get("unit", "")), str(spec.get("description", "")))
+    return DerivedSpec(name, compiled, str(spec.get("unit", "")), str(spec.get("description", "")),
+                       str(spec.get("zh", "")))
 
 
 def _metric(name: str, spec: Any, source: str) -> MetricSpec:
     where = f"{source}: metric '{name}'"
     if not isinstance(spec, dict):
         raise ProfileError(f"{where} must be a mapping with unit, valid and description")
-    unknown = set(spec) - {"unit", "valid", "description", "uart_id", "flatline_after", "max_step"}
+    unknown = set(spec) - {"unit", "valid", "description", "uart_id", "flatline_after", "max_step", "zh", "states"}
     if unknown:
         raise ProfileError(f"{where}: unknown key(s) {sorted(unknown)}")
     valid = spec.get("valid")
@@ -241,8 +245,13 @@ def _metric(name: str, spec: Any, source: str) -> MetricSpec:
     max_step = spec.get("max_step")
     if max_step is not None and (not isinstance(max_step, int | float) or max_step <= 0):
         raise ProfileError(f"{where}: key 'max_step' must be a positive number")
+    states = spec.get("states", {})
+    if not isinstance(states, dict) or not all(isinstance(k, int | float) and not isinstance(k, bool)
+                                               and isinstance(v, str) for k, v in states.items()):
+        raise ProfileError(f"{where}: key 'states' must map values to names, like {{0: off, 3: cool}}")
     return MetricSpec(name, unit, float(valid[0]), float(valid[1]), str(spec.get("description", "")), uart_id,
-                      flatline_seconds, None if max_step is None else float(max_step))
+                      flatline_seconds, None if max_step is None else float(max_step), zh=str(spec.get("zh", "")),
+                      states=tuple(sorted((float(k), v) for k, v in states.items())))
 
 
 def derived_by_type(profiles: dict[str, Profile]) -> dict[str, dict[str, CompiledExpr]]:

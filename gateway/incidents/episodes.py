@@ -197,14 +197,15 @@ class IncidentManager:
             values[name] = None if math.isnan(value) else round(value, 3)
         return values
 
-    def _ruled_out(self, rule: Rule, device_id: str) -> list[tuple[str, str]]:
-        """Causes whose `unless` evidence holds on this appliance right now."""
+    def _ruled_out(self, rule: Rule, device_id: str) -> list[tuple[str, str, list[str]]]:
+        """Causes whose `unless` evidence holds on this appliance right now: (cause, because, the metrics read)."""
         if not rule.exclusions or self.context_for is None:
             return []
         context = self.context_for(rule.appliance, device_id)
         if context is None:
             return []
-        return [(e.cause, e.because) for e in rule.exclusions if bool(np.asarray(e.expr.holds(context)).all())]
+        return [(e.cause, e.because, sorted(e.expr.metrics)) for e in rule.exclusions
+                if bool(np.asarray(e.expr.holds(context)).all())]
 
     def suppressed_by(self, rule: Rule) -> list[Rule]:
         """The rules this one holds back on its appliance: every component rule for a data-quality problem,

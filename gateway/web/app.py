@@ -40,7 +40,7 @@ from gateway.web.device_charts import (
 from gateway.web.errors import json_errors
 from gateway.web.metrics import prometheus_text
 from gateway.web.service_routes import add_service_routes
-from gateway.web.units import metric_label
+from gateway.web.units import both_names
 
 StatusSource = Callable[[], dict[str, Any]]
 T = TypeVar("T")
@@ -317,7 +317,8 @@ def _latest(context: WebContext, device_id: str,
         value, ts = float(window.latest[row, column]), float(window.latest_metric_ts[row, column])
         known = not np.isnan(value)
         broken = breaks(value if known else None, limits.get(name, []))
-        out.append({"metric": spec.name, "label": metric_label(profile, name), "value": value if known else None,
+        out.append({"metric": spec.name, "label": both_names(profile, name), "value": value if known else None,
+                    "states": {f"{k:g}": v for k, v in spec.states},
                     "unit": spec.unit, "low": spec.low, "high": spec.high, "ts": ts if known else None,
                     "in_range": not known or spec.low <= value <= spec.high,
                     "breaks": None if broken is None else {"op": broken.op, "limit": broken.value,

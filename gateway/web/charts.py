@@ -44,26 +44,33 @@ class Threshold:
 
 def chart_svg(title: str, unit: str, series: dict[str, list[Any]], start: float, end: float,
               valid: tuple[float, float] | None, markers: list[Marker], thresholds: list[Threshold] | None = None,
-              metric: str = "") -> str:
-    """One chart, and its legend of markers, as HTML. `title`: the metric in words; `unit`: the profile's."""
+              metric: str = "", title_zh: str = "", states: dict[float, str] | None = None) -> str:
+    """One chart, its title above it (in HTML, so a long name wraps) and its legend of markers under it.
+    `title`: the metric in words (`title_zh` in Chinese); `unit`: the profile's; `states`: an enum's value names."""
     thresholds = thresholds or []
+    states = states or {}
     means = [(t, v) for t, v in zip(series["ts"], series["mean"], strict=True) if v is not None]
-    label = html.escape(f"{title} ({unit_text(unit)})" if unit_text(unit) else title)
+    written = unit_text(unit)
+    label = html.escape(f"{title} ({written})" if written else title)
     state = unit in STATE_UNITS
     points = [[round(t, 1), v] for t, v in means[:: max(1, len(means) // MAX_TAP_POINTS)]]
-    head = (f'<figure class="chart-box"><svg class="chart" role="img" aria-label="{label}" '
+    names = {f"{k:g}": v for k, v in states.items()}
+    heading = f"{title} / {title_zh}" if title_zh else title
+    head = (f'<figure class="chart-box"><div class="chart-title">{html.escape(heading)}'
+            f'{f" <small>({html.escape(written)})</small>" if written else ""}</div>'
+            f'<svg class="chart" role="img" aria-label="{label}" '
             f'data-metric="{html.escape(metric or title)}" data-points="{len(means)}" '
-            f'data-unit="{html.escape(unit_text(unit))}" '
-            f'data-kind="{"state" if state else "line"}" data-start="{start:.0f}" data-end="{end:.0f}" '
+            f'data-unit="{html.escape(written)}" data-kind="{"state" if state else "line"}" '
+            f"data-states='{html.escape(orjson.dumps(names).decode(), quote=True)}' "
+            f'data-start="{start:.0f}" data-end="{end:.0f}" '
             f"data-series='{html.escape(orjson.dumps(points).decode(), quote=True)}' "
-            f'viewBox="0 0 {WIDTH:g} {HEIGHT:g}">'
-            f'<text class="unit" x="{LEFT}" y="16">{label}</text>')
+            f'viewBox="0 0 {WIDTH:g} {HEIGHT:g}">')
     numbered = _numbered(markers, start, end)
     if not means:
         return (head + f'<text x="{LEFT}" y="{HEIGHT / 2}" class="empty">no data in this range</text>'
                 + _marker_lines(numbered, start, end) + "</svg>" + _legend(numbered) + "</figure>")
     if state:
-        body = _state_timeline(means, start, end, unit)
+        body = _state_timeline(means, start, end, unit, states)
     else:
         body = _line(series, means, start, end, valid, thresholds, unit, _key(metric or title))
     return (head + body + _time_axis(start, end) + _marker_lines(numbered, start, end)
@@ -134,10 +141,11 @@ def _line(series: dict[str, list[Any]], means: list[tuple[float, float]], start:
     return "".join(parts)
 
 
-def _state_timeline(means: list[tuple[float, float]], start: float, end: float, unit: str) -> str:
+def _state_timeline(means: list[tuple[float, float]], start: float, end: float, unit: str,
+                    states: dict[float, str]) -> str:
     """A boolean or a mode as coloured spans, one per run of the same value, each named where it fits."""
     parts = []
-    top, height = TOP + 30, 60.0
+    top, height = TOP + 20, 70.0
     runs: list[tuple[float, float, float]] = []
     for i, (ts, value) in enumerate(means):
         until = means[i + 1][0] if i + 1 < len(means) else min(end, ts + 1.0)
@@ -147,7 +155,7 @@ def _state_timeline(means: list[tuple[float, float]], start: float, end: float, 
             runs.append((ts, until, value))
     for begin, until, value in runs:
         x0, x1 = _x(begin, start, end), _x(until, start, end)
-        name = ("on" if value else "off") if unit == "bool" else f"{value:g}"
+        name = ("on" if value else "off") if unit == "bool" else states.get(value, f"{value:g}")
         parts.append(f'<rect class="state s{int(value) % 6}" x="{x0:.1f}" y="{top}" width="{max(0.5, x1 - x0):.1f}" '
                      f'height="{height}"><title>{name}</title></rect>')
         if x1 - x0 > 24:
@@ -219,7 +227,7 @@ def _clock(ts: float, span: float) -> str:
 # Tap or hover a chart: a cursor and the value nearest in time, read from the chart's own points.
 TAP_SCRIPT = ("""<script>
 (function(){
-  function fmt(v,unit,kind){if(kind==='state'){return unit===''?String(v):String(v);}
+  function fmt(v,unit,kind,names){if(kind==='state'){return names[String(v)]||String(v);}
     return (Math.abs(v)>=1000?Math.round(v).toLocaleString():(+v.toPrecision(3)))+(unit?' '+unit:'');}
   function read(svg,evt){
     var pts=JSON.parse(svg.getAttribute('data-series')||'[]'); if(!pts.length){return;}
@@ -233,7 +241,7 @@ TAP_SCRIPT = ("""<script>
     c.setAttribute('x1',px);c.setAttribute('x2',px);
     var t=g.querySelector('.readout'); t.setAttribute('x',Math.min(px+4,vb.width-150));
     t.textContent=new Date(best[0]*1000).toLocaleTimeString()+'  '+fmt(best[1],svg.getAttribute('data-unit'),
-      svg.getAttribute('data-kind'));
+      svg.getAttribute('data-kind'),JSON.parse(svg.getAttribute('data-states')||'{}'));
   }
   document.addEventListener('pointerdown',function(e){var svg=e.target.closest&&e.target.closest('svg.chart');
     if(svg){read(svg,e);}});
@@ -249,7 +257,8 @@ CHART_CSS = """
 .chart .threshold{stroke:#c62828;stroke-dasharray:6 4;stroke-width:1.5}
 .chart .threshold-label{fill:#c62828;font-weight:600}
 .chart .incident{stroke:#c62828;stroke-width:2}.chart .step{stroke:#6a1b9a;stroke-dasharray:4 3}
-.chart text{font:13px system-ui,sans-serif;fill:#444}.chart .unit{fill:#222;font-weight:600;font-size:14px}
+.chart text{font:13px system-ui,sans-serif;fill:#444}
+.chart-title{font-weight:600;margin:.2rem 0}
 .chart .marker-number{font-weight:700}.chart .incident-number{fill:#c62828}.chart .step-number{fill:#6a1b9a}
 .chart .state{stroke:#fff;stroke-width:.5}.chart .s0{fill:#cfd8dc}.chart .s1{fill:#81c784}.chart .s2{fill:#64b5f6}
 .chart .s3{fill:#ffb74d}.chart .s4{fill:#ba68c8}.chart .s5{fill:#4db6ac}.chart .state-label{fill:#222}

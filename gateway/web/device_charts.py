@@ -96,6 +96,7 @@ def device_charts(history: History, profile: Profile, device_id: str, span: Span
                if s["step"] not in ("detected", "diagnosed")]
     specs = {m.name: m for m in profile.metrics}
     charts = [chart_svg(metric_label(profile, name), specs[name].unit, series[name], span.start, span.end,
-                        (specs[name].low, specs[name].high), markers, limits.get(name, []), name)
+                        (specs[name].low, specs[name].high), markers, limits.get(name, []), name,
+                        specs[name].zh, dict(specs[name].states))
               for name in ordered_metrics(profile, limits) if series[name]["ts"]]
     return "".join(charts) or "<p>No data in this span.</p>"

@@ -198,7 +198,11 @@ def device_page(device: dict[str, Any], latest: list[dict[str, Any]], charts: st
                 incidents: list[dict[str, Any]], base: str, now: float | None = None) -> str:
     """One appliance: its incidents, its charts over a span that fits the data (the metrics an open incident's
     rule compared first, with the rule's limit), and its latest values, red where one breaks a rule."""
-    latest_rows = "".join(_latest_row(m, now) for m in latest)
+    latest_rows = "".join(_latest_row(m, now) for m in latest if m["value"] is not None)
+    unreported = [m for m in latest if m["value"] is None]
+    never = (f"<details id='unreported'><summary>{len(unreported)} metric(s) of the profile this appliance has not "
+             f"reported</summary><p>{esc(', '.join(str(m.get('label') or m['metric']) for m in unreported))}</p>"
+             "</details>" if unreported else "")
     incident_rows = "".join(
         f"<li class='{'warn' if i['state'] == 'firing' else ''}'>{esc(i['rule_id'].replace('_', ' '))}: since "
         f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(i['onset_ts']))} "
@@ -221,7 +225,7 @@ sensor's valid range. Numbered markers: incidents (red) and service steps (purpl
 chart to read a value.</p>
 <div id="charts" class="charts" data-src="{base}/charts?range={esc(span)}">{charts}</div>
 <h2>Latest values</h2><table id="latest" class="cards"><tr><th>Metric</th><th>Value</th>
-<th>Valid range</th><th>Updated</th></tr>{latest_rows}</table>
+<th>Valid range</th><th>Updated</th></tr>{latest_rows}</table>{never}
 <script>
 var lastRefresh=Date.now();
 window.refreshLive=function(){{
@@ -247,9 +251,17 @@ def _latest_row(metric: dict[str, Any], now: float | None) -> str:
     value_class = "valid-bad" if broken or not metric["in_range"] else ""
     return (f"<tr data-metric='{esc(metric['metric'])}'{' class=faulty' if broken else ''}>"
             f"<td data-label='Metric'>{esc(metric.get('label') or metric['metric'])}</td>"
-            f"<td data-label='Value' class='{value_class}'>{esc(with_unit(metric['value'], unit))} {verdict}</td>"
+            f"<td data-label='Value' class='{value_class}'>{esc(_value_text(metric))} {verdict}</td>"
             f"<td data-label='Valid range'>{_number_text(metric['low'])} to {_number_text(metric['high'])} "
             f"{esc(unit_text(unit))}</td><td data-label='Updated'>{ago(metric['ts'], now)}</td></tr>")
+
+
+def _value_text(metric: dict[str, Any]) -> str:
+    """A value in its unit, or an enum's value by its name (`3 cool`)."""
+    value, names = metric["value"], metric.get("states") or {}
+    if value is not None and f"{value:g}" in names:
+        return f"{value:g} {names[f'{value:g}']}"
+    return with_unit(value, metric["unit"])
 
 
 def _number_text(value: float) -> str:

@@ -17,7 +17,7 @@ from gateway.web import pages
 from gateway.web.access import Role
 from gateway.web.charts import TAP_SCRIPT, Marker, Threshold, chart_svg
 from gateway.web.device_charts import LIMIT_OPS
-from gateway.web.units import metric_label, metric_unit, with_unit
+from gateway.web.units import both_names, metric_label, metric_unit, with_unit
 
 esc = html.escape
 OPS = {"<": "below", "<=": "at or below", ">": "above", ">=": "at or above", "==": "equal to", "!=": "not"}
@@ -68,7 +68,7 @@ def _measured(payload: dict[str, Any], profile: Profile | None) -> str:
             unit = metric_unit(profile, quantity)
             limit = observed.get("threshold")
             rows.append(
-                f"<tr class='observed'><td data-label='Measured'>{esc(metric_label(profile, quantity))}"
+                f"<tr class='observed'><td data-label='Measured'>{esc(both_names(profile, quantity))}"
                 f"<br><small><code>{esc(quantity)}</code></small></td>"
                 f"<td data-label='Value' class='{'valid-bad' if observed.get('op') in LIMIT_OPS else ''}'>"
                 f"{esc(with_unit(observed.get('value'), unit))}</td>"
@@ -77,7 +77,7 @@ def _measured(payload: dict[str, Any], profile: Profile | None) -> str:
                 f"<td data-label='From rule'><code>{esc(str(finding.get('rule', '')))}</code></td></tr>")
     derived = payload["evidence"].get("derived") or {}
     derived_rows = "".join(
-        f"<tr><td data-label='Derived'>{esc(metric_label(profile, name))}</td>"
+        f"<tr><td data-label='Derived'>{esc(both_names(profile, name))}</td>"
         f"<td data-label='Value'>{esc(with_unit(value, metric_unit(profile, name)))}</td>"
         f"<td data-label='How'><code>{esc(_derived_formula(profile, name))}</code></td></tr>"
         for name, value in derived.items() if value is not None)
@@ -221,20 +221,24 @@ def evidence_charts(payload: dict[str, Any], profile: Profile | None) -> str:
     specs = {m.name: m for m in profile.metrics} if profile else {}
     onset = min((f["onset_ts"] for f in payload.get("findings", [])), default=ts[0])
     charts = []
-    seen = set()
-    for observed in evidence.get("observed", []):
-        name = observed.get("quantity")
+    seen: set[str] = set()
+    wanted = [(str(o.get("quantity")), o, "") for o in evidence.get("observed", [])] + [
+        (metric, None, f"Rules out {r.get('cause', '')}: {'; '.join(str(b) for b in r.get('because', []))}")
+        for r in payload.get("ruled_out", []) for metric in r.get("metrics", [])]
+    for name, observed, note in wanted:
         values = (window.get("metrics") or {}).get(name)
         if not values or name not in specs or name in seen:
             continue
         seen.add(name)
         series = {"ts": ts, "mean": values, "min": values, "max": values}
         spec = specs[name]
-        limit = observed.get("threshold")
-        op = str(observed.get("op"))
+        limit, op = (observed.get("threshold"), str(observed.get("op"))) if observed else (None, "")
         thresholds = [] if limit is None or op not in LIMIT_OPS else [Threshold(float(limit), op)]
-        charts.append(chart_svg(metric_label(profile, name), spec.unit, series, ts[0], ts[-1], (spec.low, spec.high),
-                                [Marker(onset, "incident", "fault onset")], thresholds, name))
+        chart = chart_svg(metric_label(profile, name), spec.unit, series, ts[0], ts[-1], (spec.low, spec.high),
+                          [Marker(onset, "incident", "fault onset")], thresholds, name, spec.zh, dict(spec.states))
+        charts.append(chart.replace("<figure class=\"chart-box\">",
+                                    f"<figure class=\"chart-box ruling-out\"><p class='stat'>{esc(note)}</p>", 1)
+                      if note else chart)
     return "".join(charts)
 
 

@@ -37,6 +37,31 @@ def metric_unit(profile: Profile | None, name: str) -> str:
     return ""
 
 
+def metric_zh(profile: Profile | None, name: str) -> str:
+    """A metric's (or derived value's) Chinese name from its profile, "" where it has none."""
+    for spec in (profile.metrics if profile else ()):
+        if spec.name == name:
+            return spec.zh
+    for derived in (profile.derived if profile else ()):
+        if derived.name == name:
+            return derived.zh
+    return ""
+
+
+def both_names(profile: Profile | None, name: str) -> str:
+    """`High-side gauge pressure / 高压侧压力`: the English and, where the profile has it, the Chinese name."""
+    zh = metric_zh(profile, name)
+    return f"{metric_label(profile, name)} / {zh}" if zh else metric_label(profile, name)
+
+
+def state_names(profile: Profile | None, name: str) -> dict[float, str]:
+    """An enum metric's value names from its profile ({0: "off", 3: "cool"}), empty where it has none."""
+    for spec in (profile.metrics if profile else ()):
+        if spec.name == name:
+            return dict(spec.states)
+    return {}
+
+
 def metric_label(profile: Profile | None, name: str) -> str:
     """A metric's name in words from its profile (`Indoor evaporator coil (T2 sensor)`), else the name with
     spaces for underscores."""

@@ -29,7 +29,8 @@ def test_evidence_rules_an_alternative_out() -> None:
     ])
     assert [c["cause"] for c in candidates] == ["fan motor"]
     assert candidates[0]["likelihood"] == 1.0
-    assert ruled_out == [{"cause": "undercharge", "because": ["superheat is normal (6 K)"], "rules": ["hot_discharge"]}]
+    assert ruled_out == [{"cause": "undercharge", "because": ["superheat is normal (6 K)"], "rules": ["hot_discharge"],
+                          "metrics": []}]
 
 
 def test_the_most_severe_finding_leads() -> None:

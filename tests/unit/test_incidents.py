@@ -226,7 +226,7 @@ groups:
     assert causes[0] == ("Worn shock absorbers", ["unbalanced", "motor_strain"])
     assert ("Uneven load", ["unbalanced"]) not in causes
     assert payload["ruled_out"] == [{"cause": "Uneven load", "because": ["the drum is not spinning"],
-                                     "rules": ["unbalanced"]}]
+                                     "rules": ["unbalanced"], "metrics": ["drum_speed"]}]
     assert db.due_outbox(NOW + 5, 10) == []  # waiting for other rules
     [entry] = db.due_outbox(NOW + 10, 10)
     db.mark_delivered(entry, "SVC-1", NOW + 10)

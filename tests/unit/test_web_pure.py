@@ -18,6 +18,7 @@ from gateway.web.access import Access, Role, allowed, load_or_create_token
 from gateway.web.charts import Marker, Threshold, chart_svg
 from gateway.web.device_charts import Span, breaks, ordered_metrics, resolve_span, rule_limits
 from gateway.web.metrics import prometheus_text
+from gateway.web.ticket_page import evidence_charts
 
 KEY = b"k" * 32
 
@@ -148,3 +149,19 @@ def test_metrics_parse_as_prometheus_with_exact_values_and_histograms() -> None:
     assert abs(value[("appliance_gateway_rule_pass_seconds_sum", ())] - 7.0036) < 1e-9
     [build] = families["appliance_gateway_build_info"].samples
     assert build.value == 1 and build.labels["version"] and build.labels["python"]
+
+
+def test_the_ticket_charts_the_metric_that_rules_a_cause_out() -> None:
+    profile = load_library(GatewayConfig()).profiles["air_conditioner"]
+    payload = {"evidence": {"observed": [{"quantity": "discharge_pressure", "op": ">", "threshold": 3800.0,
+                                          "value": 4100.0}],
+                            "window": {"ts": [0.0, 10.0], "metrics": {"discharge_pressure": [3900.0, 4100.0],
+                                                                       "outdoor_fan_speed": [810.0, 805.0]}}},
+               "findings": [{"onset_ts": 5.0}],
+               "ruled_out": [{"cause": "Outdoor fan motor failed",
+                              "because": ["the outdoor fan turns at its normal speed"],
+                              "metrics": ["outdoor_fan_speed"]}]}
+    charts = evidence_charts(payload, profile)
+    assert 'data-metric="discharge_pressure"' in charts and 'data-metric="outdoor_fan_speed"' in charts
+    assert "Rules out Outdoor fan motor failed: the outdoor fan turns at its normal speed" in charts
+    assert "limit &gt; 3,800 kPa" in charts
