@@ -308,8 +308,9 @@ def gateway_page(status: dict[str, Any], rates: dict[str, float]) -> str:
         "<tr><td colspan=2>nothing dropped</td></tr>"
     keys = ("frames", "bad_checksum", "bad_crc", "resyncs", "timeouts", "reconnects", "watchdog_resets")
     ports = "".join(
-        f"<tr><td>{esc(name)}</td><td>{esc(p['url'])}</td><td>{esc(p['dialect'])}</td><td>{esc(p['state'])}</td>"
-        + "".join(f"<td>{p.get(k, 0)}</td>" for k in keys) + "</tr>"
+        f"<tr><td data-label='Appliance'>{esc(name)}</td><td data-label='Port'>{esc(p['url'])}</td>"
+        f"<td data-label='Dialect'>{esc(p['dialect'])}</td><td data-label='State'>{esc(p['state'])}</td>"
+        + "".join(f"<td data-label='{k.replace('_', ' ')}'>{p.get(k, 0)}</td>" for k in keys) + "</tr>"
         for name, p in sorted(status.get("serial_ports", {}).items())) or \
         f"<tr><td colspan={4 + len(keys)}>no serial ports configured</td></tr>"
     outbox = status.get("outbox", {})
@@ -331,6 +332,6 @@ as {esc(str(status.get('mqtt_client_id', '')))}</td></tr>
 <tr><th>InfluxDB</th><td>{'off' if not influx else ', '.join(f'{k} {v}' for k, v in influx.items())}</td></tr>
 </table>
 <h2>Dropped input by reason</h2><table id="drops"><tr><th>Reason</th><th>Count</th></tr>{drops}</table>
-<h2>Serial ports</h2><div class="scroll"><table id="serial"><tr><th>Appliance</th><th>Port</th><th>Dialect</th>
+<h2>Serial ports</h2><div class="scroll"><table id="serial" class="cards"><tr><th>Appliance</th><th>Port</th><th>Dialect</th>
 <th>State</th>{''.join(f'<th>{k.replace("_", " ")}</th>' for k in keys)}</tr>{ports}</table></div>"""
     return page("Gateway", body)

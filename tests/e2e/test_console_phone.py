@@ -137,6 +137,9 @@ def appliance_pages(browser: webdriver.Chrome, base: str, shots: Path, size: str
     browser.get(f"{base}/devices/{AC}?range=incident")
     assert browser.find_elements(By.CSS_SELECTOR, "svg[data-metric='discharge_pressure'] line.incident")
     fits(browser, "the appliance page around the incident")
+    browser.get(f"{base}/gateway")
+    fits(browser, "the gateway page")
+    shoot(browser, shots, f"{size}-gateway", screens=2)
 
 
 def ticket_pages(browser: webdriver.Chrome, base: str, shots: Path, size: str, ticket_id: int) -> None:
