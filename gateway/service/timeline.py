@@ -264,24 +264,22 @@ class ServiceDesk:
         }
 
 
-def repair_verified(steps: list[Step]) -> bool:
-    """Whether the telemetry verified the newest repair (a return of the fault since undoes it)."""
-    for step in reversed(steps):
-        if step.step == "verified_by_telemetry":
+def since_repair(steps: list[Step], step: str) -> bool:
+    """Whether `step` came after the newest repair (and the fault has not returned since, which undoes it)."""
+    for taken in reversed(steps):
+        if taken.step == step:
             return True
-        if step.step in ("repaired", "reopened"):
+        if taken.step in ("repaired", "reopened"):
             return False
     return False
+
+
+def repair_verified(steps: list[Step]) -> bool:
+    return since_repair(steps, "verified_by_telemetry")
 
 
 def repair_confirmed(steps: list[Step]) -> bool:
-    """Whether the customer confirmed the newest repair."""
-    for step in reversed(steps):
-        if step.step == "confirmed":
-            return True
-        if step.step in ("repaired", "reopened"):
-            return False
-    return False
+    return since_repair(steps, "confirmed")
 
 
 def closed(steps: list[Step]) -> bool:

@@ -332,6 +332,6 @@ as {esc(str(status.get('mqtt_client_id', '')))}</td></tr>
 <tr><th>InfluxDB</th><td>{'off' if not influx else ', '.join(f'{k} {v}' for k, v in influx.items())}</td></tr>
 </table>
 <h2>Dropped input by reason</h2><table id="drops"><tr><th>Reason</th><th>Count</th></tr>{drops}</table>
-<h2>Serial ports</h2><div class="scroll"><table id="serial" class="cards"><tr><th>Appliance</th><th>Port</th><th>Dialect</th>
-<th>State</th>{''.join(f'<th>{k.replace("_", " ")}</th>' for k in keys)}</tr>{ports}</table></div>"""
+<h2>Serial ports</h2><div class="scroll"><table id="serial" class="cards"><tr><th>Appliance</th><th>Port</th>
+<th>Dialect</th><th>State</th>{''.join(f'<th>{k.replace("_", " ")}</th>' for k in keys)}</tr>{ports}</table></div>"""
     return page("Gateway", body)

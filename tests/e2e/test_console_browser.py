@@ -31,11 +31,12 @@ ARTIFACTS = PROJECT_ROOT / "test-artifacts" / "console"
 AC = "ac-web"
 CHROMIUM_FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
                   "--no-first-run", "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync", "--window-size=412,915")  # a phone's screen
+                  "--disable-sync")
 
 
-@pytest.fixture
-def browser(tmp_path: Path) -> Iterator[webdriver.Chrome]:
+def start_chromium(profile: Path, width: int = 412, height: int = 915) -> webdriver.Chrome:
+    """Headless Chromium with a window of `width` x `height` CSS pixels (default: a phone's screen); the test
+    fails, saying why, where Chromium or its driver is missing or does not start."""
     chromium = shutil.which("chromium") or "/usr/bin/chromium"
     driver_path = shutil.which("chromedriver") or "/usr/bin/chromedriver"
     if not (Path(chromium).exists() and Path(driver_path).exists()):
@@ -43,13 +44,19 @@ def browser(tmp_path: Path) -> Iterator[webdriver.Chrome]:
                     "chromium-driver)")
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
-    for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'chromium-profile'}"):
+    for flag in (*CHROMIUM_FLAGS, f"--window-size={width},{height}", f"--user-data-dir={profile}"):
         options.add_argument(flag)
     try:
         driver = webdriver.Chrome(options=options, service=Service(driver_path))
     except WebDriverException as exc:
         pytest.fail(f"headless Chromium did not start: {exc.msg}")
     driver.set_page_load_timeout(30)
+    return driver
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[webdriver.Chrome]:
+    driver = start_chromium(tmp_path / "chromium-profile")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     yield driver
     driver.quit()

@@ -7,21 +7,18 @@ telemetry. Screenshots are saved in the test's temporary folder (the path is pri
 from __future__ import annotations
 
 import asyncio
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 from selenium import webdriver
-from selenium.common.exceptions import WebDriverException
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
 from firmware_sim.platform import PlatformServer
 from gateway.config import ServiceConfig
 from tests.e2e.conftest import ADMIN, ADMIN_TOKEN, StartGateway, eventually
-from tests.e2e.test_console_browser import AC, CHROMIUM_FLAGS, faulty_ac, text_of
+from tests.e2e.test_console_browser import AC, faulty_ac, start_chromium, text_of
 
 pytestmark = pytest.mark.e2e
 
@@ -45,22 +42,7 @@ return smallest;"""
 
 @pytest.fixture(params=sorted(SIZES))
 def sized_browser(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[webdriver.Chrome, str, Path]]:
-    chromium = shutil.which("chromium") or "/usr/bin/chromium"
-    driver_path = shutil.which("chromedriver") or "/usr/bin/chromedriver"
-    if not (Path(chromium).exists() and Path(driver_path).exists()):
-        pytest.fail("Chromium and its driver are needed: `make test` installs them (apt-get install chromium "
-                    "chromium-driver)")
-    width, height = SIZES[request.param]
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    flags = [f for f in CHROMIUM_FLAGS if not f.startswith("--window-size")]
-    for flag in (*flags, f"--window-size={width},{height}", f"--user-data-dir={tmp_path / 'chromium-profile'}"):
-        options.add_argument(flag)
-    try:
-        driver = webdriver.Chrome(options=options, service=Service(driver_path))
-    except WebDriverException as exc:
-        pytest.fail(f"headless Chromium did not start: {exc.msg}")
-    driver.set_page_load_timeout(30)
+    driver = start_chromium(tmp_path / "chromium-profile", *SIZES[request.param])
     shots = tmp_path / "screenshots"
     shots.mkdir()
     print(f"screenshots ({request.param}): {shots}")

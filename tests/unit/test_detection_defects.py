@@ -169,19 +169,24 @@ def report_together(running: Pipeline, clock: FakeClock, devices: list[str], sta
     return ts
 
 
+def four_water_heaters(running: Pipeline, clock: FakeClock) -> tuple[list[str], float, float, float]:
+    """Four water heaters reporting together for 30 intervals: (their ids, interval, silence limit, last report)."""
+    profile = LIBRARY.profiles["water_heater"]
+    interval = profile.interval_seconds
+    devices = [f"wh-{i}" for i in range(4)]
+    for device in devices:
+        feed(running, clock, f"appliances/{device}/meta", {"type": "water_heater"}, T0)
+    last = report_together(running, clock, devices, T0, 30, interval)
+    return devices, interval, interval * profile.offline_after_intervals, last
+
+
 def test_a_whole_fleet_falling_quiet_at_once_is_the_gateway_deaf_not_its_appliances(pipeline) -> None:  # type: ignore[no-untyped-def]
     """A broker node that died stalled QoS 1 delivery to a worker whose link stayed up: every washer was then
     "silent" and got a false ticket. Several appliances on schedule until the same moment and all overdue
     since is the path to the gateway; silence counts again from the next message, and an appliance that
     really stopped is still found then."""
     running, clock, seen = pipeline
-    profile = LIBRARY.profiles["water_heater"]
-    interval = profile.interval_seconds
-    limit = interval * profile.offline_after_intervals
-    devices = [f"wh-{i}" for i in range(4)]
-    for device in devices:
-        feed(running, clock, f"appliances/{device}/meta", {"type": "water_heater"}, T0)
-    last = report_together(running, clock, devices, T0, 30, interval)
+    devices, interval, limit, last = four_water_heaters(running, clock)
     for t in range(1, 41):  # nothing from anyone for four silence limits, on a link that is up
         running.tick(last + t * limit / 10)
     assert "water_heater_silent" not in fired(seen)
@@ -196,13 +201,7 @@ def test_a_whole_fleet_falling_quiet_at_once_is_the_gateway_deaf_not_its_applian
 def test_one_appliance_falling_silent_while_the_others_report_is_found_at_its_limit(pipeline) -> None:  # type: ignore[no-untyped-def]
     """The deafness test must not hide an appliance that stops alone: it is silent at its own limit."""
     running, clock, seen = pipeline
-    profile = LIBRARY.profiles["water_heater"]
-    interval = profile.interval_seconds
-    limit = interval * profile.offline_after_intervals
-    devices = [f"wh-{i}" for i in range(4)]
-    for device in devices:
-        feed(running, clock, f"appliances/{device}/meta", {"type": "water_heater"}, T0)
-    last = report_together(running, clock, devices, T0, 30, interval)
+    devices, interval, limit, last = four_water_heaters(running, clock)
     steps = int(2 * limit / interval)
     report_together(running, clock, devices[1:], last + interval, steps, interval)
     onsets = [t.onset_ts - last for t in seen if t.rule.rule_id == "water_heater_silent" and t.kind.value == "firing"]
