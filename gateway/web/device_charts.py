@@ -17,7 +17,6 @@ from gateway.web.units import metric_label
 
 RANGES = {"15m": 900.0, "1h": 3600.0, "24h": 86400.0, "30d": 30 * 86400.0}
 SPANS = ("fit", "incident", *RANGES)
-SPAN_NAMES = {"fit": "fit the data", "incident": "around the incident"}
 FIT_LOOKBACK = 86400.0  # "fit" looks this far back for the first data
 MIN_SPAN = 300.0
 AROUND_INCIDENT = 1800.0
@@ -45,10 +44,17 @@ def resolve_span(name: str, now: float, first_data: float | None, incidents: lis
 
 
 def first_data(history: History, device_id: str, profile: Profile, now: float) -> float | None:
-    """The time of the device's earliest data within FIT_LOOKBACK."""
-    series = history.query(device_id, [m.name for m in profile.metrics], now - FIT_LOOKBACK, now, 200)
-    firsts = [t for s in series.values() if s["ts"] and (t := s["ts"][0]) is not None]
-    return min(firsts) if firsts else None
+    """The time of the device's earliest data within FIT_LOOKBACK: the first of 200 buckets over it, then the
+    first of 200 within that bucket (a bucket of the coarse query is 7 minutes wide)."""
+    names = [m.name for m in profile.metrics]
+    start, end = now - FIT_LOOKBACK, now
+    for _ in range(2):
+        series = history.query(device_id, names, start, end, 200)
+        firsts = [t for s in series.values() if s["ts"] and (t := s["ts"][0]) is not None]
+        if not firsts:
+            return None
+        start, end = min(firsts), min(firsts) + (end - start) / 200
+    return start
 
 
 def rule_limits(payloads: list[dict[str, Any]]) -> dict[str, list[Threshold]]:

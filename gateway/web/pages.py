@@ -19,6 +19,7 @@ CSS = """
 body{font-family:system-ui,"Noto Sans CJK SC",sans-serif;margin:0;color:#222}
 header{background:#263238;color:#fff;padding:.5rem 1rem;display:flex;gap:1rem;flex-wrap:wrap;align-items:center}
 header a{color:#fff;text-decoration:none;font-weight:600}main{padding:1rem;max-width:60rem}
+h1,td{overflow-wrap:anywhere}
 table{border-collapse:collapse;width:100%;margin-bottom:1.5rem}.scroll{overflow-x:auto}
 td,th{border-bottom:1px solid #ddd;padding:.3rem .5rem;text-align:left;vertical-align:top}
 .on{color:#2e7d32}.off{color:#c62828}.warn{color:#c62828}.ok{color:#555}.stat{color:#555}
@@ -194,6 +195,10 @@ def _seen(ts: float | None) -> str:
     return "" if ts is None else f" data-seen='{ts:.0f}'"
 
 
+SPAN_LABELS = (("fit", "fit the data"), ("15m", "15\u00a0min"), ("1h", "1\u00a0h"), ("24h", "24\u00a0h"),
+               ("30d", "30\u00a0d"), ("incident", "around the incident"))
+
+
 def device_page(device: dict[str, Any], latest: list[dict[str, Any]], charts: str, span: str,
                 incidents: list[dict[str, Any]], base: str, now: float | None = None) -> str:
     """One appliance: its incidents, its charts over a span that fits the data (the metrics an open incident's
@@ -211,8 +216,7 @@ def device_page(device: dict[str, Any], latest: list[dict[str, Any]], charts: st
         for i in incidents) or "<li>none</li>"
     ranges = "".join(f"<a href='{base}?range={name}'{' aria-current=page' if name == span else ''}>"
                      f"{'<b>' + esc(label) + '</b>' if name == span else esc(label)}</a>"
-                     for name, label in (("fit", "fit the data"), ("15m", "15 min"), ("1h", "1 h"), ("24h", "24 h"),
-                                         ("30d", "30 d"), ("incident", "around the incident")))
+                     for name, label in SPAN_LABELS)
     body = f"""<h1>{esc(device['device_id'])}</h1>
 <p>{esc(device['type'] or '?')} · {esc(device['brand'] or '')} {esc(device['model'] or '')} · serial
 {esc(device['serial'] or '?')} · firmware {esc(device['firmware'] or '?')} ·

@@ -51,6 +51,9 @@ def start_chromium(profile: Path, width: int = 412, height: int = 915) -> webdri
     except WebDriverException as exc:
         pytest.fail(f"headless Chromium did not start: {exc.msg}")
     driver.set_page_load_timeout(30)
+    # a headless window is at least 500 px wide: the page's viewport is set to the size asked for, as a phone's is
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                           {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 600})
     return driver
 
 

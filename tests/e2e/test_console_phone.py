@@ -91,6 +91,7 @@ async def test_the_console_reads_on_a_phone_and_a_desk_and_the_flow_keeps_its_or
 
 def appliance_pages(browser: webdriver.Chrome, base: str, shots: Path, size: str) -> None:
     browser.get(f"{base}/?token={ADMIN_TOKEN}")
+    assert browser.execute_script("return window.innerWidth;") == SIZES[size][0], "the page is as wide as asked"
     fits(browser, "the appliance list")
     assert AC in text_of(browser, "#faulty"), "a banner names the faulty appliance"
     first = browser.find_elements(By.CSS_SELECTOR, "#devices tr[data-device]")[0]
