@@ -55,13 +55,16 @@ CREATE TABLE IF NOT EXISTS steps (
 @dataclass
 class FaultPlan:
     """Failures to inject on POSTs: the next N answer `status`; a share answer 500 at random; every
-    answer waits `delay_seconds`; the next N accepted tickets are stored and then the connection is cut."""
+    answer waits `delay_seconds`; the next N accepted tickets are stored and then the connection is cut; the
+    next `slow_next` accepted tickets answer after `slow_seconds` (one slow request among quick ones)."""
 
     fail_next: int = 0
     status: int = 500
     random_500: float = 0.0
     delay_seconds: float = 0.0
     drop_after_accept: int = 0
+    slow_next: int = 0
+    slow_seconds: float = 0.0
 
 
 class PlatformStore:
@@ -232,6 +235,9 @@ class PlatformServer:
             self.duplicates += 1
         if self.faults.delay_seconds:  # a slow platform: the ticket is stored, the answer takes its time
             await asyncio.sleep(self.faults.delay_seconds)
+        if self.faults.slow_next > 0:
+            self.faults.slow_next -= 1
+            await asyncio.sleep(self.faults.slow_seconds)
         if self.faults.drop_after_accept > 0:  # stored, but the answer never reaches the gateway
             self.faults.drop_after_accept -= 1
             self.dropped_answers += 1

@@ -15,6 +15,7 @@ import contextlib
 import logging
 import random
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 import orjson
@@ -106,41 +107,71 @@ class OutboxSender:
             log.warning("%d ticket(s) were being sent when the gateway stopped; sending them again "
                         "(the platform deduplicates on the idempotency key)", interrupted)
         self._requeue_refused("dead-lettered for an authentication failure before this start")
+        in_flight: dict[int, asyncio.Task[None]] = {}
         async with aiohttp.ClientSession(timeout=timeout) as session:
-            while True:
-                try:
-                    due = await self._send_due(session)
-                    if self.storage_errors_in_a_row:
-                        log.warning("outbox storage works again")
-                    self.storage_errors_in_a_row = 0
-                    if len(due) < self.config.max_in_flight:
-                        await self._sleep_until_due()
-                except StorageError as exc:
-                    self.storage_errors += 1
-                    self.storage_errors_in_a_row += 1
-                    if self.storage_errors_in_a_row == 1:  # once per state change
-                        log.error("outbox storage failed (%s); nothing is dropped, retrying every %.0f s",
-                                  exc, STORAGE_RETRY_SECONDS)
-                    await asyncio.sleep(STORAGE_RETRY_SECONDS)
-                    with contextlib.suppress(StorageError):  # entries whose outcome could not be written
-                        self.db.recover_interrupted_sends()
+            try:
+                while True:
+                    try:
+                        self._finished(in_flight)
+                        self._start_due(session, in_flight)
+                        if self.storage_errors_in_a_row:
+                            log.warning("outbox storage works again")
+                        self.storage_errors_in_a_row = 0
+                        await self._wait(in_flight)
+                    except StorageError as exc:
+                        self.storage_errors += 1
+                        self.storage_errors_in_a_row += 1
+                        if self.storage_errors_in_a_row == 1:  # once per state change
+                            log.error("outbox storage failed (%s); nothing is dropped, retrying every %.0f s",
+                                      exc, STORAGE_RETRY_SECONDS)
+                        if in_flight:  # let what is being sent finish before the interrupted sends go back
+                            await asyncio.wait(in_flight.values())
+                            with contextlib.suppress(StorageError):
+                                self._finished(in_flight)
+                        await asyncio.sleep(STORAGE_RETRY_SECONDS)
+                        with contextlib.suppress(StorageError):  # entries whose outcome could not be written
+                            self.db.recover_interrupted_sends()
+            finally:
+                for task in in_flight.values():
+                    task.cancel()
+                await asyncio.gather(*in_flight.values(), return_exceptions=True)
 
-    async def _send_due(self, session: aiohttp.ClientSession) -> list[OutboxEntry]:
-        """Send up to `max_in_flight` due entries at once; a storage error surfaces after all have finished."""
-        due = self.db.due_outbox(self.clock.now(), self.config.max_in_flight, self.longest_wait)
+    def _start_due(self, session: aiohttp.ClientSession, in_flight: dict[int, asyncio.Task[None]]) -> None:
+        """Fill every free slot of `max_in_flight` with a due entry: each request runs on its own, so one slow
+        request holds one slot, never the others (a gathered batch had waited for its slowest request)."""
+        free = self.config.max_in_flight - len(in_flight)
+        if free <= 0:
+            return
+        due = self.db.due_outbox(self.clock.now(), free + len(in_flight), self.longest_wait)
         self._check_bound()
-        results = await asyncio.gather(*(self._deliver(session, entry) for entry in due), return_exceptions=True)
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
-        return due
+        for entry in [e for e in due if e.outbox_id not in in_flight][:free]:
+            in_flight[entry.outbox_id] = asyncio.create_task(self._deliver(session, entry),
+                                                             name=f"outbox-{entry.outbox_id}")
 
-    async def _sleep_until_due(self) -> None:
-        next_due = self.db.next_outbox_due()
-        wait = 1.0 if next_due is None else min(1.0, max(0.0, next_due - self.clock.now()))  # a step costs <= 1 s
-        self._wake.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout=wait)
+    @staticmethod
+    def _finished(in_flight: dict[int, asyncio.Task[None]]) -> None:
+        """Forget the requests that are done; a storage error (or a bug) in one of them surfaces here."""
+        done = [(outbox_id, task) for outbox_id, task in in_flight.items() if task.done()]
+        for outbox_id, _ in done:
+            del in_flight[outbox_id]
+        errors = [error for _, task in done if not task.cancelled() and (error := task.exception()) is not None]
+        if errors:
+            raise errors[0]
+
+    async def _wait(self, in_flight: dict[int, asyncio.Task[None]]) -> None:
+        """Until a request finishes, the sender is woken (a new ticket) or the next entry falls due (at most
+        1 s: a clock step costs no more); while every slot is busy, only a request finishing frees one."""
+        waiters: set[asyncio.Future[Any]] = set(in_flight.values())
+        timeout = None
+        if len(in_flight) < self.config.max_in_flight:
+            next_due = self.db.next_outbox_due()
+            timeout = 1.0 if next_due is None else min(1.0, max(0.0, next_due - self.clock.now()))
+            self._wake.clear()
+            waiters.add(asyncio.ensure_future(self._wake.wait()))
+        done, pending = await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        for waiter in pending | done:
+            if waiter not in in_flight.values():
+                waiter.cancel()
 
     def _check_bound(self) -> None:
         """Tickets are never dropped; a queue past its bound is said loudly, once per crossing."""

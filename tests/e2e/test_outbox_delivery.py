@@ -151,3 +151,34 @@ async def test_a_clock_stepped_back_does_not_hold_back_a_ticket(tmp_path: Path) 
         await asyncio.gather(task, return_exceptions=True)
         await platform.stop()
     db.close()
+
+
+async def test_one_slow_request_does_not_hold_the_other_slots(tmp_path: Path) -> None:
+    """The outbox sent a batch of due entries and waited for all of them: while one request took seconds,
+    the other slots of `max_in_flight` stood idle and every ticket that came meanwhile waited behind it."""
+    db = Database(tmp_path / "gw.db")
+    platform = PlatformServer(tmp_path / "platform.db")
+    await platform.start()
+    platform.faults.slow_next, platform.faults.slow_seconds = 1, 4.0
+    queue_ticket(db, "slow", VALID)
+    sender = OutboxSender(db, UpstreamConfig(url=platform.url, max_in_flight=4, timeout_seconds=10,
+                                             group_wait_seconds=0), SystemClock())
+    task = asyncio.create_task(sender.run())
+    try:
+        await eventually(lambda: platform.posts == 1, 5, "the slow ticket is in flight")
+        started = time.monotonic()
+        for i in range(6):
+            queue_ticket(db, f"quick-{i}", VALID, device=f"ac-{i + 2}")
+        sender.wake()
+        await eventually(lambda: db.outbox_counts()["delivered"] >= 6, 10, "the six quick tickets are delivered")
+        quick = time.monotonic() - started
+        slow_in_flight = db.outbox_counts().get("sending", 0)
+        await eventually(lambda: db.outbox_counts()["delivered"] == 7, 10, "and then the slow one")
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await platform.stop()
+        db.close()
+    assert quick < 2.0, f"the quick tickets waited {quick:.1f} s behind the slow request"
+    assert slow_in_flight == 1, "the slow one was still in flight when the quick ones were through"
+    assert platform.duplicates == 0
