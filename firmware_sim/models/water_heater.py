@@ -10,6 +10,7 @@ TANK_LITRES = 80.0
 HEAT_CAPACITY = TANK_LITRES * 4186.0  # J/K
 HIGH_LIMIT = 92.0  # the safety cut-out
 STRATIFICATION = 0.35
+STUCK_SHOWS_ABOVE = 10.0  # K past the setpoint at which a thermostat that does not open shows in telemetry
 
 
 class WaterHeaterModel(FaultableModel):
@@ -19,7 +20,8 @@ class WaterHeaterModel(FaultableModel):
 
     appliance_type = "water_heater"
     faults: tuple[str, ...] = ("element_burnout", "scale_build_up", "thermostat_stuck_closed", "thermostat_failed_open")
-    SHOWN_BY_USE: ClassVar[frozenset[str]] = frozenset({"element_burnout", "scale_build_up", "thermostat_failed_open"})
+    SHOWN_BY_USE: ClassVar[frozenset[str]] = frozenset({"element_burnout", "scale_build_up", "thermostat_failed_open",
+                                                        "thermostat_stuck_closed"})
 
     def __init__(self, seed: int, schedules: list[FaultSchedule] | FaultSchedule | None = None) -> None:
         super().__init__(seed, schedules)
@@ -44,13 +46,18 @@ class WaterHeaterModel(FaultableModel):
     def _record_shown(self, ts: float, element_ok: bool) -> None:
         """A dead or scaled element shows only while the thermostat calls for heat (scale only on an element
         that still heats: a dead one heats at no rate at all); a thermostat failed open only once the tank has
-        cooled to where it would have called."""
+        cooled to where it would have called; a thermostat stuck closed only once its element has heated the tank
+        10 K past the setpoint, where telemetry tells it from a heat-up's overshoot (one that failed open first,
+        or whose element is already dead, never gets there)."""
         if self.heating and not element_ok:
             self._show("element_burnout", ts)
         if self.heating and element_ok and self.level("scale_build_up", ts) > 0.5:
             self._show("scale_build_up", ts)
         if self.level("thermostat_failed_open", ts) > 0.5 and self.tank < self.setpoint - 5.0:
             self._show("thermostat_failed_open", ts)
+        if (self.level("thermostat_stuck_closed", ts) > 0.5 and self.level("thermostat_failed_open", ts) < 0.5
+                and self.heating and element_ok and self.tank >= self.setpoint + STUCK_SHOWS_ABOVE):
+            self._show("thermostat_stuck_closed", ts)
 
     def sample(self, ts: float) -> dict[str, float]:
         dt = self.step(ts, 10.0, 300.0)

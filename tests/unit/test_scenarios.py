@@ -197,3 +197,18 @@ def test_a_clogged_filter_shows_only_on_an_ac_that_runs_long_enough_for_its_coil
         steady.sample(float(ts))
     assert steady.showed("filter_clogged", t0, None)
     assert not cycling.showed("filter_clogged", t0, None)
+
+
+def test_a_stuck_thermostat_shows_only_once_it_heats_the_tank_past_its_setpoint() -> None:
+    """generated-89 expected a stuck-closed thermostat on a water heater whose thermostat had already failed open:
+    the heater never heats again, so nothing can show that the thermostat would not open."""
+    from firmware_sim.models.base import FaultSchedule
+    t0 = DEFAULT_START
+    open_first = MODELS["water_heater"](5, [FaultSchedule("thermostat_failed_open", t0 + 600, 0.0),
+                                            FaultSchedule("thermostat_stuck_closed", t0 + 3600, 0.0)])
+    stuck = MODELS["water_heater"](5, [FaultSchedule("thermostat_stuck_closed", t0 + 3600, 0.0)])
+    for ts in range(int(t0), int(t0 + 12 * 3600), 10):
+        open_first.sample(float(ts))
+        stuck.sample(float(ts))
+    assert stuck.showed("thermostat_stuck_closed", t0, None)
+    assert not open_first.showed("thermostat_stuck_closed", t0, None)
