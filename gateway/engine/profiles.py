@@ -248,7 +248,8 @@ def _metric(name: str, spec: Any, source: str) -> MetricSpec:
     states = spec.get("states", {})
     if not isinstance(states, dict) or not all(isinstance(k, int | float) and not isinstance(k, bool)
                                                and isinstance(v, str) for k, v in states.items()):
-        raise ProfileError(f"{where}: key 'states' must map values to names, like {{0: off, 3: cool}}")
+        raise ProfileError(f"{where}: key 'states' must map values to names, like {{0: \"off\", 3: \"cool\"}} "
+                           "(quote the names: YAML reads a bare off or on as false or true)")
     return MetricSpec(name, unit, float(valid[0]), float(valid[1]), str(spec.get("description", "")), uart_id,
                       flatline_seconds, None if max_step is None else float(max_step), zh=str(spec.get("zh", "")),
                       states=tuple(sorted((float(k), v) for k, v in states.items())))

@@ -106,6 +106,17 @@ def test_profile_errors_name_the_file_and_metric() -> None:
         parse_profile({"appliance": "Heat Pump", "interval_seconds": 1, "metrics": {}}, "p.yaml")
 
 
+def test_a_metric_may_name_itself_in_chinese_and_its_states() -> None:
+    base = {"appliance": "a", "interval_seconds": 1}
+    profile = parse_profile({**base, "metrics": {"mode": {"unit": "enum", "valid": [0, 9], "zh": "运行模式",
+                                                          "states": {0: "off", 3: "cool"}}}}, "p.yaml")
+    assert profile.metrics[0].zh == "运行模式" and profile.metrics[0].states == ((0.0, "off"), (3.0, "cool"))
+    # YAML reads a bare `off` as false: the message says to quote the names
+    with pytest.raises(ProfileError, match="key 'states' must map values to names"):
+        parse_profile({**base, "metrics": {"mode": {"unit": "enum", "valid": [0, 9], "states": {0: False}}}},
+                      "p.yaml")
+
+
 def test_profile_parameters_and_max_gap_are_checked() -> None:
     base = {"appliance": "a", "interval_seconds": 60, "metrics": {"x": {"unit": "degC", "valid": [0, 50]}}}
     profile = parse_profile({**base, "max_gap": "5m", "parameters": {
