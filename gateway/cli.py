@@ -19,6 +19,7 @@ from gateway.engine.profiles import ProfileError
 from gateway.engine.rules import RuleFileError
 from gateway.engine.vendor_codes import VendorCodeError
 from gateway.prices import PriceTableError
+from gateway.signals import stop_on_signals
 from gateway.store.db import Database, StorageError
 from gateway.transport.broker import BrokerStartError
 from gateway.web.access import AccessError
@@ -300,10 +301,7 @@ async def _run(config: GatewayConfig) -> int:
     from gateway.app import Gateway, start
 
     gateway = Gateway(config)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, gateway.request_stop)
+    stop_on_signals(gateway.request_stop)
     task = await start(gateway)
     if gateway.web_port is not None:
         log.info("web console on http://%s:%s/ (sign in with ?token=<the owner's token>%s)", config.web.host,

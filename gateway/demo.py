@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import logging
 import shutil
-import signal
 import socket
 import sys
 import time
@@ -39,6 +38,7 @@ from gateway.config import (
     WebConfig,
 )
 from gateway.service.timeline import ServiceError
+from gateway.signals import stop_on_signals
 from gateway.web.pages import state_words
 
 WEBHOOK_SECRET = "demo-webhook-secret"
@@ -146,10 +146,7 @@ async def run_demo(options: DemoOptions) -> int:
     broker_host, broker_port = replace(config.broker, embedded_port=gateway.broker.port if gateway.broker else 0
                                        ).host_port()
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
+    stop_on_signals(stop.set)
     fleet = build_fleet(options.fleet, broker_host, broker_port, clock.start)
     fleet_task = asyncio.create_task(run_fleet(fleet, stop, clock), name="fleet")
     walk = ServiceWalk(gateway, platform, fleet, status_line, options.wait_for_you, options.time_scale)

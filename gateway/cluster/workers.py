@@ -9,7 +9,6 @@ container and under systemd (one unit for the whole set), and the fleet view kno
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hmac
 import html
 import logging
@@ -22,6 +21,8 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+
+from gateway.signals import stop_on_signals
 
 log = logging.getLogger("gateway.cluster")
 
@@ -68,10 +69,7 @@ class Cluster:
         self._stopping = asyncio.Event()
 
     async def run(self, fleet_port: int) -> None:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError):
-                loop.add_signal_handler(sig, self._stopping.set)
+        stop_on_signals(self._stopping.set)
         runner = web.AppRunner(self.app())
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", fleet_port).start()

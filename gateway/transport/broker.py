@@ -28,6 +28,8 @@ import time
 from pathlib import Path
 from typing import IO
 
+from gateway.signals import stop_on_signals
+
 log = logging.getLogger("gateway.broker")
 
 START_TIMEOUT_SECONDS = 20.0
@@ -152,10 +154,7 @@ def mosquitto_config(host: str, port: int) -> str:
 
 async def _watch(parent: int, alive: asyncio.Event, stopped: asyncio.Event) -> None:
     """Until a signal, the parent's death, or the broker's own end."""
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(signum, stopped.set)
+    stop_on_signals(stopped.set)
     while not stopped.is_set() and alive.is_set() and os.getppid() == parent:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stopped.wait(), 1.0)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from firmware_sim.models import MODELS
+from firmware_sim.models import MODELS, FaultableModel, FaultSchedule
 from firmware_sim.scenario import DEFAULT_START, ScenarioError, World, duration, load_scenario, scenario_from_dict
 from firmware_sim.scoring import THRESHOLDS, ScoringError, meets, score
 from gateway.config import GatewayConfig
@@ -168,17 +168,21 @@ def test_one_finding_for_two_present_faults_must_name_one_of_them_first() -> Non
     assert score("s", 10.0, both, [named_neither]).top_cause_accuracy == 0.0
 
 
+def sampled(appliance: str, seed: int, faults: list[tuple[str, float]], hours: float, step: int) -> FaultableModel:
+    """A model of `appliance` with abrupt `faults` (name, seconds after the start), sampled every `step` s."""
+    t0 = DEFAULT_START
+    model = MODELS[appliance](seed, [FaultSchedule(fault, t0 + at, 0.0) for fault, at in faults])
+    for ts in range(int(t0), int(t0 + hours * 3600), step):
+        model.sample(float(ts))
+    return model
+
+
 def test_scale_on_a_burnt_out_element_is_not_expected_to_show() -> None:
     """generated-55 expected a descaling ticket for a water heater whose element had burnt out first: a dead
     element heats at no rate at all, so its scale can never show (and the element fault's ticket is open)."""
-    from firmware_sim.models.base import FaultSchedule
     t0 = DEFAULT_START
-    both = MODELS["water_heater"](7, [FaultSchedule("element_burnout", t0 + 600, 0.0),
-                                      FaultSchedule("scale_build_up", t0 + 1200, 0.0)])
-    scaled_only = MODELS["water_heater"](7, [FaultSchedule("scale_build_up", t0 + 1200, 0.0)])
-    for ts in range(int(t0), int(t0 + 2 * 86400), 60):
-        both.sample(float(ts))
-        scaled_only.sample(float(ts))
+    both = sampled("water_heater", 7, [("element_burnout", 600), ("scale_build_up", 1200)], 48, 60)
+    scaled_only = sampled("water_heater", 7, [("scale_build_up", 1200)], 48, 60)
     assert both.showed("element_burnout", t0, None)
     assert not both.showed("scale_build_up", t0, None)
     assert scaled_only.showed("scale_build_up", t0, None)
@@ -187,14 +191,9 @@ def test_scale_on_a_burnt_out_element_is_not_expected_to_show() -> None:
 def test_a_clogged_filter_shows_only_on_an_ac_that_runs_long_enough_for_its_coil_to_freeze() -> None:
     """generated-56 expected coil freezing from a clogged filter on an AC that short-cycled (a faulty room
     sensor: 100 s on, 100 s off) and so never ran long enough for its coil to freeze."""
-    from firmware_sim.models.base import FaultSchedule
     t0 = DEFAULT_START
-    cycling = MODELS["air_conditioner"](3, [FaultSchedule("filter_clogged", t0 + 600, 0.0),
-                                            FaultSchedule("room_sensor_fault", t0 + 60, 0.0)])
-    steady = MODELS["air_conditioner"](3, [FaultSchedule("filter_clogged", t0 + 600, 0.0)])
-    for ts in range(int(t0), int(t0 + 12 * 3600), 10):
-        cycling.sample(float(ts))
-        steady.sample(float(ts))
+    cycling = sampled("air_conditioner", 3, [("filter_clogged", 600), ("room_sensor_fault", 60)], 12, 10)
+    steady = sampled("air_conditioner", 3, [("filter_clogged", 600)], 12, 10)
     assert steady.showed("filter_clogged", t0, None)
     assert not cycling.showed("filter_clogged", t0, None)
 
@@ -202,13 +201,9 @@ def test_a_clogged_filter_shows_only_on_an_ac_that_runs_long_enough_for_its_coil
 def test_a_stuck_thermostat_shows_only_once_it_heats_the_tank_past_its_setpoint() -> None:
     """generated-89 expected a stuck-closed thermostat on a water heater whose thermostat had already failed open:
     the heater never heats again, so nothing can show that the thermostat would not open."""
-    from firmware_sim.models.base import FaultSchedule
     t0 = DEFAULT_START
-    open_first = MODELS["water_heater"](5, [FaultSchedule("thermostat_failed_open", t0 + 600, 0.0),
-                                            FaultSchedule("thermostat_stuck_closed", t0 + 3600, 0.0)])
-    stuck = MODELS["water_heater"](5, [FaultSchedule("thermostat_stuck_closed", t0 + 3600, 0.0)])
-    for ts in range(int(t0), int(t0 + 12 * 3600), 10):
-        open_first.sample(float(ts))
-        stuck.sample(float(ts))
+    open_first = sampled("water_heater", 5, [("thermostat_failed_open", 600), ("thermostat_stuck_closed", 3600)],
+                         12, 10)
+    stuck = sampled("water_heater", 5, [("thermostat_stuck_closed", 3600)], 12, 10)
     assert stuck.showed("thermostat_stuck_closed", t0, None)
     assert not open_first.showed("thermostat_stuck_closed", t0, None)
