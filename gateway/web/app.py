@@ -151,7 +151,8 @@ def create_app(context: WebContext) -> web.Application:
         device_id = found["device_id"]
         profile = context.profiles.get(found["type"] or "")
         history = context.history
-        incidents, _ = await context.query(lambda db: db.device_marks(device_id, now - 30 * 86400))
+        marks = await context.query(lambda db: db.device_marks(device_id, now - 30 * 86400))
+        incidents = marks[0]  # a chart draws the marks within its span
         open_tickets = {i["ticket_id"] for i in incidents if i["state"] == "firing" and i["ticket_id"]}
         payloads = await context.query(lambda db: [p for t in sorted(open_tickets)
                                                    if (p := db.ticket_payload(t)) is not None])
@@ -161,7 +162,6 @@ def create_app(context: WebContext) -> web.Application:
         first = await context.off_loop(lambda: first_data(history, device_id, profile, now)) \
             if span_name not in RANGES else None
         span = resolve_span(span_name, now, first, incidents)
-        marks = await context.query(lambda db: db.device_marks(device_id, span.start))
         charts = await context.off_loop(lambda: device_charts(history, profile, device_id, span, marks, limits))
         return charts, span.name, incidents, limits
 

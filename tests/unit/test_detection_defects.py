@@ -208,3 +208,39 @@ def test_one_appliance_falling_silent_while_the_others_report_is_found_at_its_li
     assert [t.device_id for t in seen if t.rule.rule_id == "water_heater_silent"] == ["wh-0"]
     assert running.evaluator.deaf_spells == 0
     assert onsets and onsets[0] <= limit + interval
+
+
+MIXED_FLEET = {"washer-1": ("washer", "water_level"), "washer-2": ("washer", "water_level"),
+               "washer-3": ("washer", "water_level"), "fridge-1": ("refrigerator", "fresh_temperature"),
+               "wh-1": ("water_heater", "tank_temperature")}
+
+
+def report_at_own_rates(running: Pipeline, clock: FakeClock, devices: list[str], start: float, seconds: int) -> None:
+    """Each of `devices` reports at its profile's interval (washers every 2 s, the fridge 5 s, the heater 10 s)."""
+    for second in range(seconds):
+        ts = start + second
+        for device in devices:
+            appliance, metric = MIXED_FLEET[device]
+            if second % int(LIBRARY.profiles[appliance].interval_seconds) == 0:
+                feed(running, clock, f"appliances/{device}/telemetry", {"ts": ts, "metrics": {metric: 20.0}}, ts)
+        running.tick(ts)
+
+
+def test_a_mixed_fleet_at_its_own_rates_falling_quiet_at_once_gets_no_silence_ticket(pipeline) -> None:  # type: ignore[no-untyped-def]
+    """The stall on a link that is up, with appliances of three types reporting every 2, 5 and 10 s: no appliance
+    is silent however long it lasts (here 20 washer silence limits); once the fleet is heard again, the heater
+    that stayed quiet is found at its own limit."""
+    running, clock, seen = pipeline
+    for device, (appliance, _) in MIXED_FLEET.items():
+        feed(running, clock, f"appliances/{device}/meta", {"type": appliance}, T0)
+    report_at_own_rates(running, clock, list(MIXED_FLEET), T0, 600)
+    stall_end = T0 + 600 + 400
+    for ts in range(int(T0 + 600), int(stall_end)):
+        running.tick(float(ts))
+    assert not [t for t in seen if t.rule.rule_id.endswith("_silent")], "no silence during the stall"
+    assert running.evaluator.deaf_spells == 1
+    heater = LIBRARY.profiles["water_heater"]
+    report_at_own_rates(running, clock, [d for d in MIXED_FLEET if d != "wh-1"], stall_end,
+                        int(2 * heater.silence_limit))
+    silent = [t.device_id for t in seen if t.rule.rule_id.endswith("_silent") and t.kind.value == "firing"]
+    assert silent == ["wh-1"]
