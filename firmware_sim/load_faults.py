@@ -153,12 +153,14 @@ class Publisher:
         self.client.connect("127.0.0.1", self.ports[0], keepalive=10)
         self.client.on_publish = self._acknowledged
         self.client.on_disconnect = self._next_node
+        self.client.on_connect_fail = self._next_node  # a node that is down refuses: try the one after it
         self.acknowledged_ids: set[int] = set()
         self.sent = 0
         self.client.loop_start()
 
     def _next_node(self, client: mqtt.Client, *rest: object) -> None:
-        """paho reconnects to the host it was given last: give it the next node."""
+        """paho reconnects to the host it was given last: give it the next node. Called on a lost connection and
+        on a refused one too, or a publisher whose next node is the dead one would retry that node forever."""
         if len(self.ports) > 1:
             self.node = (self.node + 1) % len(self.ports)
             client.connect_async("127.0.0.1", self.ports[self.node], keepalive=10)

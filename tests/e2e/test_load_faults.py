@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from firmware_sim.load_faults import broker_killed, fault_burst, sigkill_in_group_wait
+from firmware_sim.load_faults import Publisher, broker_killed, fault_burst, sigkill_in_group_wait
+from firmware_sim.localnet import free_port
+from tests.e2e.conftest import Mosquitto
 
 pytestmark = pytest.mark.e2e
 
@@ -38,3 +40,21 @@ async def test_a_gateway_killed_inside_the_group_wait_sends_the_ticket_once_afte
     print(result.row())
     assert result.note.startswith("0 POSTs before the kill"), "the kill landed inside the group wait"
     assert (result.delivered, result.duplicated, result.lost) == (1, 0, 0), result.row()
+
+
+def test_the_test_publisher_moves_past_a_node_that_is_down(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    """The cluster tests' appliances keep publishing when the node after theirs is down as well: a refused
+    connection moves the publisher on, as a lost one does (it once retried the dead node until the test ended)."""
+    (tmp_path / "second").mkdir()
+    second = Mosquitto(tmp_path / "second")
+    second.start()
+    publisher = Publisher([mosquitto.port, free_port(), second.port], "moves-on")
+    try:
+        mosquitto.stop()  # the publisher's node goes away; the next one in its list is not there at all
+        for i in range(20):
+            publisher.send("appliances/wm-1/telemetry", {"ts": float(i), "metrics": {"vibration": 0.1}})
+        assert publisher.acknowledged(20) == publisher.sent, "the third node acknowledged what was sent"
+        assert publisher.node == 2
+    finally:
+        publisher.close()
+        second.stop()
