@@ -5,6 +5,8 @@ thread, fed by the MQTT and serial links), `appliance-gateway replay`, the score
 only decides where messages come from and when the clock moves:
 
     pipeline.feed(topic, payload)   one raw message, as it came off MQTT (serial links make the same topics)
+    pipeline.feed_all(messages)     a batch of them, their samples written to the window store type by type
+    pipeline.stage(topic, payload)  one message whose samples join the next pass's batch (replay moves the clock)
     pipeline.evaluate()             a rule pass over whatever arrived since the last one
     pipeline.tick(now)              the time-driven rules (silence, last will) at the gateway clock's `now`
 
@@ -89,20 +91,37 @@ class Pipeline:
         return self.incidents.restore(self.evaluator)
 
     def feed(self, topic: str, payload: bytes) -> None:
-        """One raw message. Whatever is wrong with it is counted and dropped with a reason inside ingest; an
-        exception that still escapes is a bug, logged and counted, and never stops the pipeline."""
+        """One raw message, its samples in the window store on return."""
+        self.stage(topic, payload)
+        self._write_pending()
+
+    def feed_all(self, messages: Iterable[tuple[str, bytes]]) -> None:
+        """Messages in order; their samples go into the window store together, type by type."""
+        for topic, payload in messages:
+            self.stage(topic, payload)
+        self._write_pending()
+
+    def stage(self, topic: str, payload: bytes) -> None:
+        """One raw message whose samples may stay pending until the next rule pass or tick (which write them
+        first): batch ingest for a driver that moves the clock between messages (replay). Whatever is wrong with
+        it is counted and dropped with a reason inside ingest; an exception that still escapes is a bug, logged
+        and counted, and never stops the pipeline."""
         try:
-            self.ingest.handle(topic, payload)
+            self.ingest.stage(topic, payload)
         except Exception:
             self.internal_errors += 1
             log.exception("internal error while handling a message on %s; message dropped", topic[:120])
 
-    def feed_all(self, messages: Iterable[tuple[str, bytes]]) -> None:
-        for topic, payload in messages:
-            self.feed(topic, payload)
+    def _write_pending(self) -> None:
+        try:
+            self.ingest.write_pending()
+        except Exception:
+            self.internal_errors += 1
+            log.exception("internal error while storing a batch of samples; they are lost")
 
     def evaluate(self) -> list[AlertTransition]:
         """One rule pass over whatever arrived since the last one; its transitions become incidents."""
+        self._write_pending()
         return self._record(self.evaluator.evaluate())
 
     def clock_stepped(self, seconds: float, now: float) -> None:
@@ -119,6 +138,7 @@ class Pipeline:
         """Time-driven rules at the gateway clock's `now` (once a second live); first, what the database could
         not take before (a full disk) is written if it can be now."""
         self.incidents.write_held()
+        self._write_pending()
         self.ingest.expire_waiting(now)
         spells = self.evaluator.deaf_spells
         transitions = self.evaluator.evaluate_timer(now)

@@ -21,10 +21,30 @@ from gateway.transport.handoff import MessageHandoff
 
 log = logging.getLogger("gateway.pipeline")
 
-# A rule pass costs about a millisecond with the full library whatever its size (tens of rules, each a few
-# numpy calls); under load, gather for up to 10 ms (the batch age the architecture allows) so the pass is paid
-# per batch rather than per message. An idle gateway evaluates each message at once.
-MIN_PASS_INTERVAL_SECONDS = 0.010
+
+class PassPacer:
+    """How long after a rule pass the next may start. A pass has a fixed cost (each rule's few numpy calls,
+    0.1-1 ms with the whole library) and a small one per device; under load, messages are gathered for
+    PASS_SPACING times the recent pass duration, so that passes take at most about a tenth of the thread's
+    time, however cheap or dear the loaded rules are: a small library is evaluated within a millisecond or
+    two, the whole library at high rates within 10 ms (the batch age the architecture allows). An idle gateway
+    evaluates each message at once."""
+
+    PASS_SPACING = 10.0
+    SHORTEST = 0.001
+    LONGEST = 0.010
+    SMOOTHING = 0.2  # weight of the newest pass in the recent duration
+
+    def __init__(self) -> None:
+        self.recent = 0.0  # seconds a pass took lately (a moving average)
+
+    def passed(self, seconds: float) -> None:
+        self.recent = seconds if not self.recent else self.recent + self.SMOOTHING * (seconds - self.recent)
+
+    @property
+    def interval(self) -> float:
+        return min(self.LONGEST, max(self.SHORTEST, self.PASS_SPACING * self.recent))
+
 TICK_SECONDS = 1.0
 PERSIST_SECONDS = 2.0
 
@@ -42,6 +62,7 @@ class PipelineThread:
             "From the arrival of a batch's oldest message to the end of the rule pass that decided on it.",
             SLOW_BUCKETS)
         self._steps = StepWatch()
+        self.pacer = PassPacer()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="pipeline", daemon=True)
 
@@ -99,15 +120,17 @@ class PipelineThread:
         arrived = self.handoff.batch_arrived
         with self.pipeline.store.lock:
             self.pipeline.feed_all(batch)
-        wait = last_pass + MIN_PASS_INTERVAL_SECONDS - time.monotonic()
+        wait = last_pass + self.pacer.interval - time.monotonic()
         if wait > 0:
             time.sleep(wait)
             more = self.handoff.take(timeout=0)
             if more:
                 with self.pipeline.store.lock:
                     self.pipeline.feed_all(more)
+        started = time.monotonic()
         self.pipeline.evaluate()
         self.batches += 1
         decided = time.monotonic()
+        self.pacer.passed(decided - started)
         self.ingest_to_decision.observe(max(0.0, decided - arrived))
         return decided

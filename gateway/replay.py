@@ -169,7 +169,7 @@ def play(pipeline: Pipeline, clock: FakeClock, messages: Iterable[Message], tick
                 next_tick += step
         if message.ts > clock.now():
             clock.set(message.ts)
-        pipeline.feed(message.topic, message.payload)
+        pipeline.stage(message.topic, message.payload)  # written in a batch before the next pass
         count += 1
     pipeline.evaluate()
     return count

@@ -16,6 +16,7 @@ from gateway.engine.profiles import OUT_OF_RANGE_METRIC, Profile
 from gateway.engine.vendor_codes import VendorCodes
 from gateway.ingest.drops import DropCounter
 from gateway.ingest.link_health import LinkHealth
+from gateway.ingest.pending import PendingSamples
 from gateway.ingest.registry import DeviceRegistry
 from gateway.ingest.waiting import WaitingForMeta
 from gateway.model import DeviceEvent
@@ -59,11 +60,18 @@ class Ingest:
         self.samples = 0
         self.waiting = WaitingForMeta()  # samples and codes of appliances whose meta has not come yet
         self.link_health = LinkHealth()
+        self.pending = PendingSamples()  # stored samples not yet in the window store (write_pending)
         self._ranges = {
             name: {m.name: (m.low, m.high) for m in profile.metrics} for name, profile in profiles.items()
         }
 
     def handle(self, topic: str, payload: bytes) -> None:
+        """One message, its samples written to the window store at once."""
+        self.stage(topic, payload)
+        self.write_pending()
+
+    def stage(self, topic: str, payload: bytes) -> None:
+        """One message of a batch: its samples stay pending until write_pending (or a device's next sample)."""
         self.messages += 1
         parsed = parse_topic(topic, self.prefix)
         if parsed is None:
@@ -76,12 +84,18 @@ class Ingest:
             return
         if parsed.kind is TopicKind.TELEMETRY:
             self._telemetry(device_id, payload)
-        elif parsed.kind is TopicKind.STATUS:
+            return
+        self.write_pending()  # a status, meta or event acts on the store as it is after the samples before it
+        if parsed.kind is TopicKind.STATUS:
             self._status(device_id, payload)
         elif parsed.kind is TopicKind.META:
             self._meta(device_id, payload)
         else:
             self._event(device_id, payload)
+
+    def write_pending(self) -> None:
+        """Put the samples handled so far into the window store (before a rule pass reads it)."""
+        self.pending.write()
 
     def _telemetry(self, device_id: str, payload: bytes) -> None:
         now = self.clock.now()
@@ -126,6 +140,8 @@ class Ingest:
         row = self._row(window, device_id)
         if row is None:
             return False
+        if self.pending.holds(window, row):
+            self.write_pending()
         if window.dirty[row] and self.flush_rules is not None:
             self.flush_rules()  # this device already has an unevaluated sample: evaluate before the next one
         now = self.clock.now()
@@ -136,7 +152,7 @@ class Ingest:
             self.drops.drop(device_id, DropReason.CLOCK_WENT_BACK,
                             f"ts {sample.ts!r} is {shift:.0f} s behind the appliance's newest sample; its samples "
                             "are shifted onto its own timeline until its clock catches up")
-        window.append(row, ts, metrics)
+        self.pending.add(window, row, ts, metrics)
         self.registry.seen(device_id, ts)
         self.samples += 1
         if self.on_sample is not None:

@@ -60,12 +60,12 @@ class TypeWindow:
         self.slots = slots
         self.device_ids: list[str] = []
         self.rows: dict[str, int] = {}
-        self._index_cache: dict[tuple[str, ...], tuple[npt.NDArray[np.intp], npt.NDArray[np.intp],
-                                                        npt.NDArray[np.float64], tuple[int, ...]]] = {}
+        self._columns: dict[tuple[str, ...], npt.NDArray[np.intp]] = {}  # a metric set's column indexes
         self.max_step = np.full(len(metric_names), np.nan)
         for name, step in (max_steps or {}).items():
             self.max_step[self.metric_index[name]] = step
-        self._event_columns = {self.metric_index[name] for name in event_columns}
+        self._watched = np.flatnonzero(np.isfinite(self.max_step))  # columns watched for jumps
+        self._event_columns = tuple(sorted(self.metric_index[name] for name in event_columns))
         self.interval = interval
         self.silence_limit = silence_limit
         self.newest_ts = -math.inf  # the newest sample time of any device of the type (a cheap "heard lately")
@@ -130,46 +130,74 @@ class TypeWindow:
 
     def append(self, row: int, ts: float, metrics: Mapping[str, float]) -> None:
         """Write one sample; metrics must all be names of this type (ingest checked them)."""
-        slot = int(self.head[row])
-        names = tuple(metrics)
-        layout = self._index_cache.get(names)
-        if layout is None:  # devices of one type send the same metric set, so this is worked out a few times
-            layout = self._index_cache[names] = self._layout(names)
-        index, step_positions, step_limits, event_columns = layout
-        values = np.fromiter(metrics.values(), dtype=np.float64, count=len(names))
-        column = self.values[row, :, slot]
-        column.fill(np.nan)
-        column[index] = values
-        self.ts[row, slot] = ts
-        self.head[row] = (slot + 1) % self.slots
-        if not ts < self.latest_ts[row]:  # NaN-safe: the first sample always counts as newest
-            full_gap = ts - self.latest_ts[row]  # NaN for the first sample
-            typical = self.typical_gap[row]
-            if full_gap > self.longest_observed_gap(typical):
-                self.unobserved[row] += full_gap
-            gap = min(full_gap, self.silence_limit)
-            if gap > 0:  # a duplicate or a burst (gap 0) says nothing about the device's interval
-                self.typical_gap[row] = gap if typical != typical else typical + GAP_SMOOTHING * (gap - typical)
-            observed = ts - self.unobserved[row]
-            latest = self.latest[row]
-            previous = latest[index]
-            if step_positions.size:
-                watched = index[step_positions]
-                gap = ts - self.latest_metric_ts[row, watched]  # NaN for a first value: no jump
-                allowed = step_limits * np.sqrt(np.maximum(1.0, gap / self.interval))
-                moved = np.abs(values[step_positions] - previous[step_positions]) > allowed
-                for position in step_positions[moved].tolist():
-                    self._record_event(row, int(index[position]), ts)
-            for event_column in event_columns:
-                self._record_event(row, event_column, ts)
-            self.changed_observed[row, index[previous != values]] = observed  # NaN != x: a first value changes
-            latest[index] = values
-            self.latest_ts[row] = ts
-            if ts > self.newest_ts:
-                self.newest_ts = ts
-            self.latest_metric_ts[row, index] = ts
-            self.reported_observed[row, index] = observed
-        self.dirty[row] = True
+        self.append_many(np.array([row], dtype=np.intp), np.array([ts], dtype=np.float64), [metrics])
+
+    def append_many(self, rows: npt.NDArray[np.intp], ts: npt.NDArray[np.float64],
+                    samples: list[Mapping[str, float]]) -> None:
+        """Write one sample for each of `rows` (each row at most once: a device's second sample waits for the
+        rule pass over its first), in a few numpy calls for the whole batch whatever its size. Samples of one
+        type mostly name the same metrics, so the values go in one block per metric set."""
+        values, present = self._matrix(samples)
+        slots = self.head[rows]
+        self.values[rows, :, slots] = values
+        self.ts[rows, slots] = ts
+        self.head[rows] = (slots + 1) % self.slots
+        self.dirty[rows] = True
+        newest = ~(ts < self.latest_ts[rows])  # NaN-safe: a device's first sample always counts as newest
+        if not newest.all():  # a late sample fills its slot but moves nothing the rules read as latest
+            rows, ts, values, present = rows[newest], ts[newest], values[newest], present[newest]
+        if not rows.size:
+            return
+        full_gap = ts - self.latest_ts[rows]  # NaN for a first sample
+        typical = self.typical_gap[rows]
+        self.unobserved[rows] += np.where(full_gap > self.observed_gap_limits(rows), full_gap, 0.0)
+        gap = np.minimum(full_gap, self.silence_limit)
+        spaced = gap > 0  # a duplicate or a burst (gap 0) says nothing about the device's interval
+        self.typical_gap[rows[spaced]] = np.where(np.isnan(typical[spaced]), gap[spaced],
+                                                  typical[spaced] + GAP_SMOOTHING * (gap[spaced] - typical[spaced]))
+        observed = ts - self.unobserved[rows]
+        latest = self.latest[rows]
+        self._record_jumps(rows, ts, values, present, latest)
+        for column in self._event_columns:
+            for position in np.flatnonzero(present[:, column]).tolist():
+                self._record_event(int(rows[position]), column, float(ts[position]))
+        _set_where(self.changed_observed, rows, present & (latest != values), observed)  # NaN != x: a first
+        np.copyto(latest, values, where=present)                                          # value changes
+        self.latest[rows] = latest
+        self.latest_ts[rows] = ts
+        self.newest_ts = max(self.newest_ts, float(ts.max()))
+        _set_where(self.latest_metric_ts, rows, present, ts)
+        _set_where(self.reported_observed, rows, present, observed)
+
+    def _matrix(self, samples: list[Mapping[str, float]]) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
+        """The samples as [sample, metric] values (NaN where not reported) and which of them were reported."""
+        values = np.full((len(samples), len(self.metric_names)), np.nan, dtype=np.float64)
+        present = np.zeros(values.shape, dtype=np.bool_)
+        groups: dict[tuple[str, ...], list[int]] = {}
+        for position, metrics in enumerate(samples):
+            groups.setdefault(tuple(metrics), []).append(position)
+        for names, positions in groups.items():
+            index = self._columns.get(names)
+            if index is None:  # devices of one type send the same metric set, so this is worked out a few times
+                index = self._columns[names] = np.array([self.metric_index[n] for n in names], dtype=np.intp)
+            block = np.array([list(samples[p].values()) for p in positions], dtype=np.float64)
+            where = np.array(positions, dtype=np.intp)[:, None]
+            values[where, index] = block
+            present[where, index] = True
+        return values, present
+
+    def _record_jumps(self, rows: npt.NDArray[np.intp], ts: npt.NDArray[np.float64],
+                      values: npt.NDArray[np.float64], present: npt.NDArray[np.bool_],
+                      latest: npt.NDArray[np.float64]) -> None:
+        """A jump is a change larger than the column's max_step allows over the gap since its last value."""
+        watched = self._watched
+        if not watched.size:
+            return
+        gap = ts[:, None] - self.latest_metric_ts[rows][:, watched]  # NaN for a first value: no jump
+        allowed = self.max_step[watched] * np.sqrt(np.maximum(1.0, gap / self.interval))
+        moved = present[:, watched] & (np.abs(values[:, watched] - latest[:, watched]) > allowed)
+        for position, column in zip(*np.nonzero(moved), strict=True):
+            self._record_event(int(rows[position]), int(watched[column]), float(ts[position]))
 
     def on_timeline(self, row: int, ts: float, now: float, latest_allowed: float) -> tuple[float, float]:
         """A sample's time on the device's own timeline, and the shift this sample started (0 if none).
@@ -217,16 +245,6 @@ class TypeWindow:
         (the same allowance the silence rule makes)."""
         return max(self.max_gap, OWN_INTERVALS * (self.max_gap if typical_gap != typical_gap else typical_gap))
 
-    def _layout(self, names: tuple[str, ...]) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp],
-                                                         npt.NDArray[np.float64], tuple[int, ...]]:
-        """For one metric set: column indexes, which positions are watched for jumps (and their limits), and
-        which columns record every arrival as an event."""
-        index = np.array([self.metric_index[n] for n in names], dtype=np.intp)
-        limits = self.max_step[index]
-        watched = np.flatnonzero(np.isfinite(limits))
-        events = tuple(int(i) for i in index if int(i) in self._event_columns)
-        return index, watched, limits[watched], events
-
     def _record_event(self, row: int, column: int, ts: float) -> None:
         ring = self.event_ts[row, column]
         ring[:-1] = ring[1:]
@@ -244,6 +262,14 @@ class TypeWindow:
         order = order[~np.isnan(self.ts[row][order])]
         return WindowSnapshot(device_id, self.metric_names, self.ts[row][order].copy(),
                               self.values[row][:, order].copy())
+
+
+def _set_where(array: npt.NDArray[np.float64], rows: npt.NDArray[np.intp], where: npt.NDArray[np.bool_],
+               per_row: npt.NDArray[np.float64]) -> None:
+    """array[rows[i], j] = per_row[i] where where[i, j] (rows distinct)."""
+    block = array[rows]
+    np.copyto(block, per_row[:, None], where=where)
+    array[rows] = block
 
 
 GAP_SMOOTHING = 0.1  # weight of the newest gap in a device's typical interval

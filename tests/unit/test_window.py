@@ -1,6 +1,8 @@
 import math
 
 import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.store.window import TypeWindow, WindowStore
 
@@ -68,3 +70,40 @@ def test_snapshot_between() -> None:
     assert store.snapshot("missing") is None
     assert store.memory_bytes() > 0
     assert np.isnan(window.ts[row + 1]).all()
+
+
+def _window() -> TypeWindow:
+    """Jump-watched, event and plain columns, a short ring, a silence limit: every path of an append."""
+    return TypeWindow("ac", ("a", "b", "code_x"), slots=5, capacity=2, max_steps={"a": 2.0},
+                      event_columns=("code_x",), interval=2.0, silence_limit=30.0, max_gap=10.0)
+
+
+metric_sets = st.dictionaries(st.sampled_from(("a", "b", "code_x")), st.floats(-50, 50), min_size=1)
+samples = st.lists(st.tuples(st.integers(0, 5), st.floats(0, 200), metric_sets), max_size=40)
+
+
+@given(samples)
+@settings(max_examples=150, deadline=None)
+def test_a_batch_leaves_the_window_as_the_same_samples_one_by_one(stream: list[tuple[int, float, dict[str, float]]],
+                                                                   ) -> None:
+    """Batch ingest (one append_many per run of distinct devices) changes the cost, never the state: late and
+    duplicate samples, jumps, events, gaps and a growing row count included."""
+    one_by_one, batched = _window(), _window()
+    for device, ts, metrics in stream:
+        one_by_one.append(one_by_one.row(f"d{device}"), ts, metrics)
+    run: list[tuple[int, float, dict[str, float]]] = []
+
+    def flush() -> None:
+        batched.append_many(np.array([r for r, _, _ in run], dtype=np.intp),
+                            np.array([t for _, t, _ in run], dtype=np.float64), [m for _, _, m in run])
+        run.clear()
+    for device, ts, metrics in stream:
+        row = batched.row(f"d{device}")
+        if any(r == row for r, _, _ in run):  # a device's second sample: the run so far goes in first
+            flush()
+        run.append((row, ts, metrics))
+    if run:
+        flush()
+    for mine, theirs in zip(one_by_one.arrays(), batched.arrays(), strict=True):
+        np.testing.assert_array_equal(mine, theirs)
+    assert one_by_one.newest_ts == batched.newest_ts
