@@ -36,6 +36,7 @@ from gateway.store.window import TypeWindow, WindowStore
 log = logging.getLogger("gateway.ingest")
 
 MAX_CODE_LENGTH = 64  # a vendor code ("E18", "MIDEA-3"), never a paragraph
+MAX_METRIC_SETS = 4_096  # distinct metric sets whose ranges are kept ready
 
 
 class Ingest:
@@ -64,6 +65,7 @@ class Ingest:
         self._ranges = {
             name: {m.name: (m.low, m.high) for m in profile.metrics} for name, profile in profiles.items()
         }
+        self._bounds_by_set: dict[tuple[str, tuple[str, ...]], list[tuple[float, float]] | None] = {}
 
     def handle(self, topic: str, payload: bytes) -> None:
         """One message, its samples written to the window store at once."""
@@ -118,22 +120,13 @@ class Ingest:
             self.drops.drop(device_id, DropReason.UNKNOWN_TYPE,
                             f"type {sample.appliance_type!r} (registered as {known!r})")
             return False
-        metrics: dict[str, float] = {}
-        out_of_range = 0
         own_names = self.registry.metric_names.get(device_id)  # a brand's own names, declared in its meta
-        items = sample.metrics.items() if own_names is None else \
-            ((own_names.get(name, name), value) for name, value in sample.metrics.items())
-        for name, value in items:
-            bounds = ranges.get(name)
-            if bounds is None:
-                self.drops.drop(device_id, DropReason.UNKNOWN_METRIC, f"{appliance} has no metric {name!r}")
-            elif not bounds[0] <= value <= bounds[1]:
-                self.drops.drop(device_id, DropReason.OUT_OF_RANGE, f"{name}={value} outside {bounds}")
-                out_of_range += 1
-            else:
-                metrics[name] = value
-        if out_of_range:  # the absurd value is dropped, but the data-quality rules must see that it came
-            metrics[OUT_OF_RANGE_METRIC] = float(out_of_range)
+        metrics = sample.metrics if own_names is None else \
+            {own_names.get(name, name): value for name, value in sample.metrics.items()}
+        bounds = self._bounds(appliance, tuple(metrics))
+        if bounds is None or not all(low <= value <= high
+                                     for value, (low, high) in zip(metrics.values(), bounds, strict=True)):
+            metrics = self._checked(device_id, appliance, ranges, metrics)  # something to drop: one by one
         if not metrics:
             return False
         window = self.store.windows[appliance]
@@ -158,6 +151,36 @@ class Ingest:
         if self.on_sample is not None:
             self.on_sample(device_id, ts, metrics)
         return True
+
+    def _bounds(self, appliance: str, names: tuple[str, ...]) -> list[tuple[float, float]] | None:
+        """The valid ranges of a metric set in its order; None if a name is not the type's. A type's devices
+        send a few metric sets, so a sample's values are checked against one list without a lookup each."""
+        key = (appliance, names)
+        if key not in self._bounds_by_set:
+            ranges = self._ranges[appliance]
+            known = all(name in ranges for name in names)
+            if len(self._bounds_by_set) > MAX_METRIC_SETS:  # names made up by a hostile client: start over
+                self._bounds_by_set.clear()
+            self._bounds_by_set[key] = [ranges[name] for name in names] if known else None
+        return self._bounds_by_set[key]
+
+    def _checked(self, device_id: str, appliance: str, ranges: dict[str, tuple[float, float]],
+                 given: dict[str, float]) -> dict[str, float]:
+        """The values inside their type's metrics and ranges; each other one dropped with its reason."""
+        metrics: dict[str, float] = {}
+        out_of_range = 0
+        for name, value in given.items():
+            bounds = ranges.get(name)
+            if bounds is None:
+                self.drops.drop(device_id, DropReason.UNKNOWN_METRIC, f"{appliance} has no metric {name!r}")
+            elif not bounds[0] <= value <= bounds[1]:
+                self.drops.drop(device_id, DropReason.OUT_OF_RANGE, f"{name}={value} outside {bounds}")
+                out_of_range += 1
+            else:
+                metrics[name] = value
+        if out_of_range:  # the absurd value is dropped, but the data-quality rules must see that it came
+            metrics[OUT_OF_RANGE_METRIC] = float(out_of_range)
+        return metrics
 
     def _status(self, device_id: str, payload: bytes) -> None:
         text = payload.decode("utf-8", "replace").strip().lower()

@@ -23,8 +23,23 @@ class ApplianceTopic:
 _KINDS = {k.value: k for k in TopicKind}
 
 
+_PARSED: dict[tuple[str, str], ApplianceTopic | None] = {}
+_PARSED_KEPT = 100_000  # topics remembered (each appliance has four); a flood of made-up ones starts it over
+
+
 def parse_topic(topic: str, prefix: str = "appliances") -> ApplianceTopic | None:
-    """Split an appliance topic; None for anything outside the scheme (the caller counts it)."""
+    """Split an appliance topic; None for anything outside the scheme (the caller counts it). An appliance
+    sends on the same few topics all day, so each is worked out once."""
+    key = (topic, prefix)
+    if key in _PARSED:
+        return _PARSED[key]
+    if len(_PARSED) >= _PARSED_KEPT:
+        _PARSED.clear()
+    parsed = _PARSED[key] = _parse_topic(topic, prefix)
+    return parsed
+
+
+def _parse_topic(topic: str, prefix: str) -> ApplianceTopic | None:
     if not topic.startswith(prefix + "/"):  # the prefix may have several levels (p/0/appliances)
         return None
     parts = topic[len(prefix) + 1:].split("/")

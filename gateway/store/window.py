@@ -211,6 +211,8 @@ class TypeWindow:
         `latest_allowed` (a batch of old samples sent after newer ones is then stored as late, not moved)."""
         shift = float(self.clock_shift[row])
         newest = float(self.latest_ts[row])
+        if not shift and not ts < newest - CLOCK_BACK_TOLERANCE:  # the usual case (NaN-safe: a first sample)
+            return ts, 0.0
         tolerance = max(CLOCK_BACK_TOLERANCE, CLOCK_BACK_INTERVALS * self._own_interval(row))
         if shift and (ts >= newest - tolerance or ts + shift > latest_allowed):
             shift = 0.0
