@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
@@ -58,10 +57,6 @@ from gateway.web.app import WebContext, create_app
 log = logging.getLogger("gateway")
 
 HISTORY_FLUSH_SECONDS = 10.0
-# The link threads, the pipeline thread and the event loop share one interpreter lock. Python hands it over
-# every 5 ms by default, so a thread woken by another (the sender by a new ticket, the pipeline by a batch)
-# waited up to 5 ms behind a busy one; at 1 ms a hand-over costs less than the wait it saves.
-GIL_SWITCH_SECONDS = 0.001
 TIMER_SECONDS = 1.0
 
 
@@ -160,7 +155,6 @@ class Gateway:
 
     async def run(self, ready: asyncio.Event | None = None) -> None:
         self._loop = asyncio.get_running_loop()
-        sys.setswitchinterval(GIL_SWITCH_SECONDS)
         broker_config = self.config.broker
         if broker_config.embedded:
             self.broker = EmbeddedBroker(broker_config.embedded_host, broker_config.embedded_port,

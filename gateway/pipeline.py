@@ -93,13 +93,16 @@ class Pipeline:
     def feed(self, topic: str, payload: bytes) -> None:
         """One raw message, its samples in the window store on return."""
         self.stage(topic, payload)
-        self._write_pending()
+        self.write_pending()
 
     def feed_all(self, messages: Iterable[tuple[str, bytes]]) -> None:
         """Messages in order; their samples go into the window store together, type by type."""
+        self.stage_all(messages)
+        self.write_pending()
+
+    def stage_all(self, messages: Iterable[tuple[str, bytes]]) -> None:
         for topic, payload in messages:
             self.stage(topic, payload)
-        self._write_pending()
 
     def stage(self, topic: str, payload: bytes) -> None:
         """One raw message whose samples may stay pending until the next rule pass or tick (which write them
@@ -112,7 +115,8 @@ class Pipeline:
             self.internal_errors += 1
             log.exception("internal error while handling a message on %s; message dropped", topic[:120])
 
-    def _write_pending(self) -> None:
+    def write_pending(self) -> None:
+        """The staged samples into the window store (the next rule pass or tick does it too)."""
         try:
             self.ingest.write_pending()
         except Exception:
@@ -121,7 +125,7 @@ class Pipeline:
 
     def evaluate(self) -> list[AlertTransition]:
         """One rule pass over whatever arrived since the last one; its transitions become incidents."""
-        self._write_pending()
+        self.write_pending()
         return self._record(self.evaluator.evaluate())
 
     def clock_stepped(self, seconds: float, now: float) -> None:
@@ -138,7 +142,7 @@ class Pipeline:
         """Time-driven rules at the gateway clock's `now` (once a second live); first, what the database could
         not take before (a full disk) is written if it can be now."""
         self.incidents.write_held()
-        self._write_pending()
+        self.write_pending()
         self.ingest.expire_waiting(now)
         spells = self.evaluator.deaf_spells
         transitions = self.evaluator.evaluate_timer(now)

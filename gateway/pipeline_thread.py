@@ -117,16 +117,20 @@ class PipelineThread:
             log.exception("could not save the devices at stop")
 
     def _pass(self, batch: list[tuple[str, bytes]], last_pass: float) -> float:
+        """Stage the batch (and what arrives while the pacer waits), write it in one go, then a rule pass."""
         arrived = self.handoff.batch_arrived
-        with self.pipeline.store.lock:
-            self.pipeline.feed_all(batch)
+        store = self.pipeline.store
+        with store.lock:  # staging may allocate a new device's row, which can grow (replace) the arrays
+            self.pipeline.stage_all(batch)
         wait = last_pass + self.pacer.interval - time.monotonic()
         if wait > 0:
             time.sleep(wait)
             more = self.handoff.take(timeout=0)
             if more:
-                with self.pipeline.store.lock:
-                    self.pipeline.feed_all(more)
+                with store.lock:
+                    self.pipeline.stage_all(more)
+        with store.lock:
+            self.pipeline.write_pending()
         started = time.monotonic()
         self.pipeline.evaluate()
         self.batches += 1
