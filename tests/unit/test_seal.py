@@ -6,6 +6,9 @@ from pathlib import Path
 
 import orjson
 import pytest
+import rfc8785
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.diagnosis.seal import (
     ALGORITHM,
@@ -13,6 +16,7 @@ from gateway.diagnosis.seal import (
     SealError,
     canonical,
     differences,
+    jcs,
     key_id,
     load_or_create_key,
     seal,
@@ -88,3 +92,31 @@ def test_a_ticket_sealed_before_jcs_still_verifies(tmp_path: Path) -> None:
     assert verify(old, key).valid
     assert not verify({**old, "price": {"total_band": [0.0, 1.0]}}, key).valid
     assert "unknown seal algorithm" in verify({**old, "seal": {**old["seal"], "algorithm": "md5"}}, key).reason
+
+
+_numbers = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.floats(-1e6, 1e6).map(lambda f: round(f, 3)),  # telemetry as the evidence window carries it
+    st.integers(-2**60, 2**60), st.integers(-10**6, 10**6).map(float),
+    st.sampled_from([0.0, -0.0, 1e-4, 9.99e-5, 1e16, 1e16 - 2, 2.0**53, -2.0**53, 2**53, 5e-324,
+                     1.7976931348623157e308]))
+_json_values = st.recursive(
+    st.none() | st.booleans() | _numbers | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    max_leaves=25)
+
+
+@given(_json_values)
+@settings(max_examples=400, deadline=None)
+def test_the_fast_canonical_form_is_rfc8785_byte_for_byte(value: object) -> None:
+    """The orjson path writes what rfc8785 writes, or hands the value to it (which then refuses it the same
+    way): keys in any script, control characters, integral and tiny floats, integers past 2**53."""
+    try:
+        expected: bytes | type[Exception] = rfc8785.dumps(value)
+    except rfc8785.CanonicalizationError as exc:
+        expected = type(exc)
+    try:
+        got: bytes | type[Exception] = jcs(value)
+    except rfc8785.CanonicalizationError as exc:
+        got = type(exc)
+    assert got == expected
