@@ -5,6 +5,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from gateway.engine.evaluator import AlertTransition
 from gateway.store.window import WindowSnapshot
 
@@ -28,15 +31,28 @@ def build_evidence(transition: AlertTransition, snapshot: WindowSnapshot | None,
     if snapshot is not None:
         window = snapshot.between(transition.onset_ts - seconds_before, transition.at_ts)
         evidence["window"] = {
-            "ts": [round(float(t), 3) for t in window.ts],
-            "metrics": {name: [_number(float(v)) for v in window.values[i]]
-                        for i, name in enumerate(window.metric_names)},
+            "ts": [round(t, 3) for t in window.ts.tolist()],  # Python's exact rounding: times name samples
+            "metrics": dict(zip(window.metric_names, _numbers(window.values), strict=True)),
         }
     return evidence
 
 
 def _number(value: float) -> float | None:
     return None if math.isnan(value) else round(value, 3)
+
+
+def _numbers(values: npt.NDArray[Any]) -> list[Any]:
+    """Readings as (nested) lists of numbers to 3 decimals, None for NaN: numpy for the whole window (a value
+    at a time in Python cost 3 ms of the pipeline thread for a 900-sample ticket). numpy's rounding may differ
+    from Python's in the last bit of a rare value, which a reading can take and a timestamp cannot."""
+    rounded = np.round(values.astype(np.float64), 3)
+    listed: list[Any] = rounded.tolist()
+    for where in zip(*np.nonzero(np.isnan(rounded)), strict=True):  # the few gaps: patched in place
+        row = listed
+        for i in where[:-1]:
+            row = row[i]
+        row[where[-1]] = None
+    return listed
 
 
 def build_finding(transition: AlertTransition, evidence: dict[str, Any],

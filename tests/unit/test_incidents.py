@@ -64,6 +64,8 @@ def test_one_episode_one_ticket_with_diagnosis_and_evidence(parts) -> None:  # t
     assert evidence["rule"]["id"] == "shaky" and evidence["onset_ts"] == NOW - 10
     assert len(evidence["window"]["ts"]) == 11  # all of the window up to detection
     assert evidence["window"]["metrics"]["vibration"][-1] == 3.0
+    assert evidence["window"]["metrics"]["vibration"][:2] == [0.5, 0.5]  # float32 0.5 as written, 3 decimals
+    assert evidence["window"]["metrics"]["door_locked"] == [None] * 11  # never reported: no number invented
     assert ticket["delivery"] == "queued"
     assert db.outbox_counts()["queued"] == 1
 
