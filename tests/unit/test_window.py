@@ -107,3 +107,10 @@ def test_a_batch_leaves_the_window_as_the_same_samples_one_by_one(stream: list[t
     for mine, theirs in zip(one_by_one.arrays(), batched.arrays(), strict=True):
         np.testing.assert_array_equal(mine, theirs)
     assert one_by_one.newest_ts == batched.newest_ts
+
+
+def test_a_large_store_grows_by_a_quarter_not_by_doubling() -> None:
+    window = TypeWindow("ac", ("a",), slots=2, capacity=64)
+    for i in range(9_000):
+        window.row(f"d{i}")
+    assert 9_000 <= window.capacity <= 9_000 * 1.25 + 64, window.capacity  # doubling had 16,384
