@@ -81,7 +81,7 @@ def tick(store: WindowStore, now: float, rng: np.random.Generator) -> None:
         window.latest_ts[:rows] = now
         window.latest_metric_ts[:rows] = now
         window.reported_observed[:rows] = now
-        window.dirty[:rows] = True
+        window.mark_dirty(np.arange(rows))
 
 
 def main() -> int:

@@ -32,6 +32,7 @@ class WindowSnapshot:
 
 
 GROW_ROWS = 64  # the fewest rows a type's arrays grow by
+_NO_ROWS = np.zeros(0, dtype=np.intp)
 CLOCK_BACK_TOLERANCE = 10.0  # seconds a sample may be older than its device's newest and still count as late
 CLOCK_BACK_INTERVALS = 3.0  # ... or this many of the device's own intervals, if more
 
@@ -75,6 +76,7 @@ class TypeWindow:
                                          dtype=np.intp)
         self.parameter_defaults = dict(parameters or {})
         self.parameter_index = {name: i for i, name in enumerate(self.parameter_defaults)}
+        self._any_dirty = False  # whether any row may be dirty (mark_dirty), so a pass can skip the type
         self._allocate(max(capacity, 1))
 
     def _allocate(self, capacity: int) -> None:
@@ -146,7 +148,7 @@ class TypeWindow:
         self.values[rows, :, slots] = values
         self.ts[rows, slots] = ts
         self.head[rows] = (slots + 1) % self.slots
-        self.dirty[rows] = True
+        self.mark_dirty(rows)
         newest = ~(ts < self.latest_ts[rows])  # NaN-safe: a device's first sample always counts as newest
         if not newest.all():  # a late sample fills its slot but moves nothing the rules read as latest
             rows, ts, values, present = rows[newest], ts[newest], values[newest], present[newest]
@@ -256,8 +258,17 @@ class TypeWindow:
         ring[:-1] = ring[1:]
         ring[-1] = ts
 
+    def mark_dirty(self, rows: npt.NDArray[np.intp]) -> None:
+        """These rows have data the rules have not seen."""
+        self.dirty[rows] = True
+        self._any_dirty = True
+
     def take_dirty(self) -> npt.NDArray[np.intp]:
-        """Rows that received data since the last call, and forget them."""
+        """Rows that received data since the last call, and forget them. A rule pass asks every type; most
+        got nothing since the last pass, and answer without looking at their rows."""
+        if not self._any_dirty:
+            return _NO_ROWS
+        self._any_dirty = False
         rows = np.flatnonzero(self.dirty[: len(self.device_ids)])
         self.dirty[rows] = False
         return rows
