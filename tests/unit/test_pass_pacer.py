@@ -26,7 +26,7 @@ def test_after_one_slow_pass_the_pace_comes_back_within_a_few_passes() -> None:
     for _ in range(30):
         pacer.passed(0.0002)
     usual = pacer.interval
-    pacer.passed(0.02)  # an incident written to SQLite inside the pass
+    pacer.passed(0.02)  # a pass over a burst of new devices
     assert pacer.interval > usual
     for _ in range(20):  # 40 ms at this pace
         pacer.passed(0.0002)
