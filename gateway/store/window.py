@@ -241,17 +241,13 @@ class TypeWindow:
             self.parameters[row, i] = values.get(name, self.parameter_defaults[name])
 
     def observed_gap_limits(self, rows: npt.NDArray[np.intp]) -> npt.NDArray[np.float64]:
-        """longest_observed_gap of many rows at once."""
+        """Per row, the longest gap between two samples that still counts as observed time: `max_gap`, or five
+        of the device's own intervals where it reports more slowly; five `max_gap`s before it has shown its
+        interval (the same allowance the silence rule makes)."""
         typical = self.typical_gap[rows]
         result: npt.NDArray[np.float64] = np.maximum(
             self.max_gap, OWN_INTERVALS * np.where(np.isnan(typical), self.max_gap, typical))
         return result
-
-    def longest_observed_gap(self, typical_gap: float) -> float:
-        """The longest gap between two samples that still counts as observed time: `max_gap`, or five of the
-        device's own intervals where it reports more slowly; five `max_gap`s before it has shown its interval
-        (the same allowance the silence rule makes)."""
-        return max(self.max_gap, OWN_INTERVALS * (self.max_gap if typical_gap != typical_gap else typical_gap))
 
     def _record_event(self, row: int, column: int, ts: float) -> None:
         ring = self.event_ts[row, column]
