@@ -38,7 +38,8 @@ def healthy_value(low: float, high: float, unit: str, rng: np.random.Generator, 
 def build(devices: int, seed: int = 1) -> tuple[Evaluator, WindowStore, float]:
     library = load_library(GatewayConfig())
     profiles = library.profiles
-    store = build_window_store(profiles, window_slots(profiles, library.rules, 900), initial_devices=1)
+    slots = window_slots(profiles, library.rules, GatewayConfig().window.slots)
+    store = build_window_store(profiles, slots, initial_devices=1)
     rng = np.random.default_rng(seed)
     per_type = devices // len(profiles)
     started = time.perf_counter()
@@ -121,7 +122,7 @@ def main() -> int:
               f"{evaluations / (mean / 1000):>13.0f} {total / (mean / 1000):>10.0f} {memory:>10.0f} "
               f"{memory * 1024 / total:>10.1f}", flush=True)
         del evaluator, store
-    print("window slots per type:", {n: s for n, s in window_slots(library.profiles, library.rules, 900).items()})
+    print("window slots per type:", window_slots(library.profiles, library.rules, GatewayConfig().window.slots))
     return 0
 
 

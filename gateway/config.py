@@ -84,7 +84,7 @@ class IngestConfig:
 class WindowConfig:
     """How much recent telemetry each device keeps in memory for rules and evidence."""
 
-    slots: int = 900
+    slots: int = 64  # the fewest samples per device; more where a type's rules or their evidence need them
     initial_devices: int = 64
 
 

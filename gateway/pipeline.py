@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 from gateway.clock import Clock
 from gateway.config import GatewayConfig
+from gateway.diagnosis.evidence import SECONDS_BEFORE_ONSET
 from gateway.engine.evaluator import AlertTransition, Evaluator
 from gateway.engine.library import Library, build_window_store
 from gateway.engine.profiles import Profile, derived_by_type, intervals_by_type
@@ -43,7 +44,7 @@ class PipelineSettings:
     site: str = "home"
     topic_prefix: str = "appliances"
     limits: PayloadLimits = field(default_factory=PayloadLimits)
-    min_slots: int = 900  # samples kept per device at least; more where a rule reads a longer window
+    min_slots: int = 64  # samples kept per device at least; more where a rule's window or evidence needs them
     initial_devices: int = 64
     group_wait: float = 0.0  # a new ticket waits this long (gateway clock) for other rules of the same appliance
     reopen_window: float = 0.0
@@ -161,16 +162,22 @@ class Pipeline:
 
 
 def window_slots(profiles: dict[str, Profile], rules: list[Rule], minimum: int) -> dict[str, int]:
-    """Slots per appliance type: the configured minimum, or more when a rule reads a longer window
-    (samples at the profile's interval, with a quarter more for jitter and bursts)."""
+    """Slots per appliance type: enough samples, at the profile's interval, for the longest window its rules
+    read and for the evidence of its slowest rule (see slots_for); at least `minimum`."""
     return {name: slots_for([r for r in rules if r.appliance == name], profile.interval_seconds, minimum)
             for name, profile in profiles.items()}
 
 
 def slots_for(rules: list[Rule], interval: float, minimum: int) -> int:
-    """Slots for the longest window these rules read at one sample per `interval`, a quarter more for jitter."""
-    longest = max((s for r in rules for s in r.expr.windows.values()), default=0.0)
-    return max(minimum, math.ceil(longest / interval * 1.25) + 1)
+    """Slots for the longest span these rules need at one sample per `interval`, a quarter more for jitter.
+
+    A rule needs its longest window, and its ticket's evidence needs the samples from SECONDS_BEFORE_ONSET
+    before the onset up to detection, at least `for` later. Sizing by these spans instead of one fixed count
+    for every type keeps a dishwasher (no window, `for` of seconds, every 2 s) at 190 slots instead of 900:
+    its 30 minutes of samples were never read."""
+    longest_window = max((s for r in rules for s in r.expr.windows.values()), default=0.0)
+    evidence = SECONDS_BEFORE_ONSET + max((r.for_seconds for r in rules), default=0.0)
+    return max(minimum, math.ceil(max(longest_window, evidence) / interval * 1.25) + 1)
 
 
 def settings_from_config(config: GatewayConfig) -> PipelineSettings:

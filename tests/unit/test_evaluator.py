@@ -156,3 +156,44 @@ def test_window_slots_cover_the_longest_window_a_rule_reads() -> None:
     slots = window_slots(PROFILES, rules, minimum=100)
     assert slots["washer"] == 3600 // 2 * 5 // 4 + 1  # 1 h at the washer's 2 s interval, plus a quarter
     assert slots["refrigerator"] == 100
+
+
+def test_window_slots_cover_the_evidence_of_a_rule_slower_than_its_window() -> None:
+    from gateway.pipeline import window_slots
+
+    slots = window_slots(PROFILES, [washer_rule(expr="avg(vibration, 1m) > 2", for_="20m")], minimum=64)
+    assert slots["washer"] == 939  # (5 min before the onset + 20 min to detection) / 2 s, a quarter more, + 1
+    assert slots["dishwasher"] == 189  # no rule: the 5 minutes of a `for: 0s` rule's evidence at 2 s, + 1/4, + 1
+
+
+def test_a_slow_rules_ticket_carries_the_samples_from_five_minutes_before_its_onset() -> None:
+    """The ring is sized by the spans the rules need, not one count for every type: the evidence of a washer
+    rule with `for: 20m` still reaches back to 5 minutes before the fault began."""
+    import orjson
+
+    from gateway.clock import FakeClock
+    from gateway.config import GatewayConfig
+    from gateway.engine.library import load_library
+    from gateway.pipeline import Pipeline, PipelineSettings
+    from gateway.store.db import Database
+
+    t0 = 1_760_000_000.0
+    clock, db = FakeClock(t0), Database(":memory:")
+    rule = washer_rule(expr="vibration > 2", for_="20m")
+    pipeline = Pipeline(load_library(GatewayConfig()), db, clock, PipelineSettings(site="t"), rules=[rule])
+    pipeline.feed("appliances/w1/meta", orjson.dumps({"type": "washer", "brand": "Haier", "model": "EG100"}))
+    onset = t0 + 1200.0
+    for i in range(1300):  # every 2 s: 20 minutes calm, then shaking until detection 20 minutes later
+        ts = t0 + 2.0 * i
+        clock.set(ts)
+        pipeline.feed("appliances/w1/telemetry",
+                      orjson.dumps({"ts": ts, "metrics": {"vibration": 3.0 if ts >= onset else 0.5}}))
+        pipeline.evaluate()
+        pipeline.tick(ts)
+    [ticket] = db.tickets()
+    evidence = ticket["payload"]["evidence"]
+    assert evidence["onset_ts"] == onset
+    window_ts = evidence["window"]["ts"]
+    assert window_ts[0] == onset - 300 and window_ts[-1] == evidence["detected_ts"] == onset + 1200
+    assert len(window_ts) == 751  # every sample between, none missing
+    db.close()
