@@ -140,3 +140,19 @@ def test_a_restarted_history_resumes_after_its_newest_stored_minute(history: His
     again = History(tmp_path / "history.db", history.store, {"washer": 1.0})
     rows = again.collect(T0 + 186)  # the windows (restored from the checkpoint) still hold minutes 1 and 2
     assert sorted({r[2] - int(T0) for r in rows}) == [60, 120]
+
+
+def test_a_device_reporting_faster_than_its_profile_loses_no_minute(tmp_path: Path) -> None:
+    """600 slots at the profile's 1 s hold 10 minutes, but a washer reporting 4 times a second fills them in
+    150 s: batches and copies sized by the profile's interval lost the older minutes before writing them."""
+    store = WindowStore({"washer": ("water_level", "motor_current")}, slots=600)
+    window = store.windows["washer"]
+    history = History(tmp_path / "history.db", store, {"washer": 1.0})
+    history._next_minute["washer"] = T0
+    for i in range(4 * 420):  # seven minutes at 4 Hz, flushed every 10 s as the running gateway does
+        window.append(window.row("w1"), T0 + i / 4, {"water_level": float(i)})
+        if i % 40 == 0:
+            history.flush(T0 + i / 4)
+    series = history.query("w1", ["water_level"], T0, T0 + 360, points=6)["water_level"]
+    assert series["min"] == [240.0 * m for m in range(6)]
+    assert series["max"] == [240.0 * m + 239 for m in range(6)]
