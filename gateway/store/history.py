@@ -127,14 +127,9 @@ class History:
         return conn
 
     # writing ---------------------------------------------------------------------------------------------
-    def slot_seconds(self, appliance: str) -> float:
-        """The time one ring slot stands for: the profile's interval, or less where a device reports faster
-        (a washer every 0.5 s against the profile's 2 s holds a quarter of the time, and a batch or a copy
-        sized by the profile's interval lost its older minutes)."""
-        window = self.store.windows[appliance]
-        gaps = window.typical_gap[:len(window.device_ids)]
-        fastest = float(np.nanmin(gaps)) if np.isfinite(gaps).any() else math.inf
-        return min(self.intervals.get(appliance, 1.0), fastest)
+    def held_seconds(self, appliance: str) -> float:
+        """How far back the appliance type's ring reaches at its reporting interval."""
+        return self.store.windows[appliance].slots * self.intervals.get(appliance, 1.0)
 
     def collect(self, now: float, batched: bool = False) -> list[Row]:
         """The rows of every minute that ended at least FLUSH_GRACE_SECONDS ago and was not flushed yet;
@@ -145,8 +140,7 @@ class History:
             # appliances' timelines go on): their minutes close on their time, and the cursor never waits
             newest = float(np.nanmax(window.latest_ts[:len(window.device_ids)], initial=now))
             end = math.floor((max(now, newest) - FLUSH_GRACE_SECONDS) / MINUTE) * MINUTE
-            slot_seconds = self.slot_seconds(appliance)
-            held = window.slots * slot_seconds
+            held = self.held_seconds(appliance)
             first_start = max(self._resume_from, math.ceil((end - (1 - BATCH_SHARE) * held) / MINUTE) * MINUTE)
             start = self._next_minute.get(appliance, min(first_start, end - MINUTE))
             if start > end + MINUTE:  # a cursor ahead of every clock: it was set before a clock stepped back
@@ -158,7 +152,7 @@ class History:
                 self._next_minute[appliance] = max(start, end)
                 continue
             span = max(now, newest) - start  # back to the oldest minute to flush; a quarter more for jitter
-            recent = min(window.slots, math.ceil(span / slot_seconds * 1.25) + 4)
+            recent = min(window.slots, math.ceil(span / self.intervals.get(appliance, 1.0) * 1.25) + 4)
             # devices per copy: a batch reaches further back, so fewer devices at a time bound the copy's memory
             per_chunk = max(16, min(DEVICE_CHUNK, CHUNK_VALUES // (recent * len(window.metric_names) or 1)))
             for first in range(0, len(window.device_ids), per_chunk):

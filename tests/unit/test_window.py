@@ -30,6 +30,31 @@ def test_ring_wraps_and_snapshot_is_in_time_order() -> None:
     assert snapshot.values[0].tolist() == [20.0, 30.0, 40.0]
 
 
+def test_a_device_reporting_faster_than_its_profile_keeps_windows_of_the_same_time() -> None:
+    """Ten slots at a 2 s profile hold 20 s; a device reporting every 0.5 s filled them in 5 s. Its samples
+    now merge into slots an interval apart (each slot's newest value per metric, at its newest time)."""
+    window = TypeWindow("washer", ("a", "b"), slots=10, interval=2.0)
+    row = window.row("fast")
+    for i in range(80):  # 40 s; b only every fourth sample
+        window.append(row, i * 0.5, {"a": float(i)} | ({"b": float(i)} if i % 4 == 0 else {}))
+    snapshot = window.snapshot("fast")
+    assert snapshot.ts[-1] == 39.5 and snapshot.ts[-1] - snapshot.ts[0] >= 17.0  # 4.5 s unmerged
+    assert np.all(np.diff(snapshot.ts[:-1]) == 2.0)  # the newest slot is still taking samples
+    assert snapshot.values[0].tolist() == (snapshot.ts * 2).tolist()  # a: the newest of each slot
+    b = snapshot.values[1]  # reported in 1 of 4 samples: each report since the oldest slot began is kept
+    assert b[np.isfinite(b)].tolist() == [44.0 + 4 * k for k in range(9)]
+    assert window.latest[row].tolist() == [79.0, 76.0]
+
+
+def test_a_device_at_its_profiles_rate_never_merges_jitter_and_all() -> None:
+    window = TypeWindow("washer", ("a",), slots=10, interval=2.0)
+    row = window.row("steady")
+    ts = np.cumsum(np.resize([1.7, 2.3, 2.0, 1.65, 2.35], 30))
+    for i, t in enumerate(ts):
+        window.append(row, float(t), {"a": float(i)})
+    assert window.snapshot("steady").ts.tolist() == ts[-10:].tolist()
+
+
 def test_out_of_order_sample_goes_into_window_but_not_latest() -> None:
     window = TypeWindow("ac", ("a",), slots=4)
     row = window.row("d1")
