@@ -24,17 +24,15 @@ from gateway.engine.library import build_window_store, load_library
 from gateway.engine.profiles import Profile, derived_by_type, intervals_by_type
 from gateway.pipeline import window_slots
 from gateway.store.window import WindowStore
+from gateway.web.units import STATE_UNITS
 
 T0 = 1_750_000_000.0
-
-
-STEADY_UNITS = ("bool", "enum")  # states, not readings: they hold still between samples
 
 
 def healthy_value(low: float, high: float, unit: str, rng: np.random.Generator, count: int) -> np.ndarray:
     """A reading a third of the way up its valid range; a state at its lowest (off, idle, no alarm bit set: a
     mid-range alarm bitmap set the drain and temperature bits of every dishwasher at once)."""
-    if unit in STEADY_UNITS:
+    if unit in STATE_UNITS:
         return np.full(count, low)
     middle = low + (high - low) * 0.3
     return middle + rng.normal(0, (high - low) * 0.002, count)
@@ -59,8 +57,8 @@ def build(devices: int, seed: int = 1) -> tuple[Evaluator, WindowStore, float]:
             column = window.metric_index[spec.name]
             base = healthy_value(spec.low, spec.high, spec.unit, rng, rows)
             noise = rng.normal(0, max(1e-3, (spec.high - spec.low) * 0.001), (rows, slots))
-            steady = spec.unit in STEADY_UNITS
-            window.values[:rows, column, :] = (base[:, None] + (0 if steady else noise)).astype(np.float32)
+            state = spec.unit in STATE_UNITS
+            window.values[:rows, column, :] = (base[:, None] + (0 if state else noise)).astype(np.float32)
         window.values[:rows, window.metric_index["dq_out_of_range"], :] = np.nan
         window.head[:rows] = 0
         window.latest[:rows] = window.values[:rows, :, -1]
@@ -73,16 +71,22 @@ def build(devices: int, seed: int = 1) -> tuple[Evaluator, WindowStore, float]:
     return evaluator, store, time.perf_counter() - started
 
 
-def tick(store: WindowStore, profiles: dict[str, Profile], now: float, rng: np.random.Generator) -> None:
+def reading_columns(store: WindowStore, profiles: dict[str, Profile]) -> dict[str, list[int]]:
+    """Per type, the columns of readings (which wander from sample to sample), not of states (which hold)."""
+    return {name: [window.metric_index[m.name] for m in profiles[name].metrics if m.unit not in STATE_UNITS]
+            for name, window in store.windows.items()}
+
+
+def tick(store: WindowStore, readings: dict[str, list[int]], now: float, rng: np.random.Generator) -> None:
     """Every device reports one sample (written straight into the arrays, as ingest would one by one): the
     readings wander a little, the states hold (a compressor flag wandering by noise counted as starts)."""
     for name, window in store.windows.items():
         rows = len(window.device_ids)
         slot = int(window.head[0])
         previous = window.values[:rows, :, slot - 1]
-        readings = [window.metric_index[m.name] for m in profiles[name].metrics if m.unit not in STEADY_UNITS]
+        columns = readings[name]
         sample = previous.copy()
-        sample[:, readings] += rng.normal(0, 0.01, (rows, len(readings))).astype(np.float32)
+        sample[:, columns] += rng.normal(0, 0.01, (rows, len(columns))).astype(np.float32)
         sample[:, window.metric_index["dq_out_of_range"]] = np.nan
         window.values[:rows, :, slot] = sample
         window.ts[:rows, slot] = now
@@ -112,9 +116,10 @@ def main() -> int:
         per_type = {n: len(w.device_ids) for n, w in store.windows.items()}
         evaluations = sum(len(evaluator.rules_by_type.get(n, [])) * c for n, c in per_type.items())
         timings, timer_timings = [], []
+        readings = reading_columns(store, library.profiles)
         for i in range(args.ticks + 1):
             now = T0 + 1 + i
-            tick(store, library.profiles, now, rng)
+            tick(store, readings, now, rng)
             started = time.perf_counter()
             evaluator.evaluate()
             elapsed = time.perf_counter() - started
