@@ -46,6 +46,23 @@ def test_a_device_reporting_faster_than_its_profile_keeps_windows_of_the_same_ti
     assert window.latest[row].tolist() == [79.0, 76.0]
 
 
+@given(st.floats(1.3, 40.0), st.floats(0.0, 0.3), st.integers(0, 2**16))
+@settings(max_examples=60, deadline=None)
+def test_at_any_faster_rate_and_jitter_the_ring_spans_what_it_was_sized_for(factor: float, jitter: float,
+                                                                              seed: int) -> None:
+    """The class of the example above: 1.3 to 40 times the profile's rate, gaps jittered by up to 30 %. A ring
+    of N slots is sized for N / 1.25 intervals; it spans at least that, and the newest sample is the latest."""
+    rng = np.random.default_rng(seed)
+    window = TypeWindow("washer", ("a",), slots=20, interval=2.0)
+    row = window.row("fast")
+    gaps = 2.0 / factor * rng.uniform(1 - jitter, 1 + jitter, int(60 * factor))
+    for i, t in enumerate(np.cumsum(gaps)):
+        window.append(row, float(t), {"a": float(i)})
+    ts = window.snapshot("fast").ts
+    assert ts[-1] - ts[0] >= (20 - 1) * 2.0 / 1.25
+    assert ts[-1] == np.cumsum(gaps)[-1] and window.latest[row, 0] == len(gaps) - 1
+
+
 def test_a_device_at_its_profiles_rate_never_merges_jitter_and_all() -> None:
     window = TypeWindow("washer", ("a",), slots=10, interval=2.0)
     row = window.row("steady")
