@@ -8,7 +8,8 @@ every device reports one sample per tick and the whole library (written and buil
 the worst case of the micro-batch design, where all devices are dirty at once. Rules reading long windows run
 on their cadence (1/20 of the window, at most 30 s), so the table gives the median tick, the worst tick (when
 they come due) and the mean. Rule evaluations/s counts every rule for every device each second. Ingest cost
-per message is measured separately by benchmarks/ingest_throughput.py.
+per message is measured separately by benchmarks/ingest_throughput.py. `RSS MB` is the whole process after
+the ticks (the interpreter, the library and the store, with what the filling left).
 """
 
 from __future__ import annotations
@@ -17,12 +18,12 @@ import argparse
 import time
 
 import numpy as np
+import psutil
 
 from gateway.config import GatewayConfig
 from gateway.engine.evaluator import Evaluator
-from gateway.engine.library import build_window_store, load_library
+from gateway.engine.library import build_window_store, load_library, window_layouts
 from gateway.engine.profiles import Profile, derived_by_type, intervals_by_type
-from gateway.pipeline import window_slots
 from gateway.store.window import WindowStore
 from gateway.web.units import STATE_UNITS
 
@@ -41,8 +42,8 @@ def healthy_value(low: float, high: float, unit: str, rng: np.random.Generator, 
 def build(devices: int, seed: int = 1) -> tuple[Evaluator, WindowStore, float]:
     library = load_library(GatewayConfig())
     profiles = library.profiles
-    slots = window_slots(profiles, library.rules, GatewayConfig().window.slots)
-    store = build_window_store(profiles, slots, initial_devices=1)
+    layouts = window_layouts(profiles, library.rules, GatewayConfig().window.slots)
+    store = build_window_store(profiles, layouts, initial_devices=1)
     rng = np.random.default_rng(seed)
     per_type = devices // len(profiles)
     started = time.perf_counter()
@@ -61,6 +62,12 @@ def build(devices: int, seed: int = 1) -> tuple[Evaluator, WindowStore, float]:
             window.values[:rows, column, :] = (base[:, None] + (0 if state else noise)).astype(np.float32)
         window.values[:rows, window.metric_index["dq_out_of_range"], :] = np.nan
         window.head[:rows] = 0
+        long_slots = window.long_slots
+        if long_slots:  # the long ring ends at the same sample as the main ring
+            window.long_ts[:rows] = T0 + (np.arange(long_slots) - long_slots) * profile.interval_seconds
+            older = (np.arange(long_slots) - long_slots) % slots  # the main ring's samples over again
+            window.long_values[:rows] = window.values[:rows, window.long_positions, :][:, :, older]
+            window.long_head[:rows] = 0
         window.latest[:rows] = window.values[:rows, :, -1]
         window.latest_ts[:rows] = ts[-1]
         window.latest_metric_ts[:rows] = ts[-1]
@@ -91,6 +98,11 @@ def tick(store: WindowStore, readings: dict[str, list[int]], now: float, rng: np
         window.values[:rows, :, slot] = sample
         window.ts[:rows, slot] = now
         window.head[:rows] = (slot + 1) % window.slots
+        if window.long_slots:
+            long_slot = int(window.long_head[0])
+            window.long_values[:rows, :, long_slot] = sample[:, window.long_positions]
+            window.long_ts[:rows, long_slot] = now
+            window.long_head[:rows] = (long_slot + 1) % window.long_slots
         window.latest[:rows] = sample
         window.latest_ts[:rows] = now
         window.latest_metric_ts[:rows] = now
@@ -109,7 +121,7 @@ def main() -> int:
     print(f"library: {len(library.rules)} rules ({len(sample_rules)} per sample, "
           f"{len(library.rules) - len(sample_rules)} on the timer) over 5 appliance types")
     print(f"{'devices':>8} {'median ms':>9} {'worst ms':>8} {'mean ms':>8} {'timer ms':>8} {'rule evals/s':>13} "
-          f"{'samples/s':>10} {'window MB':>10} {'KB/device':>10}")
+          f"{'samples/s':>10} {'window MB':>10} {'KB/device':>10} {'RSS MB':>7}")
     rng = np.random.default_rng(2)
     for devices in (int(d) for d in args.devices.split(",")):
         evaluator, store, _ = build(devices)
@@ -134,9 +146,11 @@ def main() -> int:
         total = sum(per_type.values())
         print(f"{total:>8} {median:>9.1f} {worst:>8.1f} {mean:>8.1f} {np.median(timer_timings) * 1000:>8.1f} "
               f"{evaluations / (mean / 1000):>13.0f} {total / (mean / 1000):>10.0f} {memory:>10.0f} "
-              f"{memory * 1024 / total:>10.1f}", flush=True)
+              f"{memory * 1024 / total:>10.1f} {psutil.Process().memory_info().rss / 2**20:>7.0f}", flush=True)
         del evaluator, store
-    print("window slots per type:", window_slots(library.profiles, library.rules, GatewayConfig().window.slots))
+    for name, layout in window_layouts(library.profiles, library.rules, GatewayConfig().window.slots).items():
+        print(f"{name}: {layout.slots} slots of every column; long ring of {layout.long_slots} slots of "
+              f"{', '.join(layout.long_columns) or 'none'}")
     return 0
 
 

@@ -24,10 +24,9 @@ from dataclasses import dataclass, field
 
 from gateway.clock import Clock
 from gateway.config import GatewayConfig
-from gateway.diagnosis.evidence import SECONDS_BEFORE_ONSET
 from gateway.engine.evaluator import AlertTransition, Evaluator
-from gateway.engine.library import Library, build_window_store
-from gateway.engine.profiles import Profile, derived_by_type, intervals_by_type
+from gateway.engine.library import Library, build_window_store, window_layouts
+from gateway.engine.profiles import derived_by_type, intervals_by_type
 from gateway.engine.rules import Rule
 from gateway.incidents.episodes import IncidentManager
 from gateway.ingest.drops import DropCounter
@@ -69,7 +68,7 @@ class Pipeline:
         self.registry = registry or DeviceRegistry(set(self.profiles))
         if registry is None:
             self.registry.load(db.load_devices())
-        self.store = build_window_store(self.profiles, window_slots(self.profiles, self.rules, settings.min_slots),
+        self.store = build_window_store(self.profiles, window_layouts(self.profiles, self.rules, settings.min_slots),
                                         settings.initial_devices)
         self.evaluator = Evaluator(self.rules, self.store, derived_by_type(self.profiles),
                                    intervals_by_type(self.profiles))
@@ -159,25 +158,6 @@ class Pipeline:
             for observer in self.observers:
                 observer(transitions, held)
         return transitions
-
-
-def window_slots(profiles: dict[str, Profile], rules: list[Rule], minimum: int) -> dict[str, int]:
-    """Slots per appliance type: enough samples, at the profile's interval, for the longest window its rules
-    read and for the evidence of its slowest rule (see slots_for); at least `minimum`."""
-    return {name: slots_for([r for r in rules if r.appliance == name], profile.interval_seconds, minimum)
-            for name, profile in profiles.items()}
-
-
-def slots_for(rules: list[Rule], interval: float, minimum: int) -> int:
-    """Slots for the longest span these rules need at one sample per `interval`, a quarter more for jitter.
-
-    A rule needs its longest window, and its ticket's evidence needs the samples from SECONDS_BEFORE_ONSET
-    before the onset up to detection, at least `for` later. Sizing by these spans instead of one fixed count
-    for every type keeps a dishwasher (no window, `for` of seconds, every 2 s) at 190 slots instead of 900:
-    its 30 minutes of samples were never read."""
-    longest_window = max((s for r in rules for s in r.expr.windows.values()), default=0.0)
-    evidence = SECONDS_BEFORE_ONSET + max((r.for_seconds for r in rules), default=0.0)
-    return max(minimum, math.ceil(max(longest_window, evidence) / interval * 1.25) + 1)
 
 
 def settings_from_config(config: GatewayConfig) -> PipelineSettings:

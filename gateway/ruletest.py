@@ -43,7 +43,7 @@ from gateway.engine.evaluator import AlertTransition, Transition
 from gateway.engine.library import Library
 from gateway.engine.profiles import ProfileError
 from gateway.engine.rules import Rule, RuleFileError
-from gateway.pipeline import Pipeline, PipelineSettings, slots_for
+from gateway.pipeline import Pipeline, PipelineSettings
 from gateway.protocol.topics import TopicKind, appliance_topic
 from gateway.store.db import Database
 
@@ -261,7 +261,7 @@ def run_case(case: dict[str, Any], library: Library, source: str) -> Outcome:
             raise RuleTestError(f"{source}: device {device}: unknown metric(s) {sorted(unknown)}")
     clock = FakeClock(BASE_TS)
     db = Database(":memory:")
-    settings = PipelineSettings(site="rule-test", min_slots=slots_for(type_rules, interval, 64))
+    settings = PipelineSettings(site="rule-test")
     pipeline = Pipeline(library, db, clock, settings, rules=type_rules)
     got: list[str] = []
 

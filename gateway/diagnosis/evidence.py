@@ -9,9 +9,7 @@ import numpy as np
 import numpy.typing as npt
 
 from gateway.engine.evaluator import AlertTransition
-from gateway.store.window import WindowSnapshot
-
-SECONDS_BEFORE_ONSET = 300.0
+from gateway.store.window import SECONDS_BEFORE_ONSET, WindowSnapshot
 
 
 def build_evidence(transition: AlertTransition, snapshot: WindowSnapshot | None,

@@ -36,8 +36,9 @@ MAX_SHARE = 0.02  # of the pipeline thread's time the copy may take: a large fle
 
 
 def _signature(window: TypeWindow) -> list[Any]:
-    """What must match for a type's saved rows to fit its arrays now."""
-    return [list(window.metric_names), window.slots, list(window.parameter_defaults),
+    """What must match for a type's saved rows to fit its arrays now (the long ring's columns too: another
+    column read over a long window has the same shape but not the same values)."""
+    return [list(window.metric_names), window.slots, list(window.long_names), list(window.parameter_defaults),
             [[list(a.shape[1:]), str(a.dtype)] for a in window.arrays()]]
 
 

@@ -26,7 +26,7 @@ from gateway.engine.expr import CompiledExpr, FloatArray, WindowView, carry_forw
 from gateway.engine.rules import Rule
 from gateway.latency import FAST_BUCKETS, Histogram
 from gateway.model import Observation
-from gateway.store.window import TypeWindow, WindowStore
+from gateway.store.window import TypeWindow, WindowStore, slots_spanning
 
 
 def _as_shape(value: Any, shape: tuple[int, ...]) -> Any:
@@ -56,7 +56,7 @@ class RowContext:
         self._series: dict[tuple[str, float], WindowView] = {}
         self._reductions: dict[tuple[str, str, float], FloatArray] = {}
         self._builtins: dict[BuiltinColumn, FloatArray] = {}
-        self._ordered: dict[int, tuple[FloatArray, npt.NDArray[np.intp]]] = {}
+        self._ordered: dict[tuple[bool, int], tuple[FloatArray, npt.NDArray[np.intp]]] = {}
 
     def builtin(self, column: BuiltinColumn) -> FloatArray:
         cached = self._builtins.get(column)
@@ -116,8 +116,9 @@ class RowContext:
         key = (name, seconds)
         view = self._cache.get(key)
         if view is None:
-            ts, order = self._time_order(self._slots_for(seconds))
-            values = self.column_slots(name, order)
+            ring = self._ring(seconds)
+            ts, order = self._time_order(ring)
+            values = self.column_slots(name, order, ring)
             view = self._cache[key] = self._view(values, ts, seconds)
         return view
 
@@ -125,19 +126,30 @@ class RowContext:
         key = (text, seconds)
         view = self._series.get(key)
         if view is None:
-            ts, order = self._time_order(self._slots_for(seconds))
-            samples = _SampleContext(self, order)
+            ring = self._ring(seconds)
+            ts, order = self._time_order(ring)
+            samples = _SampleContext(self, order, ring)
             values = np.broadcast_to(evaluate(samples), ts.shape).astype(np.float64)
             view = self._series[key] = self._view(values, ts, seconds)
         return view
 
-    def _slots_for(self, seconds: float) -> int:
-        """Only the newest slots a window can span at this type's reporting interval (plus a quarter)."""
-        return min(self._window.slots, int(seconds / self._interval * 1.25) + 2)
+    def _ring(self, seconds: float) -> tuple[bool, int]:
+        """Which ring a window is read from (the long one where the ring of every column is too short for it)
+        and how many of its newest slots: only those the window can span at the type's interval."""
+        count = slots_spanning(seconds, self._interval)
+        if count <= self._window.slots or not self._window.long_slots:
+            return False, min(count, self._window.slots)
+        return True, min(count, self._window.long_slots)
 
-    def column_slots(self, name: str, order: npt.NDArray[np.intp]) -> FloatArray:
-        column = self._window.metric_index[name]
-        values: FloatArray = self._window.values[self._rows[:, None], column, order].astype(np.float64)
+    def column_slots(self, name: str, order: npt.NDArray[np.intp], ring: tuple[bool, int]) -> FloatArray:
+        window = self._window
+        if ring[0]:
+            index = window.long_index.get(name)
+            if index is None:
+                raise KeyError(f"{name} is read over a window longer than its ring; the layout is not the rules'")
+            long_values: FloatArray = window.long_values[self._rows[:, None], index, order].astype(np.float64)
+            return long_values
+        values: FloatArray = window.values[self._rows[:, None], window.metric_index[name], order].astype(np.float64)
         return values
 
     def _view(self, values: FloatArray, ts: FloatArray, seconds: float) -> WindowView:
@@ -146,13 +158,16 @@ class RowContext:
         return WindowView(values, ts, valid, ordered=True, start=self._now - seconds, end=self._now,
                           hold=self._window.observed_gap_limits(self._rows))
 
-    def _time_order(self, count: int) -> tuple[FloatArray, npt.NDArray[np.intp]]:
-        """The newest `count` slots of each row, oldest first (the ring ends just before each row's head)."""
-        if count not in self._ordered:
-            slots = self._window.slots
-            order = (self._window.head[self._rows, None] + np.arange(slots - count, slots)[None, :]) % slots
-            self._ordered[count] = (self._window.ts[self._rows[:, None], order], order)
-        return self._ordered[count]
+    def _time_order(self, ring: tuple[bool, int]) -> tuple[FloatArray, npt.NDArray[np.intp]]:
+        """The newest slots of each row in a ring, oldest first (the ring ends just before each row's head)."""
+        if ring not in self._ordered:
+            long, count = ring
+            window = self._window
+            slots, head, ts = ((window.long_slots, window.long_head, window.long_ts) if long
+                               else (window.slots, window.head, window.ts))
+            order = (head[self._rows, None] + np.arange(slots - count, slots)[None, :]) % slots
+            self._ordered[ring] = (ts[self._rows[:, None], order], order)
+        return self._ordered[ring]
 
 
 class _SampleContext:
@@ -160,9 +175,10 @@ class _SampleContext:
     carried forward), derived metrics computed from those, parameters per device. Window functions do not nest,
     so an expression over a window reads nothing else."""
 
-    def __init__(self, rows: RowContext, order: npt.NDArray[np.intp]) -> None:
+    def __init__(self, rows: RowContext, order: npt.NDArray[np.intp], ring: tuple[bool, int]) -> None:
         self._rows = rows
         self._order = order
+        self._ring = ring
         self._columns: dict[str, FloatArray] = {}
 
     def column(self, name: str) -> FloatArray:
@@ -172,7 +188,7 @@ class _SampleContext:
             if formula is not None:
                 cached = np.broadcast_to(formula.evaluate(self), self._order.shape)
             else:
-                cached = carry_forward(self._rows.column_slots(name, self._order))
+                cached = carry_forward(self._rows.column_slots(name, self._order, self._ring))
             self._columns[name] = cached
         return cached
 
@@ -314,6 +330,12 @@ class Evaluator:
         }
         self._phases: dict[str, FloatArray] = {}  # per type: each row's cadence phase in [0, 1)
         self._rules_by_id = {rule.rule_id: rule for rule in rules}
+        # per type, the sample-driven rules whose evidence outlasts the ring: their pending devices are recorded
+        self._recorded: dict[str, list[Rule]] = {}
+        for rule in rules:
+            if not rule.time_driven and not store.windows[rule.appliance].holds_evidence_for(rule.for_seconds):
+                self._recorded.setdefault(rule.appliance, []).append(rule)
+        self._recorded_ids = {rule.rule_id for rules in self._recorded.values() for rule in rules}
         self.passes = 0
         self.rows_evaluated = 0
         self.last_pass_seconds = 0.0
@@ -323,6 +345,7 @@ class Evaluator:
         started = time.perf_counter()
         transitions: list[AlertTransition] = []
         for appliance, window in self.store.windows.items():
+            self._end_recordings(window)
             rows = window.take_dirty()
             rules = self.rules_by_type.get(appliance)
             if rows.size == 0 or not rules:
@@ -350,6 +373,21 @@ class Evaluator:
         self.last_pass_seconds = time.perf_counter() - started
         self.pass_seconds.observe(self.last_pass_seconds)
         return transitions
+
+    def _end_recordings(self, window: TypeWindow) -> None:
+        """Stop recording the devices on which no recorded rule is pending any more. Done before a pass, not
+        when the rule fires: its ticket's evidence is taken after the pass, and a firing held back (rearm)
+        is pending again."""
+        rows = window.recorded_rows()
+        if not rows.size:
+            return
+        pending = np.zeros(rows.shape, dtype=np.bool_)
+        for rule in self._recorded.get(window.appliance, ()):
+            state = self._states[rule.rule_id]
+            state.fit(window.capacity)
+            pending |= ~np.isnan(state.since[rows]) & ~state.firing[rows]
+        if not pending.all():
+            window.stop_recording(rows[~pending])
 
     def _phase(self, window: TypeWindow) -> FloatArray:
         """Each row's cadence phase from a hash of its device id (stable across restarts and replays)."""
@@ -413,6 +451,8 @@ class Evaluator:
             holds = holds | (firing & ~clears)
 
         starting = holds & np.isnan(since)
+        if rule.rule_id in self._recorded_ids and starting.any():
+            window.record(rows[starting])
         since[starting] = ts[starting]
         since_observed[starting] = observed[starting]
         last_true[holds] = observed[holds]
@@ -467,6 +507,9 @@ class Evaluator:
         alert.fit(self.store.windows[rule.appliance].capacity)
         for name in PENDING_FIELDS:
             getattr(alert, name)[rows] = arrays[name]
+        if rule_id in self._recorded_ids:  # from what the checkpoint's ring holds
+            window = self.store.windows[rule.appliance]
+            window.record(rows[~np.isnan(alert.since[rows]) & ~alert.firing[rows]])
         return True
 
     def restore_firing(self, rule_id: str, device_id: str, onset_ts: float) -> bool:

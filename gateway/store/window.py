@@ -5,6 +5,12 @@ plus `latest` (last known value per metric) that the rules read. Rows are handed
 arrays grow by a quarter when full, so a rule pass is a handful of numpy calls over all dirty devices of a type.
 A ring is sized for the type's reporting interval; a device reporting faster has its samples merged to that rate
 (`_slots_to_write`), so its windows span the same time.
+
+Two tiers keep the store small. The ring of every column spans what the rules read of all of them: the evidence
+before a fault's onset and the short windows. A column some rule reads over a longer window (an air conditioner's
+compressor flag over 15 minutes, a fridge's temperatures over 30) has a long ring of its own as well, so the other
+columns are not kept that long for it. A rule whose `for` outlasts the ring has its devices' samples recorded from
+onset to detection (`record`), for its ticket's evidence: only the few devices with such a rule pending pay for it.
 """
 
 from __future__ import annotations
@@ -33,6 +39,25 @@ class WindowSnapshot:
         return WindowSnapshot(self.device_id, self.metric_names, self.ts[keep], self.values[:, keep])
 
 
+SECONDS_BEFORE_ONSET = 300.0  # how far before a fault's onset its ticket's evidence reaches
+SPAN_MARGIN = 1.25  # a ring holds a quarter more slots than its span needs at the profile's interval (jitter)
+
+
+def slots_spanning(seconds: float, interval: float) -> int:
+    """The slots a span of `seconds` can cover at one sample per `interval`, jitter included."""
+    return int(seconds / interval * SPAN_MARGIN) + 2
+
+
+@dataclass(frozen=True)
+class RingLayout:
+    """How much one appliance type keeps (see gateway/store/window.py): `slots` of every column, and the
+    columns read over longer windows in a long ring of `long_slots`."""
+
+    slots: int
+    long_columns: tuple[str, ...] = ()
+    long_slots: int = 0
+
+
 GROW_ROWS = 64  # the fewest rows a type's arrays grow by
 _NO_ROWS = np.zeros(0, dtype=np.intp)
 CLOCK_BACK_TOLERANCE = 10.0  # seconds a sample may be older than its device's newest and still count as late
@@ -47,7 +72,8 @@ class TypeWindow:
     def __init__(self, appliance: str, metric_names: tuple[str, ...], slots: int, capacity: int = 64,
                  max_steps: Mapping[str, float] | None = None, event_columns: tuple[str, ...] = (),
                  sporadic: tuple[str, ...] = (), interval: float = 1.0, silence_limit: float = math.inf,
-                 max_gap: float = math.inf, parameters: Mapping[str, float] | None = None) -> None:
+                 max_gap: float = math.inf, parameters: Mapping[str, float] | None = None,
+                 long_columns: tuple[str, ...] = (), long_slots: int = 0) -> None:
         """`max_steps`: a change larger than this per reporting `interval` is recorded as a jump; over a longer
         gap between two values the allowance grows with the square root of the gap (a quantity that swings, a
         cycling coil or a shower, covers more ground, though less than linearly since it turns back; a noisy
@@ -57,7 +83,8 @@ class TypeWindow:
         limit, the most a gap counts for in a device's `typical_gap` (so that an outage does not inflate it);
         `max_gap`: a longer gap between two samples of a device (or five of its own intervals, if it reports
         more slowly) was not observed: durations (`for`, stuck, stale) count observed time only;
-        `parameters`: the type's per-device parameters and their defaults (a device's meta may set its own)."""
+        `parameters`: the type's per-device parameters and their defaults (a device's meta may set its own);
+        `long_columns`: columns also kept in a long ring of `long_slots` (for the windows longer than `slots`)."""
         self.appliance = appliance
         self.metric_names = metric_names
         self.metric_index = {name: i for i, name in enumerate(metric_names)}
@@ -79,6 +106,12 @@ class TypeWindow:
         self.parameter_defaults = dict(parameters or {})
         self.parameter_index = {name: i for i, name in enumerate(self.parameter_defaults)}
         self._any_dirty = False  # whether any row may be dirty (mark_dirty), so a pass can skip the type
+        self.long_slots = long_slots if long_columns else 0
+        self.long_names = tuple(long_columns) if self.long_slots else ()
+        self.long_index = {name: i for i, name in enumerate(self.long_names)}
+        self.long_positions = np.array([self.metric_index[n] for n in self.long_names], dtype=np.intp)
+        self._recordings: dict[int, _Recording] = {}  # row -> its samples since a long `for` became pending
+        self._recorded_rows = _NO_ROWS  # the keys of _recordings, as an array for np.isin
         self._allocate(max(capacity, 1))
 
     def _allocate(self, capacity: int) -> None:
@@ -86,6 +119,9 @@ class TypeWindow:
         self.values = np.full((capacity, m, s), np.nan, dtype=np.float32)
         self.ts = np.full((capacity, s), np.nan, dtype=np.float64)
         self.head = np.zeros(capacity, dtype=np.int64)
+        self.long_values = np.full((capacity, len(self.long_names), self.long_slots), np.nan, dtype=np.float32)
+        self.long_ts = np.full((capacity, self.long_slots), np.nan, dtype=np.float64)
+        self.long_head = np.zeros(capacity, dtype=np.int64)
         self.latest = np.full((capacity, m), np.nan, dtype=np.float64)
         self.latest_ts = np.full(capacity, np.nan, dtype=np.float64)
         # each device's own reporting interval (a moving average of the gaps between its samples, each capped at
@@ -121,7 +157,8 @@ class TypeWindow:
 
     def arrays(self) -> list[npt.NDArray[Any]]:
         """Every per-device array, for growing them together and for measuring memory."""
-        return [self.values, self.ts, self.head, self.latest, self.latest_ts, self.latest_metric_ts,
+        return [self.values, self.ts, self.head, self.long_values, self.long_ts, self.long_head, self.latest,
+                self.latest_ts, self.latest_metric_ts,
                 self.changed_observed, self.reported_observed, self.unobserved, self.online, self.event_ts, self.dirty,
                 self.typical_gap, self.parameters, self.clock_shift]
 
@@ -153,6 +190,10 @@ class TypeWindow:
             self.values[rows, :, slots] = values
         self.ts[rows, slots] = ts
         self.head[rows] = (slots + 1) % self.slots  # a merged sample's slot is the newest: the head stays
+        if self.long_slots:
+            self._write_long(rows, ts, values, present, merged)
+        if self._recordings:
+            self._record_written(rows, slots, merged)
         self.mark_dirty(rows)
         newest = ~(ts < self.latest_ts[rows])  # NaN-safe: a device's first sample always counts as newest
         if not newest.all():  # a late sample fills its slot but moves nothing the rules read as latest
@@ -198,6 +239,56 @@ class TypeWindow:
         newest_ts = self.ts[rows, newest]
         merged = fast & (ts >= newest_ts) & (newest_ts - self.ts[rows, before] < self.interval)
         return np.where(merged, newest, slots), merged
+
+    def _write_long(self, rows: npt.NDArray[np.intp], ts: npt.NDArray[np.float64], values: npt.NDArray[np.float64],
+                    present: npt.NDArray[np.bool_], merged: npt.NDArray[np.bool_] | None) -> None:
+        """The long ring takes every sample the ring takes, and merges those it merges: its newest slot holds
+        the same sample as the ring's newest."""
+        columns = self.long_positions
+        head = self.long_head[rows]
+        if merged is None:
+            slots = head
+            self.long_values[rows, :, slots] = values[:, columns]
+        else:
+            slots = np.where(merged, (head - 1) % self.long_slots, head)
+            kept = merged[:, None] & ~present[:, columns]
+            self.long_values[rows, :, slots] = np.where(kept, self.long_values[rows, :, slots], values[:, columns])
+        self.long_ts[rows, slots] = ts
+        self.long_head[rows] = (slots + 1) % self.long_slots
+
+    def holds_evidence_for(self, for_seconds: float) -> bool:
+        """Whether the ring spans the evidence of a rule with this `for`: from SECONDS_BEFORE_ONSET before its
+        onset to its detection. If not, its devices are recorded while it is pending."""
+        return slots_spanning(SECONDS_BEFORE_ONSET + for_seconds, self.interval) <= self.slots
+
+    def record(self, rows: npt.NDArray[np.intp]) -> None:
+        """Keep every sample of these rows from now on as well as the ring's (a copy of it to start with), until
+        `stop_recording`: the evidence of a rule whose `for` outlasts the ring reaches back to its onset."""
+        started = False
+        for row in rows.tolist():
+            if row not in self._recordings:  # the ring in the order it took its samples: the newest is last
+                order = (self.head[row] + np.arange(self.slots)) % self.slots
+                order = order[~np.isnan(self.ts[row, order])]
+                self._recordings[row] = _Recording(self.ts[row, order], self.values[row][:, order])
+                started = True
+        if started:
+            self._recorded_rows = np.array(sorted(self._recordings), dtype=np.intp)
+
+    def recorded_rows(self) -> npt.NDArray[np.intp]:
+        return self._recorded_rows
+
+    def stop_recording(self, rows: npt.NDArray[np.intp]) -> None:
+        for row in rows.tolist():
+            self._recordings.pop(row, None)
+        self._recorded_rows = np.array(sorted(self._recordings), dtype=np.intp)
+
+    def _record_written(self, rows: npt.NDArray[np.intp], slots: npt.NDArray[np.intp],
+                        merged: npt.NDArray[np.bool_] | None) -> None:
+        """What the ring just took for the recorded rows, as it took it (a merged sample replaces the newest)."""
+        for position in np.flatnonzero(np.isin(rows, self._recorded_rows)).tolist():
+            row, slot = int(rows[position]), int(slots[position])
+            self._recordings[row].add(float(self.ts[row, slot]), self.values[row, :, slot],
+                                      merged is not None and bool(merged[position]))
 
     def _matrix(self, samples: list[Mapping[str, float]]) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
         """The samples as [sample, metric] values (NaN where not reported) and which of them were reported."""
@@ -278,6 +369,10 @@ class TypeWindow:
         ring[:-1] = ring[1:]
         ring[-1] = ts
 
+    def memory_bytes(self) -> int:
+        recorded = sum(r.ts.nbytes + r.values.nbytes for r in self._recordings.values())
+        return sum(array.nbytes for array in self.arrays()) + recorded
+
     def mark_dirty(self, rows: npt.NDArray[np.intp]) -> None:
         """These rows have data the rules have not seen."""
         self.dirty[rows] = True
@@ -294,11 +389,45 @@ class TypeWindow:
         return rows
 
     def snapshot(self, device_id: str) -> WindowSnapshot:
+        """The device's samples, oldest first: its recording where it has one (which holds what the ring holds
+        and what the ring has since let go), otherwise the ring's."""
         row = self.rows[device_id]
+        recording = self._recordings.get(row)
+        ts, values = recording.samples() if recording is not None else self._ring_samples(row)
+        return WindowSnapshot(device_id, self.metric_names, ts, values)
+
+    def _ring_samples(self, row: int) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float32]]:
         order = np.argsort(self.ts[row], kind="stable")
         order = order[~np.isnan(self.ts[row][order])]
-        return WindowSnapshot(device_id, self.metric_names, self.ts[row][order].copy(),
-                              self.values[row][:, order].copy())
+        return self.ts[row][order], self.values[row][:, order]
+
+
+class _Recording:
+    """One device's samples in the order the ring took them, in arrays that grow by half."""
+
+    def __init__(self, ts: npt.NDArray[np.float64], values: npt.NDArray[np.float32]) -> None:
+        self.count = ts.size
+        capacity = max(16, self.count * 3 // 2)
+        self.ts = np.full(capacity, np.nan)
+        self.ts[:self.count] = ts
+        self.values = np.full((values.shape[0], capacity), np.nan, dtype=np.float32)
+        self.values[:, :self.count] = values
+
+    def add(self, ts: float, values: npt.NDArray[np.float32], merged: bool) -> None:
+        if merged and self.count:
+            self.count -= 1
+        if self.count == self.ts.size:
+            grown = self.count * 3 // 2
+            self.ts = np.concatenate([self.ts, np.full(grown - self.count, np.nan)])
+            self.values = np.concatenate([self.values, np.full((self.values.shape[0], grown - self.count), np.nan,
+                                                               dtype=np.float32)], axis=1)
+        self.ts[self.count] = ts
+        self.values[:, self.count] = values
+        self.count += 1
+
+    def samples(self) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float32]]:
+        order = np.argsort(self.ts[:self.count], kind="stable")
+        return self.ts[order], self.values[:, order]
 
 
 def _set_where(array: npt.NDArray[np.float64], rows: npt.NDArray[np.intp], where: npt.NDArray[np.bool_],
@@ -310,7 +439,7 @@ def _set_where(array: npt.NDArray[np.float64], rows: npt.NDArray[np.intp], where
 
 
 GAP_SMOOTHING = 0.1  # weight of the newest gap in a device's typical interval
-FAST_BELOW = 0.8  # a ring has a quarter more slots than its span needs at the profile's interval: 1 / 1.25
+FAST_BELOW = 1 / SPAN_MARGIN  # a device whose gaps are shorter fills its ring faster than it was sized for
 OWN_INTERVALS = 5.0  # a device slower than its profile is silent, and unobserved, after this many of its intervals
 
 
@@ -323,8 +452,10 @@ class WindowStore:
                  intervals: Mapping[str, float] | None = None,
                  silence_limits: Mapping[str, float] | None = None,
                  max_gaps: Mapping[str, float] | None = None,
-                 parameters: Mapping[str, Mapping[str, float]] | None = None) -> None:
-        """`slots` is one size for all types, or a size per type (enough for the longest window its rules read);
+                 parameters: Mapping[str, Mapping[str, float]] | None = None,
+                 long_rings: Mapping[str, tuple[tuple[str, ...], int]] | None = None) -> None:
+        """`slots` is one size for all types, or a size per type (enough for the evidence and the short windows
+        its rules read); `long_rings` per type: the columns read over longer windows, and their ring's size;
         `max_steps` per type and `event_columns` feed the event-time rings (see TypeWindow)."""
         # held by the pipeline thread while it appends (a new device may grow and replace a type's arrays) and
         # by readers on other threads (history, charts) while they copy from the arrays
@@ -335,7 +466,8 @@ class WindowStore:
                                   tuple(c for c in event_columns if c in names), (sporadic or {}).get(appliance, ()),
                                   (intervals or {}).get(appliance, 1.0),
                                   (silence_limits or {}).get(appliance, math.inf),
-                                  (max_gaps or {}).get(appliance, math.inf), (parameters or {}).get(appliance))
+                                  (max_gaps or {}).get(appliance, math.inf), (parameters or {}).get(appliance),
+                                  *(long_rings or {}).get(appliance, ((), 0)))
             for appliance, names in metric_names_by_type.items()
         }
 
@@ -347,4 +479,4 @@ class WindowStore:
         return window.snapshot(device_id) if window else None
 
     def memory_bytes(self) -> int:
-        return sum(sum(array.nbytes for array in w.arrays()) for w in self.windows.values())
+        return sum(w.memory_bytes() for w in self.windows.values())

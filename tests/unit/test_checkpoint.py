@@ -18,7 +18,7 @@ RULE = washer_rule(for_="60s")
 
 def fresh() -> tuple[Evaluator, WindowStore]:
     store = WindowStore({n: p.stored_names for n, p in PROFILES.items()}, slots=64, initial_devices=2,
-                        max_gaps={"washer": 20.0})
+                        max_gaps={"washer": 20.0}, long_rings={"washer": (("vibration",), 200)})
     return Evaluator([RULE], store), store
 
 
@@ -42,6 +42,7 @@ def test_a_restored_checkpoint_resumes_a_for_half_way_through(tmp_path: Path) ->
     assert restore(path, store, evaluator, now=1040, max_age=3600) == 3
     window = store.windows["washer"]
     assert window.latest_ts[window.rows["w1"]] == 1030
+    assert np.nanmax(window.long_ts[window.rows["w1"]]) == 1030  # the long ring came back too
     assert feed(evaluator, store, 1040, 3) == []
     assert feed(evaluator, store, 1055, 3) == []
     assert feed(evaluator, store, 1060, 3) == ["firing@1060"]  # 60 s after the onset at 1000, across the restart
@@ -54,7 +55,8 @@ def test_without_a_checkpoint_the_timer_starts_again(tmp_path: Path) -> None:
     assert feed(evaluator, store, 1060, 3) == []  # what a crash did before: the fault is found a minute late
 
 
-@pytest.mark.parametrize("damage", ["truncated", "garbage", "too_old", "other_layout", "changed_rule"])
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "too_old", "other_layout", "other_long_column",
+                                    "changed_rule"])
 def test_a_checkpoint_that_cannot_be_used_is_ignored_and_detection_starts_empty(tmp_path: Path, damage: str) -> None:
     evaluator, store = fresh()
     for ts in range(1000, 1035, 5):
@@ -66,8 +68,10 @@ def test_a_checkpoint_that_cannot_be_used_is_ignored_and_detection_starts_empty(
     elif damage == "garbage":
         path.write_bytes(b"not a checkpoint" * 10)
     now = 1035 + 7200 if damage == "too_old" else 1040
+    long_column = "water_level" if damage == "other_long_column" else "vibration"  # the same shapes
     store = WindowStore({n: p.stored_names for n, p in PROFILES.items()},
-                        slots=32 if damage == "other_layout" else 64, initial_devices=2, max_gaps={"washer": 20.0})
+                        slots=32 if damage == "other_layout" else 64, initial_devices=2, max_gaps={"washer": 20.0},
+                        long_rings={"washer": ((long_column,), 200)})
     rule = washer_rule(for_="61s") if damage == "changed_rule" else RULE
     evaluator = Evaluator([rule], store)
     restored = restore(path, store, evaluator, now=now, max_age=3600)

@@ -149,21 +149,56 @@ def test_clear_holds_a_firing_alert_until_the_clear_condition() -> None:
     assert feed(evaluator, store, "w", 102, 0.5) == ["resolved@102"]
 
 
-def test_window_slots_cover_the_longest_window_a_rule_reads() -> None:
-    from gateway.pipeline import window_slots
+def test_only_the_columns_read_over_a_long_window_are_kept_that_long() -> None:
+    from gateway.engine.library import window_layouts
 
-    rules = [washer_rule(expr="changes(phase, 1h) > 3", name="a"), washer_rule(expr="vibration > 2", name="b")]
-    slots = window_slots(PROFILES, rules, minimum=100)
-    assert slots["washer"] == 3600 // 2 * 5 // 4 + 1  # 1 h at the washer's 2 s interval, plus a quarter
-    assert slots["refrigerator"] == 100
+    rules = [washer_rule(expr="changes(phase, 1h) > 3", for_="0s", name="a"),
+             washer_rule(expr="vibration > 2", for_="0s", name="b")]
+    layouts = window_layouts(PROFILES, rules, minimum=100)
+    washer = layouts["washer"]
+    assert washer.slots == 300 // 2 * 5 // 4 + 2  # 5 min of evidence before the onset, at 2 s, a quarter more
+    assert washer.long_columns == ("phase",) and washer.long_slots == 3600 // 2 * 5 // 4 + 2  # 1 h of phase
+    assert layouts["refrigerator"].slots == 100 and not layouts["refrigerator"].long_columns  # no rule: minimum
 
 
-def test_window_slots_cover_the_evidence_of_a_rule_slower_than_its_window() -> None:
-    from gateway.pipeline import window_slots
+def test_an_expression_or_derived_metric_over_a_long_window_keeps_every_column_it_reads() -> None:
+    from gateway.engine.library import window_layouts
+    from gateway.engine.rules import parse_rule_file
 
-    slots = window_slots(PROFILES, [washer_rule(expr="avg(vibration, 1m) > 2", for_="20m")], minimum=64)
-    assert slots["washer"] == 939  # (5 min before the onset + 20 min to detection) / 2 s, a quarter more, + 1
-    assert slots["dishwasher"] == 189  # no rule: the 5 minutes of a `for: 0s` rule's evidence at 2 s, + 1/4, + 1
+    text = """
+groups:
+  - name: test
+    appliance: air_conditioner
+    rules:
+      - alert: warm_superheat
+        expr: avg(superheat, 30m) > 12 K
+        diagnosis:
+          code: T-1
+          title: {en: t, zh: t}
+          severity: minor
+          causes: [{cause: c, likelihood: 1.0, reason: r}]
+"""
+    rules, errors = parse_rule_file(text, "t.yaml", PROFILES)
+    assert not errors, errors
+    ac = window_layouts(PROFILES, rules, minimum=64)["air_conditioner"]
+    assert set(ac.long_columns) == {"suction_temperature", "suction_pressure"}  # superheat's formula
+    expression = [washer_rule(expr="fraction(phase == 5 and water_level > 30, 30m) > 0.5", name="x")]
+    washer = window_layouts(PROFILES, expression, minimum=64)["washer"]
+    assert set(washer.long_columns) == {"phase", "water_level"}
+
+
+def test_a_rule_slower_than_the_ring_has_its_pending_devices_recorded_and_only_until_it_fires() -> None:
+    evaluator, store = make(washer_rule(for_="10m"))
+    window = store.windows["washer"]
+    assert not window.holds_evidence_for(600.0)  # 16 slots at 2 s hold no 15 minutes
+    feed(evaluator, store, "calm", 0, 0.5)
+    for ts in range(0, 601, 2):
+        feed(evaluator, store, "w", ts, 3.0)
+    assert window.recorded_rows().tolist() == [window.rows["w"]]  # fired at 600: its evidence is taken now
+    assert window.snapshot("w").ts.size == 301  # every sample since the onset, not the ring's 16
+    feed(evaluator, store, "w", 602, 3.0)
+    assert window.recorded_rows().size == 0  # the next pass lets it go
+    assert window.snapshot("w").ts.size == 16
 
 
 def test_a_slow_rules_ticket_carries_the_samples_from_five_minutes_before_its_onset() -> None:
