@@ -25,6 +25,7 @@ import psutil
 
 from benchmarks.harness import cpu_seconds, gateway, platform, scratch, status
 from firmware_sim.bulk_fleet import BulkFleet
+from gateway.config import GatewayConfig, HistoryConfig
 
 SAMPLE_SECONDS = 10.0
 FLAT_SHARE = 0.05
@@ -70,7 +71,8 @@ def main() -> None:
     args = parser.parse_args()
     with scratch() as name:
         folder = Path(name)
-        with platform(folder) as upstream, gateway(folder, None, upstream, slots=1200) as (process, base):
+        defaults = GatewayConfig().window.slots
+        with platform(folder) as upstream, gateway(folder, None, upstream, slots=defaults) as (process, base):
             port = int(str(status(base)["broker_url"]).rsplit(":", 1)[1])
             fleet = BulkFleet(args.appliances, "127.0.0.1", port)
             fleet.connect()
@@ -122,9 +124,15 @@ def main() -> None:
     history = files["history.db"]
     if len(times) > 2 and history.values[-1] > history.values[0]:
         per_hour = float(np.polyfit(times, history.values, 1)[0]) * 3600
+        defaults = HistoryConfig()
+        hours_of_minutes = defaults.minute_days * 24
+        level = per_hour * hours_of_minutes + per_hour * (defaults.days * 24 - hours_of_minutes) / 60
+        where = (f"levels off near {level:,.0f} MB" if level <= defaults.max_megabytes else
+                 f"would reach {level:,.0f} MB, so the budget holds it at {defaults.max_megabytes:,.0f} MB "
+                 "(the oldest rows dropped first)")
         print(f"history.db grows {per_hour:.1f} MB/hour while it fills its minute tier; at the defaults "
-              f"(minutes for 1 day, then hours until 30 days, budget 2,048 MB) it levels off near "
-              f"{per_hour * 24 + per_hour * 29 * 24 / 60:,.0f} MB")
+              f"(minutes for {defaults.minute_days:g} day, then hours until {defaults.days:g} days, budget "
+              f"{defaults.max_megabytes:,.0f} MB) it {where}")
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ from gateway.ingest.drops import DropCounter
 from gateway.ingest.registry import DeviceRegistry
 from gateway.ingest.router import Ingest
 from gateway.ingest.uart import adapter_for
+from gateway.memory import RELEASE_EVERY_SECONDS, release_free_memory
 from gateway.outbox.sender import OutboxSender
 from gateway.pipeline import Pipeline, settings_from_config
 from gateway.pipeline_thread import PipelineThread
@@ -190,6 +191,7 @@ class Gateway:
                     tasks.create_task(supervised("history", lambda: self._history_loop(history)), name="history")
                 if self.influx is not None:
                     tasks.create_task(supervised("influx-sink", self.influx.run), name="influx-sink")
+                tasks.create_task(supervised("memory-release", self._memory_loop), name="memory-release")
                 if ready is not None:
                     ready.set()
                 await self._stop.wait()
@@ -282,6 +284,12 @@ class Gateway:
                               "written when the disk takes them", exc, len(history.unwritten))
                 failing = True
             self.history_flush_ms = (time.perf_counter() - started) * 1000
+
+    async def _memory_loop(self) -> None:
+        """What the checkpoint's copy, history and the first passes freed, back to the system (gateway/memory.py)."""
+        while True:
+            await asyncio.sleep(RELEASE_EVERY_SECONDS)
+            await asyncio.to_thread(release_free_memory)
 
     def _persist(self) -> None:
         """On the pipeline thread, every few seconds and at stop: changed devices, and the checkpoint when due."""

@@ -27,6 +27,7 @@ import numpy.typing as npt
 import orjson
 
 from gateway.engine.evaluator import Evaluator
+from gateway.memory import release_free_memory
 from gateway.store.window import TypeWindow, WindowStore
 
 log = logging.getLogger("gateway.checkpoint")
@@ -153,7 +154,8 @@ class Checkpointer:
         arrays = take(store, evaluator, now)
         self.last_copy_ms = (time.monotonic() - started) * 1000
         self._next = time.monotonic() + max(self.interval, self.last_copy_ms / 1000 / MAX_SHARE)
-        self._writer = threading.Thread(target=self._write, args=(arrays,), name="checkpoint", daemon=True)
+        self._writer = threading.Thread(target=self._write_then_free, args=([arrays],), name="checkpoint",
+                                        daemon=True)
         self._writer.start()
 
     def save_now(self, store: WindowStore, evaluator: Evaluator, now: float) -> None:
@@ -163,6 +165,12 @@ class Checkpointer:
         if self._writer is not None:
             self._writer.join()
         self._write(take(store, evaluator, now))
+
+    def _write_then_free(self, holder: list[dict[str, npt.NDArray[Any]]]) -> None:
+        """The copy is as large as the window store: freed as soon as it is written (the thread's arguments
+        would hold it until the thread ends) and given back to the system (gateway/memory.py)."""
+        self._write(holder.pop())
+        release_free_memory()
 
     def _write(self, arrays: dict[str, npt.NDArray[Any]]) -> None:
         started = time.perf_counter()
