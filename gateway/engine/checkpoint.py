@@ -54,6 +54,8 @@ def take(store: WindowStore, evaluator: Evaluator, now: float) -> dict[str, npt.
         header["windows"][appliance] = {"signature": _signature(window), "devices": list(window.device_ids)}
         for i, array in enumerate(window.arrays()):
             arrays[f"window/{appliance}/{i}"] = array[:count].copy()
+        for name, array in window.recordings_state().items():
+            arrays[f"recording/{appliance}/{name}"] = array
     for rule_id, (appliance, version, fields) in evaluator.pending_state().items():
         if appliance not in header["windows"]:
             continue
@@ -111,6 +113,9 @@ def _restore(data: Any, header: dict[str, Any], store: WindowStore, evaluator: E
         for i, array in enumerate(window.arrays()):
             array[rows] = data[f"window/{appliance}/{i}"]
         window.dirty[rows] = False
+        if f"recording/{appliance}/rows" in data.files:  # before the rules: resuming one records what is not
+            recorded = [data[f"recording/{appliance}/{name}"] for name in ("rows", "counts", "ts", "values")]
+            window.restore_recordings(rows[recorded[0]], *recorded[1:])
         window.newest_ts = max(window.newest_ts, float(np.nanmax(window.latest_ts[rows], initial=-np.inf)))
         rows_by_type[appliance] = rows
         devices += rows.size

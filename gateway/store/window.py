@@ -282,6 +282,27 @@ class TypeWindow:
             self._recordings.pop(row, None)
         self._recorded_rows = np.array(sorted(self._recordings), dtype=np.intp)
 
+    def recordings_state(self) -> dict[str, npt.NDArray[Any]]:
+        """Every recording in a few flat arrays, for a checkpoint: the rows, each one's sample count, and their
+        samples end to end (`restore_recordings` takes them back); empty without recordings."""
+        if not self._recordings:
+            return {}
+        rows = sorted(self._recordings)
+        kept = [self._recordings[row] for row in rows]
+        return {"rows": np.array(rows, dtype=np.intp),
+                "counts": np.array([r.count for r in kept], dtype=np.intp),
+                "ts": np.concatenate([r.ts[:r.count] for r in kept]),
+                "values": np.concatenate([r.values[:, :r.count] for r in kept], axis=1)}
+
+    def restore_recordings(self, rows: npt.NDArray[np.intp], counts: npt.NDArray[np.intp],
+                           ts: npt.NDArray[np.float64], values: npt.NDArray[np.float32]) -> None:
+        """Put back recordings from `recordings_state` (rows renumbered to this store's): after a restart a
+        pending rule's evidence still reaches back to its onset, not only to what the ring holds."""
+        ends = np.cumsum(counts)
+        for row, end, count in zip(rows.tolist(), ends.tolist(), counts.tolist(), strict=True):
+            self._recordings[row] = _Recording(ts[end - count:end], values[:, end - count:end])
+        self._recorded_rows = np.array(sorted(self._recordings), dtype=np.intp)
+
     def _record_written(self, rows: npt.NDArray[np.intp], slots: npt.NDArray[np.intp],
                         merged: npt.NDArray[np.bool_] | None) -> None:
         """What the ring just took for the recorded rows, as it took it (a merged sample replaces the newest)."""

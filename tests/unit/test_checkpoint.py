@@ -81,3 +81,36 @@ def test_a_checkpoint_that_cannot_be_used_is_ignored_and_detection_starts_empty(
         assert restored == 0
     pending = evaluator.pending_state()[rule.rule_id][2]["since"]
     assert np.isnan(pending).all()
+
+
+def test_a_recording_survives_the_restart_so_the_evidence_still_reaches_back_to_the_onset(tmp_path: Path) -> None:
+    """The ring holds 64 slots; a rule with `for: 10m` records its pending devices. Restored from the ring
+    alone, the evidence after a restart would start 128 s before the restart instead of at the onset."""
+    rule = washer_rule(for_="10m")
+
+    def started() -> tuple[Evaluator, WindowStore]:
+        store = WindowStore({n: p.stored_names for n, p in PROFILES.items()}, slots=64, initial_devices=2,
+                            max_gaps={"washer": 20.0})
+        return Evaluator([rule], store), store
+
+    evaluator, store = started()
+    window = store.windows["washer"]
+    assert not window.holds_evidence_for(600.0)
+    for device in ("w0", "w1"):  # w1 on another row after the restart
+        feed(evaluator, store, 0, 0.5, device)
+    for ts in range(2, 401, 2):
+        feed(evaluator, store, ts, 3.0)  # pending on w1 since 2
+    path = tmp_path / "checkpoint.npz"
+    write(path, take(store, evaluator, now=400))
+
+    evaluator, store = started()
+    window = store.windows["washer"]
+    window.row("other")
+    assert restore(path, store, evaluator, now=401, max_age=3600) == 2
+    assert window.recorded_rows().tolist() == [window.rows["w1"]]
+    fired = []
+    for ts in range(402, 603, 2):
+        fired += feed(evaluator, store, ts, 3.0)
+    assert fired == ["firing@602"]  # 600 s after the onset at 2, across the restart
+    evidence = window.snapshot("w1").ts
+    assert evidence[0] == 0 and evidence.size == 302  # every sample since before the onset, none twice
