@@ -71,8 +71,8 @@ def main() -> None:
     args = parser.parse_args()
     with scratch() as name:
         folder = Path(name)
-        defaults = GatewayConfig().window.slots
-        with platform(folder) as upstream, gateway(folder, None, upstream, slots=defaults) as (process, base):
+        slots = GatewayConfig().window.slots
+        with platform(folder) as upstream, gateway(folder, None, upstream, slots=slots) as (process, base):
             port = int(str(status(base)["broker_url"]).rsplit(":", 1)[1])
             fleet = BulkFleet(args.appliances, "127.0.0.1", port)
             fleet.connect()
@@ -124,15 +124,15 @@ def main() -> None:
     history = files["history.db"]
     if len(times) > 2 and history.values[-1] > history.values[0]:
         per_hour = float(np.polyfit(times, history.values, 1)[0]) * 3600
-        defaults = HistoryConfig()
-        hours_of_minutes = defaults.minute_days * 24
-        level = per_hour * hours_of_minutes + per_hour * (defaults.days * 24 - hours_of_minutes) / 60
-        where = (f"levels off near {level:,.0f} MB" if level <= defaults.max_megabytes else
-                 f"would reach {level:,.0f} MB, so the budget holds it at {defaults.max_megabytes:,.0f} MB "
+        kept = HistoryConfig()
+        hours_of_minutes = kept.minute_days * 24
+        level = per_hour * hours_of_minutes + per_hour * (kept.days * 24 - hours_of_minutes) / 60
+        where = (f"levels off near {level:,.0f} MB" if level <= kept.max_megabytes else
+                 f"would reach {level:,.0f} MB, so the budget holds it at {kept.max_megabytes:,.0f} MB "
                  "(the oldest rows dropped first)")
         print(f"history.db grows {per_hour:.1f} MB/hour while it fills its minute tier; at the defaults "
-              f"(minutes for {defaults.minute_days:g} day, then hours until {defaults.days:g} days, budget "
-              f"{defaults.max_megabytes:,.0f} MB) it {where}")
+              f"(minutes for {kept.minute_days:g} day, then hours until {kept.days:g} days, budget "
+              f"{kept.max_megabytes:,.0f} MB) it {where}")
 
 
 if __name__ == "__main__":

@@ -113,9 +113,10 @@ def _restore(data: Any, header: dict[str, Any], store: WindowStore, evaluator: E
         for i, array in enumerate(window.arrays()):
             array[rows] = data[f"window/{appliance}/{i}"]
         window.dirty[rows] = False
-        if f"recording/{appliance}/rows" in data.files:  # before the rules: resuming one records what is not
-            recorded = [data[f"recording/{appliance}/{name}"] for name in ("rows", "counts", "ts", "values")]
-            window.restore_recordings(rows[recorded[0]], *recorded[1:])
+        prefix = f"recording/{appliance}/"
+        recorded = {name.removeprefix(prefix): data[name] for name in data.files if name.startswith(prefix)}
+        if recorded:  # before the rules: resuming one records what is not recorded yet
+            window.restore_recordings(recorded, rows)
         window.newest_ts = max(window.newest_ts, float(np.nanmax(window.latest_ts[rows], initial=-np.inf)))
         rows_by_type[appliance] = rows
         devices += rows.size

@@ -294,13 +294,12 @@ class TypeWindow:
                 "ts": np.concatenate([r.ts[:r.count] for r in kept]),
                 "values": np.concatenate([r.values[:, :r.count] for r in kept], axis=1)}
 
-    def restore_recordings(self, rows: npt.NDArray[np.intp], counts: npt.NDArray[np.intp],
-                           ts: npt.NDArray[np.float64], values: npt.NDArray[np.float32]) -> None:
-        """Put back recordings from `recordings_state` (rows renumbered to this store's): after a restart a
+    def restore_recordings(self, state: Mapping[str, npt.NDArray[Any]], rows: npt.NDArray[np.intp]) -> None:
+        """Put back recordings from `recordings_state`, a saved row r now being `rows[r]`: after a restart a
         pending rule's evidence still reaches back to its onset, not only to what the ring holds."""
-        ends = np.cumsum(counts)
-        for row, end, count in zip(rows.tolist(), ends.tolist(), counts.tolist(), strict=True):
-            self._recordings[row] = _Recording(ts[end - count:end], values[:, end - count:end])
+        ends = np.cumsum(state["counts"])
+        for row, end, count in zip(rows[state["rows"]].tolist(), ends.tolist(), state["counts"].tolist(), strict=True):
+            self._recordings[row] = _Recording(state["ts"][end - count:end], state["values"][:, end - count:end])
         self._recorded_rows = np.array(sorted(self._recordings), dtype=np.intp)
 
     def _record_written(self, rows: npt.NDArray[np.intp], slots: npt.NDArray[np.intp],

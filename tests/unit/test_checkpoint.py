@@ -83,34 +83,45 @@ def test_a_checkpoint_that_cannot_be_used_is_ignored_and_detection_starts_empty(
     assert np.isnan(pending).all()
 
 
-def test_a_recording_survives_the_restart_so_the_evidence_still_reaches_back_to_the_onset(tmp_path: Path) -> None:
+def test_recordings_survive_the_restart_so_the_evidence_still_reaches_back_to_each_onset(tmp_path: Path) -> None:
     """The ring holds 64 slots; a rule with `for: 10m` records its pending devices. Restored from the ring
-    alone, the evidence after a restart would start 128 s before the restart instead of at the onset."""
+    alone, the evidence after a restart would start 128 s before the restart instead of at the onset. Two
+    recordings of other lengths, on rows that move, come back each to its own device."""
     rule = washer_rule(for_="10m")
+    onsets = {"w1": 2, "w2": 150}
+    at_firing: dict[str, list[float]] = {}
 
     def started() -> tuple[Evaluator, WindowStore]:
         store = WindowStore({n: p.stored_names for n, p in PROFILES.items()}, slots=64, initial_devices=2,
                             max_gaps={"washer": 20.0})
         return Evaluator([rule], store), store
 
+    def feed_all(ts: int) -> list[str]:
+        fired = []
+        for device, onset in onsets.items():
+            for transition in feed(evaluator, store, ts, 3.0 if ts >= onset else 0.5, device):
+                fired.append(f"{device}:{transition}")
+                at_firing[device] = store.windows["washer"].snapshot(device).ts.tolist()
+        return fired
+
     evaluator, store = started()
-    window = store.windows["washer"]
-    assert not window.holds_evidence_for(600.0)
-    for device in ("w0", "w1"):  # w1 on another row after the restart
-        feed(evaluator, store, 0, 0.5, device)
-    for ts in range(2, 401, 2):
-        feed(evaluator, store, ts, 3.0)  # pending on w1 since 2
+    assert not store.windows["washer"].holds_evidence_for(600.0)
+    feed(evaluator, store, 0, 0.5, "w0")  # the others on other rows after the restart
+    for ts in range(0, 401, 2):
+        assert feed_all(ts) == []
+    before = {device: store.windows["washer"].snapshot(device).ts.tolist() for device in onsets}
+    assert before["w1"][0] == 0 and len(before["w1"]) == 201  # recorded: more than the ring's 64
     path = tmp_path / "checkpoint.npz"
     write(path, take(store, evaluator, now=400))
 
     evaluator, store = started()
     window = store.windows["washer"]
     window.row("other")
-    assert restore(path, store, evaluator, now=401, max_age=3600) == 2
-    assert window.recorded_rows().tolist() == [window.rows["w1"]]
+    assert restore(path, store, evaluator, now=401, max_age=3600) == 3
+    assert sorted(window.recorded_rows().tolist()) == sorted(window.rows[d] for d in onsets)
     fired = []
-    for ts in range(402, 603, 2):
-        fired += feed(evaluator, store, ts, 3.0)
-    assert fired == ["firing@602"]  # 600 s after the onset at 2, across the restart
-    evidence = window.snapshot("w1").ts
-    assert evidence[0] == 0 and evidence.size == 302  # every sample since before the onset, none twice
+    for ts in range(402, 753, 2):
+        fired += feed_all(ts)
+    assert fired == ["w1:firing@602", "w2:firing@750"]  # 600 s after each onset, across the restart
+    for device, detected in (("w1", 602), ("w2", 750)):  # every sample from before the onset, none twice
+        assert at_firing[device] == before[device] + [float(t) for t in range(402, detected + 1, 2)]

@@ -7,8 +7,6 @@ import platform
 import subprocess
 import sys
 
-import pytest
-
 MB = 2**20
 # In a fresh interpreter, so the allocator's state is known (earlier tests move glibc's thresholds).
 PEAK = """
@@ -29,10 +27,11 @@ print(json.dumps({"before": before, "held": held, "after": rss(), "released": re
 """
 
 
-@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc_trim is glibc's; elsewhere it does nothing")
-def test_what_a_peak_freed_is_returned() -> None:
+def test_what_a_peak_freed_is_returned_where_the_allocator_can() -> None:
     done = subprocess.run([sys.executable, "-c", PEAK], capture_output=True, text=True, timeout=60, check=True)
     figures = json.loads(done.stdout)
-    assert figures["released"] and figures["kept"] == 150
-    assert figures["before"] - figures["held"] < 100 * MB, "glibc gave it back by itself: the test shows nothing"
-    assert figures["held"] - figures["after"] > 200 * MB
+    glibc = platform.libc_ver()[0] == "glibc"
+    assert figures["released"] == glibc and figures["kept"] == 150  # elsewhere it says it did nothing
+    if glibc:
+        assert figures["before"] - figures["held"] < 100 * MB, "glibc gave it back by itself: the test shows nothing"
+        assert figures["held"] - figures["after"] > 200 * MB

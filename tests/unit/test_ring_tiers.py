@@ -42,13 +42,18 @@ def rules() -> list[Rule]:
 
 
 def telemetry(seed: int, gap: float, jitter: float, hours: float) -> list[tuple[float, dict[str, float]]]:
-    """A washer whose faults come and go at random: shaking spells, phase changes, a high water level."""
+    """A washer whose faults come and go at random: shaking spells, phase changes, a high water level; at
+    least one shaking spell and one burst of phase changes, so that both tiers are read."""
     rng = np.random.default_rng(seed)
     gaps = gap * (1 + rng.uniform(-jitter, jitter, int(hours * 3600 / gap)))
     times = T0 + np.cumsum(gaps)
     shaking = rng.uniform(0, 1, times.size) < 0.002  # a spell starts
+    shaking[rng.integers(0, times.size // 2)] = True  # at least one, early enough to be found
     spell = np.convolve(shaking, np.ones(int(900 / gap)), mode="full")[:times.size] > 0
-    phase = np.cumsum(rng.uniform(0, 1, times.size) < gap / 300) % 6
+    change = np.full(times.size, gap / 300)  # a phase change every 5 minutes, and 20 minutes of one a minute:
+    burst = rng.integers(0, times.size // 2)  # the churning rule (6 in 40 minutes) has something to find
+    change[burst:burst + int(1200 / gap)] = gap / 60
+    phase = np.cumsum(rng.uniform(0, 1, times.size) < change) % 6
     flooded = np.sin((times - T0) / rng.uniform(900, 4000)) > 0.3
     unlocked = rng.uniform(0, 1, times.size) < 0.01
     return [(float(t), {"operational_state": 1.0, "phase": float(p), "vibration": 3.0 if s else 0.5,
