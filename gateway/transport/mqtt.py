@@ -25,6 +25,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from gateway.config import BrokerConfig
 from gateway.protocol.topics import subscription
+from gateway.transport.chunked_reads import ChunkedReadClient
 from gateway.transport.redelivery import Redeliveries
 
 log = logging.getLogger("gateway.mqtt")
@@ -62,10 +63,10 @@ class MqttLink:
         self.redeliveries = Redeliveries()  # QoS 1 copies of messages taken in already: dropped, counted
         self._client = self._make_client()
 
-    def _make_client(self) -> mqtt.Client:
+    def _make_client(self) -> ChunkedReadClient:
         cfg = self.config
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=cfg.client_id,
-                             clean_session=not cfg.persistent_session, protocol=mqtt.MQTTv311)
+        client = ChunkedReadClient(CallbackAPIVersion.VERSION2, client_id=cfg.client_id,
+                                   clean_session=not cfg.persistent_session, protocol=mqtt.MQTTv311)
         if cfg.username:
             client.username_pw_set(cfg.username, cfg.password or None)
         if cfg.uses_tls:

@@ -1,0 +1,94 @@
+"""CPU per message of reading MQTT: paho's own reads against the gateway's chunked reads.
+
+    .venv/bin/python -m benchmarks.mqtt_reads [--messages 60000] [--repeats 2]
+
+A real mosquitto on loopback. For each repeat and each client (paho's `Client`, the gateway's
+`ChunkedReadClient`, gateway/transport/chunked_reads.py) a persistent QoS 1 session is made and left, the
+messages (the bench peers' 150-byte telemetry, 500 devices) are queued for it at the broker, and the client
+comes back and drains them in this process, paho's `loop` in a loop as the gateway's MQTT link runs it, with a
+callback that only counts. Printed: the drain's CPU time (user and system) per message and its rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import time
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from benchmarks import harness
+from gateway.transport.chunked_reads import ChunkedReadClient
+
+PAYLOAD = (b'{"dev":"dev-0001","ts":1800000000.123456,"seq":1234,"type":"bench_ac","metrics":{"discharge_temp":80.12,'
+           b'"suction_temp":10.2,"current_a":7.3,"comp_on":1}}')
+DEVICES = 500
+
+
+def queue_messages(port: int, client_id: str, count: int) -> None:
+    """Subscribe a persistent session, leave, and publish `count` QoS 1 messages for it to the broker."""
+    session = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False,
+                          protocol=mqtt.MQTTv311)
+    session.connect("127.0.0.1", port)
+    session.subscribe("appliance/+/telemetry", qos=1)
+    for _ in range(10):
+        session.loop(0.1)
+    session.disconnect()
+    publisher = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{client_id}-pub")
+    publisher.connect("127.0.0.1", port)
+    publisher.loop_start()
+    last = None
+    for i in range(count):
+        last = publisher.publish(f"appliance/dev-{i % DEVICES:04d}/telemetry", PAYLOAD, qos=1)
+        if i % 2_000 == 1_999:
+            last.wait_for_publish(30)
+    if last is not None:
+        last.wait_for_publish(30)
+    publisher.loop_stop()
+    publisher.disconnect()
+
+
+def drain(port: int, client_class: type[mqtt.Client], client_id: str, count: int) -> dict[str, float]:
+    received = 0
+
+    def on_message(client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
+        nonlocal received
+        received += 1
+
+    client = client_class(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False,
+                          protocol=mqtt.MQTTv311)
+    client.on_message = on_message
+    before, started = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+    client.connect("127.0.0.1", port)
+    while received < count and time.perf_counter() - started < 120:
+        client.loop(timeout=0.2)
+    seconds = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    client.disconnect()
+    user, system = after.ru_utime - before.ru_utime, after.ru_stime - before.ru_stime
+    return {"received": received, "user_us": user / max(1, received) * 1e6,
+            "system_us": system / max(1, received) * 1e6, "rate": received / seconds}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--messages", type=int, default=60_000)
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args()
+    print(f"command: .venv/bin/python -m benchmarks.mqtt_reads --messages {args.messages} --repeats {args.repeats}")
+    print(f"{'client':<20} {'received':>9} {'CPU us/msg':>11} {'user':>6} {'system':>7} {'msg/s':>8}")
+    with harness.scratch() as folder, harness.mosquitto(Path(folder)) as port:
+        for repeat in range(args.repeats):
+            for name, client_class in (("paho Client", mqtt.Client), ("ChunkedReadClient", ChunkedReadClient)):
+                client_id = f"reads-{repeat}-{client_class.__name__}"
+                queue_messages(port, client_id, args.messages)
+                row = drain(port, client_class, client_id, args.messages)
+                print(f"{name:<20} {row['received']:>9.0f} {row['user_us'] + row['system_us']:>11.1f} "
+                      f"{row['user_us']:>6.1f} {row['system_us']:>7.1f} {row['rate']:>8.0f}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
