@@ -102,7 +102,8 @@ class Gateway:
         self.link: MqttLink | None = None
         self.serial_links: list[SerialLink] = []
         self.handoff = MessageHandoff(config.broker.max_queued_messages)
-        self.pipeline_thread = PipelineThread(self.pipeline, self.handoff, self.clock, self._persist)
+        self.pipeline_thread = PipelineThread(self.pipeline, self.handoff, self.clock, self._persist,
+                                              steps=self.checkpointer)
         self.web_port: int | None = None
         self._devices_unsaved = False
         self._stop = asyncio.Event()

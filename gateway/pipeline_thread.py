@@ -9,9 +9,11 @@ here, on the pipeline's own SQLite connection, so the event loop (web, delivery)
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 from gateway.clock import Clock, StepWatch
 from gateway.latency import SLOW_BUCKETS, Histogram
@@ -54,13 +56,24 @@ TICK_SECONDS = 1.0
 PERSIST_SECONDS = 2.0
 
 
+class StepWork(Protocol):
+    """Work done a step at a time between passes (the checkpoint's chunk copies)."""
+
+    @property
+    def next_step(self) -> float: ...  # monotonic time the next step is due; infinite when there is none
+
+    def step(self) -> None: ...
+
+
 class PipelineThread:
     def __init__(self, pipeline: Pipeline, handoff: MessageHandoff, clock: Clock,
-                 persist: Callable[[], None]) -> None:
+                 persist: Callable[[], None], steps: StepWork | None = None) -> None:
+        """`persist` every PERSIST_SECONDS and at stop; `steps` between passes, when due."""
         self.pipeline = pipeline
         self.handoff = handoff
         self.clock = clock
         self.persist = persist
+        self.steps = steps
         self.errors = 0  # exceptions caught in the loop (bugs); each is logged and the loop goes on
         self.batches = 0
         self.ingest_to_decision = Histogram(
@@ -93,7 +106,8 @@ class PipelineThread:
         next_persist = time.monotonic() + PERSIST_SECONDS
         last_pass = 0.0
         while not self._stop.is_set():
-            batch = self.handoff.take(timeout=max(0.0, min(next_tick, next_persist) - time.monotonic()))
+            due = min(next_tick, next_persist, self.steps.next_step if self.steps else math.inf)
+            batch = self.handoff.take(timeout=max(0.0, due - time.monotonic()))
             try:
                 if batch:
                     last_pass = self._pass(batch, last_pass)
@@ -113,6 +127,8 @@ class PipelineThread:
                 if now >= next_persist:
                     self.persist()
                     next_persist = now + PERSIST_SECONDS
+                if self.steps is not None and time.monotonic() >= self.steps.next_step:
+                    self.steps.step()
             except Exception:  # a bug: log it, count it, keep the pipeline running
                 self.errors += 1
                 log.exception("internal error in the pipeline thread; it goes on")

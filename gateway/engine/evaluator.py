@@ -482,19 +482,20 @@ class Evaluator:
                                        float(ts[i]), float(ts[i])))
         return out
 
-    def pending_state(self) -> dict[str, tuple[str, str, dict[str, FloatArray]]]:
-        """Per rule: (appliance, version, each state array over the rows in use), what a checkpoint keeps so that a
-        restart resumes a `for` half-way through. Not `firing` (the database holds the open episodes and
-        `restore_firing` re-arms them), not the time-driven rules (they count the gateway's own clock, and
-        silence counts anew after a start)."""
-        state: dict[str, tuple[str, str, dict[str, FloatArray]]] = {}
-        for rules in self.rules_by_type.values():
-            for rule in rules:
-                count = len(self.store.windows[rule.appliance].device_ids)
-                alert = self._states[rule.rule_id]
-                alert.fit(self.store.windows[rule.appliance].capacity)
-                state[rule.rule_id] = (rule.appliance, rule.version,
-                                       {name: getattr(alert, name)[:count].copy() for name in PENDING_FIELDS})
+    def pending_state(self, appliance: str, first: int = 0, end: int | None = None,
+                      ) -> dict[str, tuple[str, dict[str, FloatArray]]]:
+        """Per rule of the type: (version, each state array over rows first..end-1, all in use by default), what
+        a checkpoint keeps so that a restart resumes a `for` half-way through. Not `firing` (the database holds
+        the open episodes and `restore_firing` re-arms them), not the time-driven rules (they count the
+        gateway's own clock, and silence counts anew after a start)."""
+        window = self.store.windows[appliance]
+        end = len(window.device_ids) if end is None else end
+        state: dict[str, tuple[str, dict[str, FloatArray]]] = {}
+        for rule in self.rules_by_type.get(appliance, ()):
+            alert = self._states[rule.rule_id]
+            alert.fit(window.capacity)
+            state[rule.rule_id] = (rule.version, {name: getattr(alert, name)[first:end].copy()
+                                                  for name in PENDING_FIELDS})
         return state
 
     def resume_pending(self, rule_id: str, version: str, rows: npt.NDArray[np.intp],

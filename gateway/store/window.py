@@ -282,12 +282,13 @@ class TypeWindow:
             self._recordings.pop(row, None)
         self._recorded_rows = np.array(sorted(self._recordings), dtype=np.intp)
 
-    def recordings_state(self) -> dict[str, npt.NDArray[Any]]:
-        """Every recording in a few flat arrays, for a checkpoint: the rows, each one's sample count, and their
-        samples end to end (`restore_recordings` takes them back); empty without recordings."""
-        if not self._recordings:
+    def recordings_state(self, first: int = 0, end: int | None = None) -> dict[str, npt.NDArray[Any]]:
+        """The recordings of rows first..end-1 (all by default) in a few flat arrays, for a checkpoint: the rows,
+        each one's sample count, and their samples end to end (`restore_recordings` takes them back); empty
+        without recordings there."""
+        rows = [row for row in sorted(self._recordings) if first <= row and (end is None or row < end)]
+        if not rows:
             return {}
-        rows = sorted(self._recordings)
         kept = [self._recordings[row] for row in rows]
         return {"rows": np.array(rows, dtype=np.intp),
                 "counts": np.array([r.count for r in kept], dtype=np.intp),

@@ -79,7 +79,7 @@ def test_a_checkpoint_that_cannot_be_used_is_ignored_and_detection_starts_empty(
         assert restored == 1
     else:
         assert restored == 0
-    pending = evaluator.pending_state()[rule.rule_id][2]["since"]
+    pending = evaluator.pending_state("washer")[rule.rule_id][1]["since"]
     assert np.isnan(pending).all()
 
 
