@@ -73,9 +73,9 @@ class Plan:
             self.header["windows"][appliance] = {"signature": _signature(window),
                                                  "devices": list(window.device_ids[:count]), "chunks": ranges}
             self.chunks += [(appliance, k, first, end) for k, (first, end) in enumerate(ranges)]
-            for rule_id, (version, _) in evaluator.pending_state(appliance, 0, 0).items():
-                self.header["rules"][rule_id] = {"appliance": appliance, "version": version,
-                                                 "fields": list(PENDING_FIELDS)}
+            for rule in evaluator.rules_by_type.get(appliance, ()):
+                self.header["rules"][rule.rule_id] = {"appliance": appliance, "version": rule.version,
+                                                      "fields": list(PENDING_FIELDS)}
 
     def copy(self, chunk: Chunk) -> dict[str, npt.NDArray[Any]]:
         """One chunk's arrays. Call where no sample is being appended (the pipeline thread)."""
@@ -111,7 +111,8 @@ class CheckpointFile:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.partial = path.with_name(path.name + ".partial")
-        self._zip = zipfile.ZipFile(self.partial, "w", zipfile.ZIP_STORED, allowZip64=True)
+        self._handle = os.fdopen(os.open(self.partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb")
+        self._zip = zipfile.ZipFile(self._handle, "w", zipfile.ZIP_STORED, allowZip64=True)
 
     def add(self, arrays: dict[str, npt.NDArray[Any]]) -> None:
         for name, array in arrays.items():
@@ -121,18 +122,17 @@ class CheckpointFile:
     def finish(self) -> int:
         """Close, fsync and rename; the size in bytes."""
         self._zip.close()
-        descriptor = os.open(self.partial, os.O_RDONLY)
-        try:
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
-        os.chmod(self.partial, 0o600)
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
+        self._handle.close()
         os.replace(self.partial, self.path)
         return self.path.stat().st_size
 
     def abort(self) -> None:
         with contextlib.suppress(OSError, ValueError):
             self._zip.close()
+        with contextlib.suppress(OSError, ValueError):
+            self._handle.close()
         with contextlib.suppress(OSError):
             self.partial.unlink()
 
@@ -222,7 +222,9 @@ class Checkpointer:
         self._next = time.monotonic() + interval
         self._plan: Plan | None = None  # the checkpoint being taken
         self._left: list[Chunk] = []
-        self._queue: queue.Queue[dict[str, npt.NDArray[Any]] | str] = queue.Queue(QUEUED)
+        # unbounded, so that a put never blocks the pipeline thread; `step` puts a chunk only while fewer than
+        # QUEUED wait, which bounds the memory they hold
+        self._queue: queue.Queue[dict[str, npt.NDArray[Any]] | str] = queue.Queue()
         self._writer: threading.Thread | None = None
         self._next_chunk = 0.0
         self._longest_copy = 0.0
@@ -254,7 +256,7 @@ class Checkpointer:
     def step(self) -> None:
         """Copy the next chunk if its time has come and the writer has room; after the last, the header."""
         plan = self._plan
-        if plan is None or time.monotonic() < self._next_chunk or self._queue.full():
+        if plan is None or time.monotonic() < self._next_chunk or self._queue.qsize() >= QUEUED:
             return
         if self._left:
             started = time.monotonic()

@@ -62,6 +62,7 @@ def test_samples_between_chunks_leave_every_device_as_it_was_at_one_moment(small
     assert saver._writer is not None
     saver._writer.join(10)
     assert saver.saved == 1 and saver.last_chunks >= 6 and not path.with_name(path.name + ".partial").exists()
+    assert path.stat().st_mode & 0o777 == 0o600  # the appliances' telemetry: the gateway's user only
 
     evaluator, store = fresh()
     window = store.windows["washer"]
