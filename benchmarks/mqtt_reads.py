@@ -20,6 +20,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from benchmarks import harness
+from firmware_sim.mqtt_peer import publish_while_away
 from gateway.transport.chunked_reads import ChunkedReadClient
 
 PAYLOAD = (b'{"dev":"dev-0001","ts":1800000000.123456,"seq":1234,"type":"bench_ac","metrics":{"discharge_temp":80.12,'
@@ -28,26 +29,8 @@ DEVICES = 500
 
 
 def queue_messages(port: int, client_id: str, count: int) -> None:
-    """Subscribe a persistent session, leave, and publish `count` QoS 1 messages for it to the broker."""
-    session = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False,
-                          protocol=mqtt.MQTTv311)
-    session.connect("127.0.0.1", port)
-    session.subscribe("appliance/+/telemetry", qos=1)
-    for _ in range(10):
-        session.loop(0.1)
-    session.disconnect()
-    publisher = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{client_id}-pub")
-    publisher.connect("127.0.0.1", port)
-    publisher.loop_start()
-    last = None
-    for i in range(count):
-        last = publisher.publish(f"appliance/dev-{i % DEVICES:04d}/telemetry", PAYLOAD, qos=1)
-        if i % 2_000 == 1_999:
-            last.wait_for_publish(30)
-    if last is not None:
-        last.wait_for_publish(30)
-    publisher.loop_stop()
-    publisher.disconnect()
+    publish_while_away(port, client_id, "appliance/+/telemetry",
+                       ((f"appliance/dev-{i % DEVICES:04d}/telemetry", PAYLOAD) for i in range(count)))
 
 
 def drain(port: int, client_class: type[mqtt.Client], client_id: str, count: int) -> dict[str, float]:

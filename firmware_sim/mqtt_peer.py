@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import orjson
@@ -73,3 +75,36 @@ class MqttAppliance:
             if sock is not None:
                 sock.close()
         self._client.loop_stop()
+
+
+def publish_while_away(port: int, session_id: str, topic_filter: str,
+                       messages: Iterable[tuple[str, bytes]]) -> None:
+    """Appliances reporting while a subscriber is away: a persistent QoS 1 session `session_id` subscribes to
+    `topic_filter` and leaves, then `messages` (topic, payload) are published at QoS 1 and queued for it at the
+    broker on loopback `port` (mosquitto keeps at most its max_queued_messages, 1,000 by default)."""
+    subscribed = threading.Event()
+    session = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=session_id, clean_session=False,
+                          protocol=mqtt.MQTTv311)
+    session.on_subscribe = lambda *_: subscribed.set()
+    session.connect("127.0.0.1", port)
+    session.subscribe(topic_filter, qos=1)
+    deadline = time.monotonic() + 10
+    while not subscribed.is_set() and time.monotonic() < deadline:
+        session.loop(0.05)
+    session.disconnect()
+    if not subscribed.is_set():
+        raise TimeoutError(f"the broker on port {port} did not acknowledge the subscription of {session_id}")
+    publisher = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{session_id}-publisher")
+    publisher.connect("127.0.0.1", port)
+    publisher.loop_start()
+    try:
+        info = None
+        for i, (topic, payload) in enumerate(messages):
+            info = publisher.publish(topic, payload, qos=1)
+            if i % 500 == 499:
+                info.wait_for_publish(30)  # a window at a time: paho's queue stays small
+        if info is not None:
+            info.wait_for_publish(30)
+    finally:
+        publisher.loop_stop()
+        publisher.disconnect()

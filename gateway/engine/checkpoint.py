@@ -71,7 +71,7 @@ class Plan:
             step = max(1, CHUNK_BYTES // row_bytes)
             ranges = [(first, min(count, first + step)) for first in range(0, count, step)]
             self.header["windows"][appliance] = {"signature": _signature(window),
-                                                 "devices": list(window.device_ids[:count]), "chunks": ranges}
+                                                 "devices": list(window.device_ids), "chunks": ranges}
             self.chunks += [(appliance, k, first, end) for k, (first, end) in enumerate(ranges)]
             for rule in evaluator.rules_by_type.get(appliance, ()):
                 self.header["rules"][rule.rule_id] = {"appliance": appliance, "version": rule.version,

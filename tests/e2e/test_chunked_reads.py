@@ -11,6 +11,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from firmware_sim.mqtt_peer import publish_while_away
 from gateway.config import BrokerConfig
 from gateway.transport import chunked_reads
 from gateway.transport.chunked_reads import ChunkedReadClient
@@ -29,25 +30,8 @@ def payload(seq: int) -> bytes:
     return head + b" " * max(0, SIZES[seq % len(SIZES)] - len(head))
 
 
-def queue(port: int, client_id: str, count: int) -> None:
-    """A persistent QoS 1 session, left, then `count` messages queued for it at the broker."""
-    session = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False,
-                          protocol=mqtt.MQTTv311)
-    session.connect("127.0.0.1", port)
-    session.subscribe("chunks/#", qos=1)
-    for _ in range(10):
-        session.loop(0.05)
-    session.disconnect()
-    publisher = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{client_id}-pub")
-    publisher.connect("127.0.0.1", port)
-    publisher.loop_start()
-    try:
-        for seq in range(count):
-            info = publisher.publish(f"chunks/dev-{seq % 7}", payload(seq), qos=1)
-        info.wait_for_publish(30)
-    finally:
-        publisher.loop_stop()
-        publisher.disconnect()
+def messages(count: int) -> list[tuple[str, bytes]]:
+    return [(f"chunks/dev-{seq % 7}", payload(seq)) for seq in range(count)]
 
 
 def drain(port: int, client_id: str, count: int, drop_after: int | None = None,
@@ -78,9 +62,9 @@ def drain(port: int, client_id: str, count: int, drop_after: int | None = None,
 
 def test_every_message_comes_whole_and_in_order_and_the_socket_is_read_in_chunks(mosquitto: Mosquitto) -> None:
     count = 900  # mosquitto queues at most 1,000 for a session that is away
-    queue(mosquitto.port, "chunks-whole", count)
+    publish_while_away(mosquitto.port, "chunks-whole", "chunks/#", messages(count))
     got, client, _ = drain(mosquitto.port, "chunks-whole", count)
-    assert got == [(f"chunks/dev-{seq % 7}", payload(seq)) for seq in range(count)]
+    assert got == messages(count)
     assert client.chunks_read > 0, "paho no longer reads through _sock_recv: the chunked reads are not used"
     # paho alone reads 3 times a message at least; mosquitto sends QoS 1 in windows of 20 unacknowledged
     assert client.chunks_read < count / 5, client.chunks_read
@@ -90,9 +74,9 @@ def test_a_cap_on_packets_per_read_still_reads_the_chunk_in_hand_to_its_end(
         mosquitto: Mosquitto, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(chunked_reads, "MAX_PACKETS_PER_READ", 3)  # below mosquitto's window of 20
     count = 600
-    queue(mosquitto.port, "chunks-capped", count)
+    publish_while_away(mosquitto.port, "chunks-capped", "chunks/#", messages(count))
     got, client, _ = drain(mosquitto.port, "chunks-capped", count)
-    assert got == [(f"chunks/dev-{seq % 7}", payload(seq)) for seq in range(count)]
+    assert got == messages(count)
     assert not client.buffered
 
 
@@ -100,11 +84,10 @@ def test_a_connection_dropped_with_a_chunk_half_read_loses_and_garbles_nothing(m
     """The chunk of the old connection is thrown away with it: its unacknowledged messages come again on the
     new connection (QoS 1, at least once) and none of its bytes is read as the new connection's."""
     count = 900
-    queue(mosquitto.port, "chunks-dropped", count)
+    publish_while_away(mosquitto.port, "chunks-dropped", "chunks/#", messages(count))
     got, _, dropped = drain(mosquitto.port, "chunks-dropped", count, drop_after=300)
     assert dropped, "the connection was meant to be dropped with bytes left in the chunk"
-    sent = {(f"chunks/dev-{seq % 7}", payload(seq)) for seq in range(count)}
-    assert set(got) == sent, "every message whole: none lost, none made of two connections' bytes"
+    assert set(got) == set(messages(count)), "every message whole: none lost, none made of two connections' bytes"
 
 
 def test_the_gateway_link_reads_in_chunks() -> None:

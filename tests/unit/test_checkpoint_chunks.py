@@ -148,3 +148,42 @@ def test_a_stop_while_a_checkpoint_is_half_taken_writes_the_whole_last_state(sma
     assert restore(path, store, evaluator, now=1001, max_age=60) == len(DEVICES)
     window = store.windows["washer"]
     assert {float(window.latest_ts[window.rows[d]]) for d in DEVICES} == {1001.0}
+
+
+@pytest.mark.parametrize("rows_per_chunk", [1, 7, 17, 40, 1_000])
+def test_any_chunk_size_restores_every_device_consistent_and_resumes_its_timer(
+        rows_per_chunk: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same as above for chunks of one row, of sizes that do not divide the fleet, and of all of it."""
+    evaluator, store = fresh()
+    feed_all(evaluator, store, 970)
+    row_bytes = sum(a[:1].nbytes for a in store.windows["washer"].arrays()) + 8 * 5  # + one rule's timers
+    monkeypatch.setattr(checkpoint, "CHUNK_BYTES", row_bytes * rows_per_chunk)
+    monkeypatch.setattr(checkpoint, "MAX_SHARE", 1e9)
+    for ts in range(975, 1031, 5):
+        feed_all(evaluator, store, ts)
+    path = tmp_path / "checkpoint.npz"
+    saver = Checkpointer(path, interval=1e-9)
+    saver.maybe_save(store, evaluator, now=1030)
+    ts = 1030.0
+    while saver.next_step != float("inf"):
+        ts += 0.5  # 40 chunks of one row end well before the `for` does
+        assert feed_all(evaluator, store, ts) == []
+        saver.step()
+    assert saver._writer is not None
+    saver._writer.join(10)
+    assert saver.last_chunks == -(-len(DEVICES) // rows_per_chunk)
+
+    evaluator, store = fresh()
+    window = store.windows["washer"]
+    window.row("other")
+    assert restore(path, store, evaluator, now=ts, max_age=3600) == len(DEVICES)
+    for i, device in enumerate(DEVICES):
+        snapshot = window.snapshot(device)
+        assert window.latest_ts[window.rows[device]] == snapshot.ts[-1]
+        if device != "w00":
+            vibration = snapshot.values[snapshot.metric_names.index("vibration")]
+            assert vibration[-1] == pytest.approx(i / 100 + float(snapshot.ts[-1]) / 1e6)
+    fired = []
+    for later in range(int(ts) + 1, 1061):
+        fired += feed_all(evaluator, store, later)
+    assert fired == ["w00:firing@1060"]
