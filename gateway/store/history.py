@@ -2,8 +2,8 @@
 until `days`, within a size budget (`max_megabytes`: the oldest rows go first beyond it).
 
 The minutes are computed from the in-memory window store once a minute, vectorized per appliance type, so
-the ingest path pays nothing for history. Rows are written in one transaction per flush, on a worker thread
-with the history's own writing connection; queries read through a connection of their own thread (WAL readers
+the ingest path pays nothing for history. Rows are written as each range of devices is computed, on a worker
+thread with the history's own writing connection; queries read through a connection of their own thread (WAL readers
 never wait for the writer), so a chart never waits behind a large flush. A sample that arrives after its
 minute was flushed (more than `FLUSH_GRACE_SECONDS` late) stays in the window for the rules but is not in the
 history.
@@ -14,11 +14,12 @@ buckets, the resolution a chart can show.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import sqlite3
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +36,7 @@ MINUTE = 60.0
 FLUSH_GRACE_SECONDS = 5.0
 DEVICE_CHUNK = 2048  # devices per numpy pass, to bound the temporary arrays
 CHUNK_VALUES = 2_000_000  # values per copy of a chunk's recent slots (16 MB), whatever the batch's length
+CHUNK_ROWS = 20_000  # minute rows a flush computes before it writes them (about 5 MB of tuples)
 UNWRITTEN_ROWS = 200_000  # minute rows kept in memory while the disk cannot take them (about 40 MB)
 # Rows are keyed by device and metric, so a minute of the whole fleet touches one page per device and metric: a
 # flush of single minutes rewrites nearly the whole file's tails each time (the soak measured a WAL as large as
@@ -134,7 +136,11 @@ class History:
     def collect(self, now: float, batched: bool = False) -> list[Row]:
         """The rows of every minute that ended at least FLUSH_GRACE_SECONDS ago and was not flushed yet;
         `batched`: only for the types whose unflushed minutes make a batch (see BATCH_SECONDS)."""
-        rows: list[Row] = []
+        return [row for rows in self.collect_chunks(now, batched) for row in rows]
+
+    def collect_chunks(self, now: float, batched: bool = False) -> Iterator[list[Row]]:
+        """`collect`, a range of devices at a time (at most about CHUNK_ROWS rows), so that a flush holds one
+        chunk's rows, not the whole fleet's: 10,000 appliances' five-minute batch is 600,000 tuples, 150 MB."""
         for appliance, window in self.store.windows.items():
             # the appliances' own time where it is ahead of the gateway clock (that clock stepped back, and the
             # appliances' timelines go on): their minutes close on their time, and the cursor never waits
@@ -154,13 +160,14 @@ class History:
             span = max(now, newest) - start  # back to the oldest minute to flush; a quarter more for jitter
             recent = min(window.slots, math.ceil(span / self.intervals.get(appliance, 1.0) * 1.25) + 4)
             # devices per copy: a batch reaches further back, so fewer devices at a time bound the copy's memory
-            per_chunk = max(16, min(DEVICE_CHUNK, CHUNK_VALUES // (recent * len(window.metric_names) or 1)))
+            metrics, minutes = len(window.metric_names) or 1, max(1, math.ceil((end - start) / MINUTE))
+            per_chunk = max(16, min(DEVICE_CHUNK, CHUNK_VALUES // (recent * metrics),
+                                    CHUNK_ROWS // (metrics * minutes)))
             for first in range(0, len(window.device_ids), per_chunk):
                 with self.store.lock:  # a copy of the chunk's recent slots, while no new device grows the arrays
                     chunk = _gather(window, first, recent, per_chunk)
-                rows.extend(_minutes(chunk, start, end))
+                yield _minutes(chunk, start, end)
             self._next_minute[appliance] = end
-        return rows
 
     def write(self, rows: list[Row]) -> None:
         if not rows:
@@ -186,15 +193,21 @@ class History:
         worker thread: numpy releases the GIL for the heavy part and reads copies of the window's recent slots,
         while ingest keeps appending (it writes only the newest slot; the minutes read here closed at least
         FLUSH_GRACE_SECONDS ago). Until written, a chart reads those minutes raw from the window."""
-        rows = self.collect(now, batched=not everything)
-        if self.unwritten:  # minutes a full disk could not take before go first
-            rows, self.unwritten = self.unwritten + rows, []
-        try:
-            self.write(rows)
-        except StorageError:
-            self.unwritten = rows[-UNWRITTEN_ROWS:]  # kept for the next flush (bounded: the newest minutes win)
-            raise
-        return len(rows)
+        written, failure = 0, None
+        earlier, self.unwritten = self.unwritten, []  # minutes a full disk could not take before go first
+        for rows in itertools.chain([earlier], self.collect_chunks(now, batched=not everything)):
+            if failure is None:
+                try:
+                    self.write(rows)
+                    written += len(rows)
+                    continue
+                except StorageError as exc:
+                    failure = exc  # the rest is still collected, so that every type's cursor moves on
+            self.unwritten.extend(rows)  # kept for the next flush (bounded: the newest minutes win)
+            del self.unwritten[:-UNWRITTEN_ROWS]
+        if failure is not None:
+            raise failure
+        return written
 
     def prune(self, now: float) -> int:
         """Roll minutes older than `minute_days` up into hours, drop hours older than `days`, then drop the

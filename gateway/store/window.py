@@ -115,12 +115,15 @@ class TypeWindow:
         self._allocate(max(capacity, 1))
 
     def _allocate(self, capacity: int) -> None:
+        """The rings (nearly all of the memory) are left unwritten, and a row's are cleared when a device takes
+        it (`row`): a page the process never wrote is not in its RSS, so the rows held for growth (up to a
+        quarter, see `_grow`) cost address space, not memory. The small per-device arrays are filled here."""
         m, s = len(self.metric_names), self.slots
-        self.values = np.full((capacity, m, s), np.nan, dtype=np.float32)
-        self.ts = np.full((capacity, s), np.nan, dtype=np.float64)
+        self.values = np.empty((capacity, m, s), dtype=np.float32)
+        self.ts = np.empty((capacity, s), dtype=np.float64)
         self.head = np.zeros(capacity, dtype=np.int64)
-        self.long_values = np.full((capacity, len(self.long_names), self.long_slots), np.nan, dtype=np.float32)
-        self.long_ts = np.full((capacity, self.long_slots), np.nan, dtype=np.float64)
+        self.long_values = np.empty((capacity, len(self.long_names), self.long_slots), dtype=np.float32)
+        self.long_ts = np.empty((capacity, self.long_slots), dtype=np.float64)
         self.long_head = np.zeros(capacity, dtype=np.int64)
         self.latest = np.full((capacity, m), np.nan, dtype=np.float64)
         self.latest_ts = np.full(capacity, np.nan, dtype=np.float64)
@@ -162,6 +165,10 @@ class TypeWindow:
                 self.changed_observed, self.reported_observed, self.unobserved, self.online, self.event_ts, self.dirty,
                 self.typical_gap, self.parameters, self.clock_shift]
 
+    def rings(self) -> tuple[npt.NDArray[Any], ...]:
+        """The sample rings, unwritten until a device takes its row (`_allocate`)."""
+        return self.values, self.ts, self.long_values, self.long_ts
+
     def row(self, device_id: str) -> int:
         """The row of a device, allocating one (and growing the arrays) the first time it is seen."""
         row = self.rows.get(device_id)
@@ -169,6 +176,8 @@ class TypeWindow:
             if len(self.device_ids) == self.capacity:
                 self._grow()
             row = len(self.device_ids)
+            for ring in self.rings():
+                ring[row] = np.nan
             self.device_ids.append(device_id)
             self.rows[device_id] = row
         return row

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.store.history import History
+from gateway.store.db import StorageError
+from gateway.store.history import History, Row
 from gateway.store.window import WindowStore
 
 T0 = 1_750_000_020.0 - 1_750_000_020.0 % 60  # a minute boundary
@@ -158,3 +159,58 @@ def test_a_device_reporting_faster_than_its_profile_loses_no_minute(tmp_path: Pa
     assert len(series["min"]) == 6  # every minute, from its first samples to its last (merged per 1 s)
     for minute, (low, high) in enumerate(zip(series["min"], series["max"], strict=True)):
         assert 240 * minute <= low <= 240 * minute + 3 and 240 * minute + 236 <= high <= 240 * minute + 239
+
+
+def _fleet(tmp_path: Path, devices: int) -> History:
+    """`devices` washers, three minutes of 1 Hz samples each."""
+    store = WindowStore({"washer": ("water_level", "motor_current")}, slots=600)
+    window = store.windows["washer"]
+    for d in range(devices):
+        row = window.row(f"w{d:03}")
+        for i in range(180):
+            window.append(row, T0 + i, {"water_level": float(i + d), "motor_current": 1.0})
+    tmp_path.mkdir()
+    history = History(tmp_path / "history.db", store, {"washer": 1.0})
+    history._next_minute["washer"] = T0
+    return history
+
+
+def _stored(history: History) -> list[tuple[object, ...]]:
+    return history._conn.execute("SELECT * FROM history ORDER BY 1, 2, 3").fetchall()
+
+
+def test_a_flush_writes_a_range_of_devices_at_a_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """It never holds the whole fleet's rows: each write is one range of devices (at least 16 of them)."""
+    monkeypatch.setattr("gateway.store.history.CHUNK_ROWS", 10)
+    history, expected = _fleet(tmp_path / "a", 100), _fleet(tmp_path / "b", 100)
+    expected.write(expected.collect(T0 + 186))
+    sizes: list[int] = []
+    write = history.write
+    monkeypatch.setattr(history, "write", lambda rows: (sizes.append(len(rows)), write(rows)))
+    assert history.flush(T0 + 186, everything=True) == 600  # 100 devices x 2 metrics x 3 minutes
+    assert max(sizes) == 16 * 2 * 3 and sum(sizes) == 600
+    assert _stored(history) == _stored(expected)
+
+
+def test_a_disk_failing_half_way_through_a_flush_loses_no_minute(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("gateway.store.history.CHUNK_ROWS", 10)
+    history, expected = _fleet(tmp_path / "a", 100), _fleet(tmp_path / "b", 100)
+    expected.write(expected.collect(T0 + 186))
+    calls = 0
+    write = history.write
+
+    def failing_second(rows: list[Row]) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 3:  # the first is what earlier flushes left (nothing), the second the first range
+            raise StorageError("disk full")
+        write(rows)
+    monkeypatch.setattr(history, "write", failing_second)
+    with pytest.raises(StorageError):
+        history.flush(T0 + 186, everything=True)
+    assert len(history.unwritten) == 600 - 96, "the ranges after the failure are kept, not dropped"
+    assert history.collect(T0 + 186) == [], "and not computed twice: the cursor moved on"
+    assert history.flush(T0 + 186, everything=True) == 600 - 96
+    assert history.unwritten == []
+    assert _stored(history) == _stored(expected)

@@ -1,6 +1,8 @@
 import math
+import os
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -103,7 +105,7 @@ def test_take_dirty_returns_each_row_once() -> None:
 def test_snapshot_between() -> None:
     store = WindowStore({"ac": ("a",)}, slots=10)
     window = store.windows["ac"]
-    row = window.row("d")
+    row, other = window.row("d"), window.row("other")
     for t in range(10):
         window.append(row, float(t), {"a": float(t)})
     part = store.snapshot("d")
@@ -111,7 +113,7 @@ def test_snapshot_between() -> None:
     assert part.between(3, 5).ts.tolist() == [3.0, 4.0, 5.0]
     assert store.snapshot("missing") is None
     assert store.memory_bytes() > 0
-    assert np.isnan(window.ts[row + 1]).all()
+    assert np.isnan(window.ts[other]).all()
 
 
 def _window() -> TypeWindow:
@@ -146,8 +148,9 @@ def test_a_batch_leaves_the_window_as_the_same_samples_one_by_one(stream: list[t
         run.append((row, ts, metrics))
     if run:
         flush()
+    taken = len(one_by_one.device_ids)  # the rows no device took are unwritten memory (`_allocate`)
     for mine, theirs in zip(one_by_one.arrays(), batched.arrays(), strict=True):
-        np.testing.assert_array_equal(mine, theirs)
+        np.testing.assert_array_equal(mine[:taken], theirs[:taken])
     assert one_by_one.newest_ts == batched.newest_ts
 
 
@@ -156,3 +159,36 @@ def test_a_large_store_grows_by_a_quarter_not_by_doubling() -> None:
     for i in range(9_000):
         window.row(f"d{i}")
     assert 9_000 <= window.capacity <= 9_000 * 1.25 + 64, window.capacity  # doubling had 16,384
+
+
+def test_a_row_a_device_takes_starts_empty_whatever_its_memory_held() -> None:
+    window = TypeWindow("ac", ("a", "b"), slots=4, capacity=2, long_columns=("a",), long_slots=8)
+    window.append(window.row("first"), 1.0, {"a": 1.0, "b": 2.0})
+    for ring in window.rings():
+        ring[1:] = 7.0  # what reused memory may hold in the rows no device has taken
+    row = window.row("second")
+    assert all(np.isnan(ring[row]).all() for ring in window.rings())
+    assert window.snapshot("second").ts.size == 0
+    grown = [window.row(f"d{i}") for i in range(5)]  # past the capacity: the arrays grow
+    assert window.capacity > 2
+    assert all(np.isnan(ring[grown]).all() for ring in window.rings())
+    assert window.snapshot("first").ts.tolist() == [1.0]  # the rows taken before keep their samples
+    assert window.snapshot("first").values[:, 0].tolist() == [1.0, 2.0]
+
+
+def _resident_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="needs Linux's /proc to read the RSS")
+def test_the_rows_held_for_growth_take_no_resident_memory() -> None:
+    """An air conditioner's rings at 6,000 rows are 230 MB: only the rows devices took are written."""
+    before = _resident_bytes()
+    window = TypeWindow("ac", tuple(f"m{i}" for i in range(21)), slots=414, capacity=6_000)
+    for i in range(100):
+        window.append(window.row(f"d{i}"), 1.0, {"m0": 1.0})
+    ring_bytes = sum(ring.nbytes for ring in window.rings())
+    grew = _resident_bytes() - before
+    assert ring_bytes > 200e6
+    assert grew < 40e6, f"{grew / 1e6:.0f} MB resident for 100 of 6,000 rows"
