@@ -36,7 +36,7 @@ MINUTE = 60.0
 FLUSH_GRACE_SECONDS = 5.0
 DEVICE_CHUNK = 2048  # devices per numpy pass, to bound the temporary arrays
 CHUNK_VALUES = 2_000_000  # values per copy of a chunk's recent slots (16 MB), whatever the batch's length
-CHUNK_ROWS = 20_000  # minute rows a flush computes before it writes them (about 5 MB of tuples)
+CHUNK_ROWS = 4_000  # minute rows a flush computes before it writes them (about 1 MB of tuples)
 UNWRITTEN_ROWS = 200_000  # minute rows kept in memory while the disk cannot take them (about 40 MB)
 # Rows are keyed by device and metric, so a minute of the whole fleet touches one page per device and metric: a
 # flush of single minutes rewrites nearly the whole file's tails each time (the soak measured a WAL as large as
