@@ -53,7 +53,8 @@ def build(devices: int, seed: int = 1) -> tuple[Evaluator, WindowStore, float]:
             window.row(f"{name}-{i}")
         rows, slots = per_type, window.slots
         ts = T0 + (np.arange(slots) - slots) * profile.interval_seconds
-        window.ts[:rows] = ts
+        window.ring_base[:rows] = T0  # ring times are offsets from each device's base
+        window.ts[:rows] = ts - T0
         for spec in profile.metrics:
             column = window.metric_index[spec.name]
             base = healthy_value(spec.low, spec.high, spec.unit, rng, rows)
@@ -64,7 +65,7 @@ def build(devices: int, seed: int = 1) -> tuple[Evaluator, WindowStore, float]:
         window.head[:rows] = 0
         long_slots = window.long_slots
         if long_slots:  # the long ring ends at the same sample as the main ring
-            window.long_ts[:rows] = T0 + (np.arange(long_slots) - long_slots) * profile.interval_seconds
+            window.long_ts[:rows] = (np.arange(long_slots) - long_slots) * profile.interval_seconds
             older = (np.arange(long_slots) - long_slots) % slots  # the main ring's samples over again
             window.long_values[:rows] = window.values[:rows, window.long_positions, :][:, :, older]
             window.long_head[:rows] = 0
@@ -96,12 +97,12 @@ def tick(store: WindowStore, readings: dict[str, list[int]], now: float, rng: np
         sample[:, columns] += rng.normal(0, 0.01, (rows, len(columns))).astype(np.float32)
         sample[:, window.metric_index["dq_out_of_range"]] = np.nan
         window.values[:rows, :, slot] = sample
-        window.ts[:rows, slot] = now
+        window.ts[:rows, slot] = now - T0
         window.head[:rows] = (slot + 1) % window.slots
         if window.long_slots:
             long_slot = int(window.long_head[0])
             window.long_values[:rows, :, long_slot] = sample[:, window.long_positions]
-            window.long_ts[:rows, long_slot] = now
+            window.long_ts[:rows, long_slot] = now - T0
             window.long_head[:rows] = (long_slot + 1) % window.long_slots
         window.latest[:rows] = sample
         window.latest_ts[:rows] = now

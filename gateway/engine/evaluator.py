@@ -166,7 +166,7 @@ class RowContext:
             slots, head, ts = ((window.long_slots, window.long_head, window.long_ts) if long
                                else (window.slots, window.head, window.ts))
             order = (head[self._rows, None] + np.arange(slots - count, slots)[None, :]) % slots
-            self._ordered[ring] = (ts[self._rows[:, None], order], order)
+            self._ordered[ring] = (window.ring_times(self._rows, ts[self._rows[:, None], order]), order)
         return self._ordered[ring]
 
 

@@ -317,7 +317,7 @@ def _gather(window: TypeWindow, first: int, recent: int, devices: int = DEVICE_C
     slots = (window.head[rows_index, None] - 1 - np.arange(recent)[None, :]) % window.slots  # newest first
     return _Chunk(np.array(window.device_ids, dtype=object)[rows_index],
                   np.array(window.metric_names, dtype=object),
-                  window.ts[rows_index[:, None], slots],
+                  window.ring_times(rows_index, window.ts[rows_index[:, None], slots]),
                   window.values[rows_index[:, None, None], np.arange(len(window.metric_names))[None, :, None],
                                 slots[:, None, :]])
 
@@ -351,7 +351,7 @@ def _minutes(chunk: _Chunk, start: float, end: float) -> list[Row]:
 def _raw(window: TypeWindow, device_id: str, metric: str, start: float,
          end: float) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     row, column = window.rows[device_id], window.metric_index[metric]
-    ts = window.ts[row]
+    ts = window.ring_times(row, window.ts[row])
     values = window.values[row, column].astype(np.float64)
     keep = (ts >= start) & (ts < end) & ~np.isnan(values)
     order = np.argsort(ts[keep])

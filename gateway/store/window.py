@@ -1,10 +1,11 @@
 """Columnar ring buffers of recent telemetry, one block per appliance type.
 
 Layout per type: values[device, metric, slot] float32 (NaN = not reported in that sample), ts[device, slot],
-plus `latest` (last known value per metric) that the rules read. Rows are handed out as devices appear and the
-arrays grow by a quarter when full, so a rule pass is a handful of numpy calls over all dirty devices of a type.
-A ring is sized for the type's reporting interval; a device reporting faster has its samples merged to that rate
-(`_slots_to_write`), so its windows span the same time.
+plus `latest` (last known value per metric) that the rules read. A ring's times are float32 seconds after its
+device's own `ring_base` (read them with `ring_times`), half the memory of absolute float64 times. Rows are
+handed out as devices appear and the arrays grow by a quarter when full, so a rule pass is a handful of numpy
+calls over all dirty devices of a type. A ring is sized for the type's reporting interval; a device reporting
+faster has its samples merged to that rate (`_slots_to_write`), so its windows span the same time.
 
 Two tiers keep the store small. The ring of every column spans what the rules read of all of them: the evidence
 before a fault's onset and the short windows. A column some rule reads over a longer window (an air conditioner's
@@ -41,6 +42,13 @@ class WindowSnapshot:
 
 SECONDS_BEFORE_ONSET = 300.0  # how far before a fault's onset its ticket's evidence reaches
 SPAN_MARGIN = 1.25  # a ring holds a quarter more slots than its span needs at the profile's interval (jitter)
+# A sample's time is held to 1/TIME_GRID s (under a millisecond: a ticket's times, rounded to the millisecond,
+# are still the appliance's own), everywhere in the window, so that a ring's float32 offsets hold it exactly:
+# an offset under 2**14 s on that grid fits float32's 24-bit significand. A device's ring times are offsets
+# from its base, which moves on to its newest sample's second once that is REBASE_SECONDS past it, so every
+# sample of the last 3 hours is exact (the rules read 40 minutes at most); one a day old, to 4 ms.
+TIME_GRID = 1024.0
+REBASE_SECONDS = 4096.0
 
 
 def slots_spanning(seconds: float, interval: float) -> int:
@@ -120,10 +128,11 @@ class TypeWindow:
         quarter, see `_grow`) cost address space, not memory. The small per-device arrays are filled here."""
         m, s = len(self.metric_names), self.slots
         self.values = np.empty((capacity, m, s), dtype=np.float32)
-        self.ts = np.empty((capacity, s), dtype=np.float64)
+        self.ts = np.empty((capacity, s), dtype=np.float32)  # seconds after ring_base (see REBASE_SECONDS)
         self.head = np.zeros(capacity, dtype=np.int64)
+        self.ring_base = np.full(capacity, np.nan, dtype=np.float64)  # NaN until the device's first sample
         self.long_values = np.empty((capacity, len(self.long_names), self.long_slots), dtype=np.float32)
-        self.long_ts = np.empty((capacity, self.long_slots), dtype=np.float64)
+        self.long_ts = np.empty((capacity, self.long_slots), dtype=np.float32)
         self.long_head = np.zeros(capacity, dtype=np.int64)
         self.latest = np.full((capacity, m), np.nan, dtype=np.float64)
         self.latest_ts = np.full(capacity, np.nan, dtype=np.float64)
@@ -163,7 +172,7 @@ class TypeWindow:
         return [self.values, self.ts, self.head, self.long_values, self.long_ts, self.long_head, self.latest,
                 self.latest_ts, self.latest_metric_ts,
                 self.changed_observed, self.reported_observed, self.unobserved, self.online, self.event_ts, self.dirty,
-                self.typical_gap, self.parameters, self.clock_shift]
+                self.typical_gap, self.parameters, self.clock_shift, self.ring_base]
 
     def rings(self) -> tuple[npt.NDArray[Any], ...]:
         """The sample rings, unwritten until a device takes its row (`_allocate`)."""
@@ -191,18 +200,20 @@ class TypeWindow:
         """Write one sample for each of `rows` (each row at most once: a device's second sample waits for the
         rule pass over its first), in a few numpy calls for the whole batch whatever its size. Samples of one
         type mostly name the same metrics, so the values go in one block per metric set."""
+        ts = np.rint(ts * TIME_GRID) / TIME_GRID  # exact: the grid is a power of two
         values, present = self._matrix(samples)
-        slots, merged = self._slots_to_write(rows, ts)
+        offsets = self._offsets(rows, ts)
+        slots, merged = self._slots_to_write(rows, offsets)
         if merged is not None:  # what a merged sample did not report stays as its slot had it
             self.values[rows, :, slots] = np.where(merged[:, None] & ~present, self.values[rows, :, slots], values)
         else:
             self.values[rows, :, slots] = values
-        self.ts[rows, slots] = ts
+        self.ts[rows, slots] = offsets
         self.head[rows] = (slots + 1) % self.slots  # a merged sample's slot is the newest: the head stays
         if self.long_slots:
-            self._write_long(rows, ts, values, present, merged)
+            self._write_long(rows, offsets, values, present, merged)
         if self._recordings:
-            self._record_written(rows, slots, merged)
+            self._record_written(rows, ts, slots, merged)
         self.mark_dirty(rows)
         newest = ~(ts < self.latest_ts[rows])  # NaN-safe: a device's first sample always counts as newest
         if not newest.all():  # a late sample fills its slot but moves nothing the rules read as latest
@@ -230,7 +241,32 @@ class TypeWindow:
         _set_where(self.latest_metric_ts, rows, present, ts)
         _set_where(self.reported_observed, rows, present, observed)
 
-    def _slots_to_write(self, rows: npt.NDArray[np.intp], ts: npt.NDArray[np.float64],
+    def _offsets(self, rows: npt.NDArray[np.intp], ts: npt.NDArray[np.float64]) -> npt.NDArray[np.float32]:
+        """The samples' times as offsets from their devices' bases, after moving on the base of each device
+        whose sample is REBASE_SECONDS or more past it (or that has none yet) to that sample's second. A late
+        sample never moves a base back: it is only held a little less precisely."""
+        base = self.ring_base[rows]
+        moving = ~(ts - base < REBASE_SECONDS)  # NaN-safe: a device's first sample sets its base
+        if moving.any():
+            moved, bases = rows[moving], np.floor(ts[moving])
+            shift = (bases - self.ring_base[moved])[:, None]  # NaN for a first base: its rings are empty anyway
+            self.ts[moved] = self.ts[moved] - shift
+            if self.long_slots:
+                self.long_ts[moved] = self.long_ts[moved] - shift
+            self.ring_base[moved] = bases
+            base = self.ring_base[rows]
+        offsets: npt.NDArray[np.float32] = (ts - base).astype(np.float32)
+        return offsets
+
+    def ring_times(self, rows: npt.NDArray[np.intp] | int, stored: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
+        """Times read from `ts` or `long_ts` (whole rows or slots gathered from them, one row of `stored` per
+        row of `rows`; for one row, its slots) as seconds: each offset plus its device's base."""
+        base = np.asarray(self.ring_base[rows])
+        times: npt.NDArray[np.float64] = stored.astype(np.float64)
+        times += base.reshape(base.shape + (1,) * (stored.ndim - base.ndim))
+        return times
+
+    def _slots_to_write(self, rows: npt.NDArray[np.intp], ts: npt.NDArray[np.float32],
                         ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.bool_] | None]:
         """Each sample's slot: the next one, or the newest again for a device that reports faster than the ring
         was sized for (its typical gap under FAST_BELOW of the interval) while the newest slot is less than
@@ -238,7 +274,7 @@ class TypeWindow:
         four times as fast, and its 30-minute windows held 9 minutes. Its slots then stand about an interval
         apart, each with the newest value of each metric and its time; latest values, events and jumps still
         see every sample. Devices at their profile's rate, jitter and all, never merge (`merged`
-        is None when no sample of the batch did)."""
+        is None when no sample of the batch did). `ts`: the samples' offsets from their devices' bases."""
         slots = self.head[rows]
         fast = self.typical_gap[rows] < FAST_BELOW * self.interval
         if not fast.any():
@@ -249,7 +285,7 @@ class TypeWindow:
         merged = fast & (ts >= newest_ts) & (newest_ts - self.ts[rows, before] < self.interval)
         return np.where(merged, newest, slots), merged
 
-    def _write_long(self, rows: npt.NDArray[np.intp], ts: npt.NDArray[np.float64], values: npt.NDArray[np.float64],
+    def _write_long(self, rows: npt.NDArray[np.intp], offsets: npt.NDArray[np.float32], values: npt.NDArray[np.float64],
                     present: npt.NDArray[np.bool_], merged: npt.NDArray[np.bool_] | None) -> None:
         """The long ring takes every sample the ring takes, and merges those it merges: its newest slot holds
         the same sample as the ring's newest."""
@@ -262,7 +298,7 @@ class TypeWindow:
             slots = np.where(merged, (head - 1) % self.long_slots, head)
             kept = merged[:, None] & ~present[:, columns]
             self.long_values[rows, :, slots] = np.where(kept, self.long_values[rows, :, slots], values[:, columns])
-        self.long_ts[rows, slots] = ts
+        self.long_ts[rows, slots] = offsets
         self.long_head[rows] = (slots + 1) % self.long_slots
 
     def holds_evidence_for(self, for_seconds: float) -> bool:
@@ -278,7 +314,8 @@ class TypeWindow:
             if row not in self._recordings:  # the ring in the order it took its samples: the newest is last
                 order = (self.head[row] + np.arange(self.slots)) % self.slots
                 order = order[~np.isnan(self.ts[row, order])]
-                self._recordings[row] = _Recording(self.ts[row, order], self.values[row][:, order])
+                self._recordings[row] = _Recording(self.ring_times(row, self.ts[row, order]),
+                                                   self.values[row][:, order])
                 started = True
         if started:
             self._recorded_rows = np.array(sorted(self._recordings), dtype=np.intp)
@@ -312,12 +349,12 @@ class TypeWindow:
             self._recordings[row] = _Recording(state["ts"][end - count:end], state["values"][:, end - count:end])
         self._recorded_rows = np.array(sorted(self._recordings), dtype=np.intp)
 
-    def _record_written(self, rows: npt.NDArray[np.intp], slots: npt.NDArray[np.intp],
+    def _record_written(self, rows: npt.NDArray[np.intp], ts: npt.NDArray[np.float64], slots: npt.NDArray[np.intp],
                         merged: npt.NDArray[np.bool_] | None) -> None:
         """What the ring just took for the recorded rows, as it took it (a merged sample replaces the newest)."""
         for position in np.flatnonzero(np.isin(rows, self._recorded_rows)).tolist():
             row, slot = int(rows[position]), int(slots[position])
-            self._recordings[row].add(float(self.ts[row, slot]), self.values[row, :, slot],
+            self._recordings[row].add(float(ts[position]), self.values[row, :, slot],
                                       merged is not None and bool(merged[position]))
 
     def _matrix(self, samples: list[Mapping[str, float]]) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
@@ -427,9 +464,10 @@ class TypeWindow:
         return WindowSnapshot(device_id, self.metric_names, ts, values)
 
     def _ring_samples(self, row: int) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float32]]:
-        order = np.argsort(self.ts[row], kind="stable")
-        order = order[~np.isnan(self.ts[row][order])]
-        return self.ts[row][order], self.values[row][:, order]
+        ts = self.ring_times(row, self.ts[row])
+        order = np.argsort(ts, kind="stable")
+        order = order[~np.isnan(ts[order])]
+        return ts[order], self.values[row][:, order]
 
 
 class _Recording:

@@ -1,11 +1,17 @@
 import math
 
 import numpy as np
+import numpy.typing as npt
 import psutil
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.store.window import TypeWindow, WindowStore
+from gateway.store.window import REBASE_SECONDS, TIME_GRID, TypeWindow, WindowStore
+
+
+def on_grid(ts: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """Times as the window holds them (to 1/TIME_GRID s)."""
+    return np.rint(np.asarray(ts, dtype=np.float64) * TIME_GRID) / TIME_GRID
 
 
 def test_append_and_latest_keeps_last_known_value() -> None:
@@ -61,7 +67,7 @@ def test_at_any_faster_rate_and_jitter_the_ring_spans_what_it_was_sized_for(fact
         window.append(row, float(t), {"a": float(i)})
     ts = window.snapshot("fast").ts
     assert ts[-1] - ts[0] >= (20 - 1) * 2.0 / 1.25
-    assert ts[-1] == np.cumsum(gaps)[-1] and window.latest[row, 0] == len(gaps) - 1
+    assert ts[-1] == on_grid(np.cumsum(gaps)[-1]) and window.latest[row, 0] == len(gaps) - 1
 
 
 def test_a_device_at_its_profiles_rate_never_merges_jitter_and_all() -> None:
@@ -70,7 +76,7 @@ def test_a_device_at_its_profiles_rate_never_merges_jitter_and_all() -> None:
     ts = np.cumsum(np.resize([1.7, 2.3, 2.0, 1.65, 2.35], 30))
     for i, t in enumerate(ts):
         window.append(row, float(t), {"a": float(i)})
-    assert window.snapshot("steady").ts.tolist() == ts[-10:].tolist()
+    assert window.snapshot("steady").ts.tolist() == on_grid(ts[-10:]).tolist()
 
 
 def test_out_of_order_sample_goes_into_window_but_not_latest() -> None:
@@ -189,3 +195,41 @@ def test_the_rows_held_for_growth_take_no_resident_memory() -> None:
     grew = _resident_bytes() - before
     assert ring_bytes > 200e6
     assert grew < 40e6, f"{grew / 1e6:.0f} MB resident for 100 of 6,000 rows"
+
+
+@given(st.floats(2.0, 9.0), st.floats(0.0, 0.4), st.floats(0.0, 86_400.0), st.integers(0, 2**16))
+@settings(max_examples=15, deadline=None)
+def test_a_ring_holds_its_samples_times_exactly_however_long_the_device_reports(
+        interval: float, jitter: float, behind: float, seed: int) -> None:
+    """Ring times are float32 offsets from a base that moves with each device: over hours of reporting (the
+    base moving on several times), at any rate, jitter and clock (a second device's up to a day behind), the
+    ring gives back each sample's time as the window holds it, the newest is the device's latest, and the long
+    ring agrees."""
+    rng = np.random.default_rng(seed)
+    window = TypeWindow("ac", ("a",), slots=16, capacity=2, interval=interval, long_columns=("a",), long_slots=48)
+    start = 1_760_000_000.0 + rng.uniform(0, 1)
+    count = int(5 * REBASE_SECONDS / interval)  # past 2**14 s, where offsets from one base lose the grid
+    times = start + np.cumsum(interval * rng.uniform(1 - jitter, 1 + jitter, count))
+    rows = np.array([window.row("on-time"), window.row("behind")], dtype=np.intp)
+    for i, t in enumerate(times.tolist()):
+        window.append_many(rows, np.array([t, t - behind]), [{"a": float(i)}, {"a": float(-i)}])
+    for row, shift in zip(rows.tolist(), (0.0, behind), strict=True):
+        held = on_grid(times - shift)
+        assert window.latest_ts[row] == held[-1]
+        ring = np.sort(window.ring_times(row, window.ts[row]))
+        assert ring.tolist() == held[-16:].tolist()
+        long_ring = np.sort(window.ring_times(row, window.long_ts[row]))
+        assert long_ring.tolist() == held[-48:].tolist()
+    assert window.snapshot("behind").values[0].tolist() == [float(-i) for i in range(count - 16, count)]
+
+
+def test_a_late_sample_far_behind_the_base_keeps_its_time_to_a_few_milliseconds() -> None:
+    window = TypeWindow("ac", ("a",), slots=8, capacity=1)
+    row = window.row("d")
+    for t in range(10):
+        window.append(row, 1_760_000_000.0 + t, {"a": 1.0})
+    late = 1_760_000_000.0 - 86_000.123
+    window.append(row, late, {"a": 2.0})  # a day's backlog: stored, not latest
+    ring = window.ring_times(row, window.ts[row])
+    assert abs(np.nanmin(ring) - late) < 0.005
+    assert window.latest_ts[row] == 1_760_000_009.0
