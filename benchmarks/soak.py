@@ -59,7 +59,8 @@ def verdict(series: Series, times: list[float], warmup: float) -> str:
     if abs(drift) < limit:
         return f"flat after warm-up (drift {drift:+.2f} {series.unit} over {(t[-1] - t[0]) / 60:.0f} min)"
     per_hour = slope * 3600
-    return f"GROWING {per_hour:+.2f} {series.unit}/hour after warm-up (drift {drift:+.2f} over the run)"
+    trend = "GROWING" if drift > 0 else "falling"  # a leak grows; a figure settling after warm-up falls
+    return f"{trend} {per_hour:+.2f} {series.unit}/hour after warm-up (drift {drift:+.2f} over the run)"
 
 
 def main() -> None:

@@ -46,7 +46,7 @@ SPAN_MARGIN = 1.25  # a ring holds a quarter more slots than its span needs at t
 # are still the appliance's own), everywhere in the window, so that a ring's float32 offsets hold it exactly:
 # an offset under 2**14 s on that grid fits float32's 24-bit significand. A device's ring times are offsets
 # from its base, which moves on to its newest sample's second once that is REBASE_SECONDS past it, so every
-# sample of the last 3 hours is exact (the rules read 40 minutes at most); one a day old, to 4 ms.
+# sample of the last 3 hours is exact (windows and a ticket's evidence end at the newest); one a day old, to 4 ms.
 TIME_GRID = 1024.0
 REBASE_SECONDS = 4096.0
 
