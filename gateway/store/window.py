@@ -51,6 +51,12 @@ TIME_GRID = 1024.0
 REBASE_SECONDS = 4096.0
 
 
+def on_time_grid(ts: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """Times as the window holds them, to 1/TIME_GRID s (exact: the grid is a power of two)."""
+    grid: npt.NDArray[np.float64] = np.rint(np.asarray(ts, dtype=np.float64) * TIME_GRID) / TIME_GRID
+    return grid
+
+
 def slots_spanning(seconds: float, interval: float) -> int:
     """The slots a span of `seconds` can cover at one sample per `interval`, jitter included."""
     return int(seconds / interval * SPAN_MARGIN) + 2
@@ -200,7 +206,7 @@ class TypeWindow:
         """Write one sample for each of `rows` (each row at most once: a device's second sample waits for the
         rule pass over its first), in a few numpy calls for the whole batch whatever its size. Samples of one
         type mostly name the same metrics, so the values go in one block per metric set."""
-        ts = np.rint(ts * TIME_GRID) / TIME_GRID  # exact: the grid is a power of two
+        ts = on_time_grid(ts)
         values, present = self._matrix(samples)
         offsets = self._offsets(rows, ts)
         slots, merged = self._slots_to_write(rows, offsets)

@@ -1,17 +1,12 @@
 import math
 
 import numpy as np
-import numpy.typing as npt
 import psutil
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.store.window import REBASE_SECONDS, TIME_GRID, TypeWindow, WindowStore
-
-
-def on_grid(ts: npt.ArrayLike) -> npt.NDArray[np.float64]:
-    """Times as the window holds them (to 1/TIME_GRID s)."""
-    return np.rint(np.asarray(ts, dtype=np.float64) * TIME_GRID) / TIME_GRID
+from gateway.store.window import REBASE_SECONDS, TypeWindow, WindowStore
+from gateway.store.window import on_time_grid as on_grid
 
 
 def test_append_and_latest_keeps_last_known_value() -> None:
@@ -128,7 +123,8 @@ def _window() -> TypeWindow:
 
 
 metric_sets = st.dictionaries(st.sampled_from(("a", "b", "code_x")), st.floats(-50, 50), min_size=1)
-samples = st.lists(st.tuples(st.integers(0, 5), st.floats(0, 200), metric_sets), max_size=40)
+# times over three rebases (REBASE_SECONDS), in any order: late samples far behind a moved base included
+samples = st.lists(st.tuples(st.integers(0, 5), st.floats(0, 3 * REBASE_SECONDS), metric_sets), max_size=40)
 
 
 @given(samples)
