@@ -143,6 +143,27 @@ async def test_malformed_messages_are_counted_and_ingest_goes_on(
     assert not running.task.done()
 
 
+async def test_status_holds_every_sample_handled_before_a_drop_it_counts(
+        start_gateway: StartGateway, broker_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pipeline thread handles messages while the status is read: a sample and then a bad message handled
+    in the middle of the read must not show the bad message's drop without the sample before it."""
+    running = await start_gateway(broker_url)
+    gateway = running.gateway
+    drops_as_dict = gateway.drops.as_dict
+    good = orjson.dumps({"ts": time.time(), "type": "washer", "metrics": {"vibration": 0.2}})
+
+    def handled_meanwhile() -> dict[str, int]:
+        with gateway.pipeline.store.lock:
+            gateway.pipeline.stage("appliances/washer-status/telemetry", good)
+            gateway.pipeline.stage("appliances/washer-status/telemetry", b"{not json")
+        return drops_as_dict()
+
+    monkeypatch.setattr(gateway.drops, "as_dict", handled_meanwhile)
+    status = gateway.status()
+    assert status["dropped"] == {"malformed_json": 1}
+    assert (status["samples"], status["messages"]) == (1, 2), "the sample handled before the counted drop"
+
+
 async def test_last_will_marks_an_appliance_offline(start_gateway: StartGateway, broker_url: str) -> None:
     running = await start_gateway(broker_url)
     [device] = build_fleet(FleetSpec(air_conditioners=1, refrigerators=0, washers=0, faulty_device=None),
