@@ -2,11 +2,13 @@
 
     .venv/bin/python -m benchmarks.mqtt_reads [--messages 60000] [--repeats 2]
 
-A real mosquitto on loopback. For each repeat and each client (paho's `Client`, the gateway's
-`ChunkedReadClient`, gateway/transport/chunked_reads.py) a persistent QoS 1 session is made and left, the
-messages (the bench peers' 150-byte telemetry, 500 devices) are queued for it at the broker, and the client
-comes back and drains them in this process, paho's `loop` in a loop as the gateway's MQTT link runs it, with a
-callback that only counts. Printed: the drain's CPU time (user and system) per message and its rate.
+A real mosquitto on loopback. For each repeat and each client (paho's `Client`; the gateway's
+`ChunkedReadClient`, gateway/transport/chunked_reads.py, with paho reading each packet; and the same with the
+PUBLISH packets taken from the chunk directly, `on_received`, as the gateway's link runs it) a persistent QoS 1
+session is made and left, the messages (the bench peers' 150-byte telemetry, 500 devices) are queued for it at
+the broker, and the client comes back and drains them in this process, paho's `loop` in a loop as the
+gateway's MQTT link runs it, with a callback that only counts. Printed: the drain's CPU time (user and system)
+per message and its rate.
 """
 
 from __future__ import annotations
@@ -33,16 +35,23 @@ def queue_messages(port: int, client_id: str, count: int) -> None:
                        ((f"appliance/dev-{i % DEVICES:04d}/telemetry", PAYLOAD) for i in range(count)))
 
 
-def drain(port: int, client_class: type[mqtt.Client], client_id: str, count: int) -> dict[str, float]:
+def drain(port: int, client_class: type[mqtt.Client], client_id: str, count: int, direct: bool,
+          ) -> dict[str, float]:
     received = 0
 
     def on_message(client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
         nonlocal received
         received += 1
 
+    def on_received(topic: str, payload: bytes, qos: int, dup: bool) -> None:
+        nonlocal received
+        received += 1
+
     client = client_class(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False,
                           protocol=mqtt.MQTTv311)
     client.on_message = on_message
+    if isinstance(client, ChunkedReadClient) and direct:
+        client.on_received = on_received
     before, started = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
     client.connect("127.0.0.1", port)
     while received < count and time.perf_counter() - started < 120:
@@ -64,10 +73,12 @@ def main() -> int:
     print(f"{'client':<20} {'received':>9} {'CPU us/msg':>11} {'user':>6} {'system':>7} {'msg/s':>8}")
     with harness.scratch() as folder, harness.mosquitto(Path(folder)) as port:
         for repeat in range(args.repeats):
-            for name, client_class in (("paho Client", mqtt.Client), ("ChunkedReadClient", ChunkedReadClient)):
-                client_id = f"reads-{repeat}-{client_class.__name__}"
+            for name, client_class, direct in (("paho Client", mqtt.Client, False),
+                                               ("ChunkedReadClient", ChunkedReadClient, False),
+                                               ("  + PUBLISH direct", ChunkedReadClient, True)):
+                client_id = f"reads-{repeat}-{client_class.__name__}-{direct}"
                 queue_messages(port, client_id, args.messages)
-                row = drain(port, client_class, client_id, args.messages)
+                row = drain(port, client_class, client_id, args.messages, direct)
                 print(f"{name:<20} {row['received']:>9.0f} {row['user_us'] + row['system_us']:>11.1f} "
                       f"{row['user_us']:>6.1f} {row['system_us']:>7.1f} {row['rate']:>8.0f}", flush=True)
     return 0

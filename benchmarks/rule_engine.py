@@ -9,7 +9,8 @@ the worst case of the micro-batch design, where all devices are dirty at once. R
 on their cadence (1/20 of the window, at most 30 s), so the table gives the median tick, the worst tick (when
 they come due) and the mean. Rule evaluations/s counts every rule for every device each second. Ingest cost
 per message is measured separately by benchmarks/ingest_throughput.py. `RSS MB` is the whole process after
-the ticks (the interpreter, the library and the store, with what the filling left).
+the ticks (the interpreter, the library and the store, with what the filling left); `trimmed` the same after
+the allocator's free pages went back to the system, as the gateway does every 30 s (gateway/memory.py).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from gateway.config import GatewayConfig
 from gateway.engine.evaluator import Evaluator
 from gateway.engine.library import build_window_store, load_library, window_layouts
 from gateway.engine.profiles import Profile, derived_by_type, intervals_by_type
+from gateway.memory import release_free_memory
 from gateway.store.window import WindowStore
 from gateway.web.units import STATE_UNITS
 
@@ -122,7 +124,7 @@ def main() -> int:
     print(f"library: {len(library.rules)} rules ({len(sample_rules)} per sample, "
           f"{len(library.rules) - len(sample_rules)} on the timer) over 5 appliance types")
     print(f"{'devices':>8} {'median ms':>9} {'worst ms':>8} {'mean ms':>8} {'timer ms':>8} {'rule evals/s':>13} "
-          f"{'samples/s':>10} {'window MB':>10} {'KB/device':>10} {'RSS MB':>7}")
+          f"{'samples/s':>10} {'window MB':>10} {'KB/device':>10} {'RSS MB':>7} {'trimmed':>8}")
     rng = np.random.default_rng(2)
     for devices in (int(d) for d in args.devices.split(",")):
         evaluator, store, _ = build(devices)
@@ -145,9 +147,12 @@ def main() -> int:
         median, worst, mean = (float(f(timings)) * 1000 for f in (np.median, np.max, np.mean))
         memory = store.memory_bytes() / 2**20
         total = sum(per_type.values())
+        rss = psutil.Process().memory_info().rss / 2**20
+        release_free_memory()
+        trimmed = psutil.Process().memory_info().rss / 2**20
         print(f"{total:>8} {median:>9.1f} {worst:>8.1f} {mean:>8.1f} {np.median(timer_timings) * 1000:>8.1f} "
               f"{evaluations / (mean / 1000):>13.0f} {total / (mean / 1000):>10.0f} {memory:>10.0f} "
-              f"{memory * 1024 / total:>10.1f} {psutil.Process().memory_info().rss / 2**20:>7.0f}", flush=True)
+              f"{memory * 1024 / total:>10.1f} {rss:>7.0f} {trimmed:>8.0f}", flush=True)
         del evaluator, store
     for name, layout in window_layouts(library.profiles, library.rules, GatewayConfig().window.slots).items():
         print(f"{name}: {layout.slots} slots of every column; long ring of {layout.long_slots} slots of "

@@ -69,6 +69,7 @@ class MqttLink:
         self.received = 0
         self.endpoint = config.host_port()  # the node connected to (or tried last)
         self._attempt = 0
+        self._subscribe_mid: int | None = None  # the telemetry subscription's, on the connection in hand
         self.redeliveries = Redeliveries()  # QoS 1 copies of messages taken in already: dropped, counted
         self._client = self._make_client()
 
@@ -83,7 +84,9 @@ class MqttLink:
                            keyfile=cfg.tls_key_file or None, cert_reqs=ssl.CERT_REQUIRED)
             client.tls_insecure_set(cfg.tls_insecure)
         client.on_connect = self._handle_connect
+        client.on_subscribe = self._handle_subscribe
         client.on_message = self._handle_message
+        client.on_received = self._received
         return client
 
     def start(self) -> None:
@@ -128,25 +131,39 @@ class MqttLink:
             self._set_state(False, f"broker refused the connection: {reason}")
             client.disconnect()
             return
-        client.subscribe(subscription(self.config.topic_prefix), qos=1)
+        _, self._subscribe_mid = client.subscribe(subscription(self.config.topic_prefix), qos=1)
         if self._on_broker_dropped is not None:
             client.subscribe(BROKER_DROPPED_TOPIC, qos=0)
+
+    def _handle_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reasons: list[ReasonCode],
+                          properties: Any) -> None:
+        """Connected means hearing: once the broker has taken the subscription (what an appliance publishes
+        between the connection and this is not sent to the gateway)."""
+        if mid != self._subscribe_mid:
+            return
+        if any(reason.is_failure for reason in reasons):
+            self._set_state(False, f"broker refused the subscription: {reasons[0]}")
+            client.disconnect()
+            return
         self._set_state(True, "")
 
     def _handle_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        if message.topic.startswith("$SYS/"):
+        """A message paho read itself (the others come to `_received` from the chunk directly)."""
+        self._received(message.topic, bytes(message.payload), message.qos, bool(message.dup))
+
+    def _received(self, topic: str, payload: bytes, qos: int, dup: bool) -> None:
+        if topic.startswith("$SYS/"):
             with contextlib.suppress(ValueError):
-                if self._on_broker_dropped is not None and message.topic == BROKER_DROPPED_TOPIC:
-                    self._on_broker_dropped(int(message.payload.decode("ascii", "replace").strip()))
+                if self._on_broker_dropped is not None and topic == BROKER_DROPPED_TOPIC:
+                    self._on_broker_dropped(int(payload.decode("ascii", "replace").strip()))
             return
         self.received += 1
-        payload = bytes(message.payload)
-        if self.redeliveries.is_repeat(message.topic, payload, message.qos, bool(message.dup)):
+        if self.redeliveries.is_repeat(topic, payload, qos, dup):
             if self.redeliveries.repeats == 1:
                 log.info("the broker sent again a QoS 1 message taken in already (after a restart or a lost "
                          "acknowledgement); such repeats are dropped and counted (mqtt_repeats_dropped)")
             return
-        self._on_message(message.topic, payload)
+        self._on_message(topic, payload)
 
     @property
     def connected(self) -> bool:
