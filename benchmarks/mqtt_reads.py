@@ -39,17 +39,14 @@ def drain(port: int, client_class: type[mqtt.Client], client_id: str, count: int
           ) -> dict[str, float]:
     received = 0
 
-    def on_message(client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
-        nonlocal received
-        received += 1
-
     def on_received(topic: str, payload: bytes, qos: int, dup: bool) -> None:
         nonlocal received
         received += 1
 
     client = client_class(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False,
                           protocol=mqtt.MQTTv311)
-    client.on_message = on_message
+    client.on_message = lambda c, userdata, message: on_received(message.topic, message.payload, message.qos,
+                                                                 message.dup)
     if isinstance(client, ChunkedReadClient) and direct:
         client.on_received = on_received
     before, started = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()

@@ -79,9 +79,8 @@ class ChunkedReadClient(mqtt.Client):
             if packets >= MAX_PACKETS_PER_READ:
                 self._new_chunks = False  # finish the chunk in hand; what is still on the socket, select sees
             if self.on_received is not None and self._in_packet["command"] == 0:  # between two packets
-                taken = self._take_publishes(self.on_received)
-                packets += taken
-                if taken and not self.buffered:
+                packets += self._take_publishes(self.on_received)
+                if not self.buffered:
                     break
             rc = super().loop_read(max_packets)
             packets += 1
@@ -124,6 +123,7 @@ class ChunkedReadClient(mqtt.Client):
             position = self._position = packet_end
             received(topic, chunk[body:packet_end], qos, bool(command & 0x08))
             taken += 1
+            self.taken_directly += 1
             if self._sock is not sock:
                 return taken  # the callback connected again: the rest of this chunk belongs to the old socket
             if qos and not self._manual_ack:
@@ -131,5 +131,4 @@ class ChunkedReadClient(mqtt.Client):
         if taken:
             with self._msgtime_mutex:
                 self._last_bytes_received = mqtt.time_func()
-        self.taken_directly += taken
         return taken

@@ -40,7 +40,8 @@ CLIENT_ID_PREFIX = "appliance-gw-"
 # arrived meanwhile. Without it, at 8,000 msg/s a turn (a select, a read, paho's housekeeping and a hand-over of
 # the interpreter lock to the pipeline thread and back) ran for every one or two messages; with it, for eight
 # or so, and the gateway's CPU there fell from 64-65 % to 52-55 % of a core, its latency the same within the
-# noise (../shared/bench-peers, gateway-full; 2 ms saved no more). A message reaches the handoff at most 1 ms
+# noise (../shared/bench-peers, gateway-full, measured before the link took PUBLISH packets from the chunk
+# itself; 2 ms saved no more). A message reaches the handoff at most 1 ms
 # later; the pipeline thread gathers for 2-10 ms between rule passes under load anyway.
 READ_PAUSE_SECONDS = 0.001
 

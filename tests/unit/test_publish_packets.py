@@ -124,3 +124,20 @@ def test_any_run_of_publish_packets_comes_out_as_it_went_in(
     assert reader.take() == len(messages)
     assert reader.got == [(topic.decode(), payload, qos, False) for topic, payload, qos, _ in messages]
     assert reader.acked == [mid for _, _, qos, mid in messages if qos]
+
+
+@given(st.lists(st.tuples(st.binary(min_size=1, max_size=20).map(lambda b: b.hex().encode()),
+                          st.binary(max_size=500), st.integers(0, 1)), min_size=1, max_size=8),
+       st.data())
+def test_a_chunk_cut_anywhere_yields_exactly_the_packets_before_the_cut(
+        messages: list[tuple[bytes, bytes, int]], data: st.DataObject) -> None:
+    packets = [publish(topic, payload, qos, mid=n + 1) for n, (topic, payload, qos) in enumerate(messages)]
+    stream = b"".join(packets)
+    cut = data.draw(st.integers(0, len(stream)), label="chunk ends at")
+    ends = [sum(len(p) for p in packets[:n + 1]) for n in range(len(packets))]
+    whole = sum(1 for end in ends if end <= cut)
+    reader = Reader(stream[:cut])
+    assert reader.take() == whole
+    assert reader.position == (ends[whole - 1] if whole else 0), "the cut packet left for paho from its first byte"
+    assert reader.got == [(t.decode(), p, q, False) for t, p, q in messages[:whole]]
+    assert reader.acked == [n + 1 for n, (_, _, q) in enumerate(messages[:whole]) if q]
